@@ -2,7 +2,7 @@
 
 from marketdata.daily import daily_from_hourly
 from marketdata.gaps import GapPolicy, apply_gap_policy, find_gaps
-from marketdata.load import load_fear_greed, load_hourly
+from marketdata.load import load_fear_greed, load_hourly, load_market_data
 from marketdata.validate import DataValidationError
 
 __all__ = [
@@ -13,4 +13,5 @@ __all__ = [
     "find_gaps",
     "load_fear_greed",
     "load_hourly",
+    "load_market_data",
 ]

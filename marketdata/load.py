@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from marketdata.gaps import apply_gap_policy, find_gaps
 from marketdata.validate import DataValidationError, check_bars, check_columns
 
 HOUR = pd.Timedelta(hours=1)
@@ -70,3 +71,16 @@ def load_fear_greed(path: str | Path) -> pd.DataFrame:
                 f"{source}: {problem} at {out['date'].iloc[rows[0]].date()} ({rows.size} row(s) affected)"
             )
     return out
+
+
+def load_market_data(
+    hourly_path: str | Path, fear_greed_path: str | Path, gaps: str = "fill_flat", max_gap_hours: int = 23
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(hourly bars on the gap-policy grid, the gap report, Fear & Greed) from the configured files."""
+    hourly = load_hourly(hourly_path)
+    gap_report = find_gaps(hourly)
+    try:
+        grid = apply_gap_policy(hourly, gaps, max_gap_hours)
+    except DataValidationError as err:
+        raise DataValidationError(f"{hourly_path}: {err}") from err
+    return grid, gap_report, load_fear_greed(fear_greed_path)

@@ -1,0 +1,79 @@
+"""Everything the models read, built in one pass from validated bars.
+
+`build_feature_frames` turns the hourly grid and the Fear & Greed series into two frames:
+- `daily`: one row per (symbol, UTC day) with the LSTM inputs, the tabular features, the regime
+  inputs (market-wide, joined by day) and the labels;
+- `hourly`: one row per (symbol, hour) with `is_filled` and the TCN channels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pandas as pd
+
+from features.daily import LSTM_FEATURES, build_daily_features
+from features.hourly import TCN_CHANNELS, build_hourly_features
+from features.labels import build_labels, label_columns
+from marketdata.daily import daily_from_hourly
+
+DAY = pd.Timedelta(days=1)
+
+
+def parse_horizons(thresholds: Mapping[str, float]) -> dict[int, float]:
+    """{'3d': 0.05, ...} from config -> {3: 0.05, ...}."""
+    horizons = {}
+    for key, value in thresholds.items():
+        text = str(key)
+        if not (text.endswith("d") and text[:-1].isdigit()):
+            raise ValueError(f"label horizon key {key!r} must look like '3d'")
+        horizons[int(text[:-1])] = float(value)
+    return horizons
+
+
+@dataclass
+class FeatureFrames:
+    daily: pd.DataFrame
+    hourly: pd.DataFrame
+    horizons: dict[int, float]
+
+    @property
+    def label_columns(self) -> list[str]:
+        return label_columns(self.horizons)
+
+
+def check_contiguous_days(daily: pd.DataFrame) -> None:
+    """Label shifts and daily windows count rows as days: every symbol's days must be consecutive."""
+    step = daily.groupby("symbol", sort=False)["ts"].diff()
+    bad = step.notna() & (step != DAY)
+    if bad.any():
+        row = daily.loc[bad.idxmax()]
+        raise ValueError(f"daily bars of {row['symbol']} skip from {row['ts'] - step[bad.idxmax()]} to {row['ts']}")
+
+
+def build_feature_frames(
+    hourly_grid: pd.DataFrame, fear_greed: pd.DataFrame, features_cfg: Mapping, thresholds: Mapping[str, float]
+) -> FeatureFrames:
+    horizons = parse_horizons(thresholds)
+    daily_bars = daily_from_hourly(hourly_grid)
+    check_contiguous_days(daily_bars)
+    fg_cfg = features_cfg["fear_greed"]
+    lstm = build_daily_features(
+        daily_bars,
+        fear_greed,
+        fear_greed_lag_days=fg_cfg["lag_days"],
+        fear_greed_max_stale_days=fg_cfg["max_stale_days"],
+        **features_cfg["daily"],
+    )
+    daily = pd.concat(
+        [daily_bars[["symbol", "ts"]], lstm, build_labels(daily_bars, horizons)], axis=1
+    )
+    hourly = pd.concat(
+        [hourly_grid[["symbol", "ts", "is_filled"]], build_hourly_features(hourly_grid, **features_cfg["hourly"])],
+        axis=1,
+    )
+    return FeatureFrames(daily=daily, hourly=hourly, horizons=horizons)
+
+
+__all__ = ["LSTM_FEATURES", "TCN_CHANNELS", "FeatureFrames", "build_feature_frames", "parse_horizons"]

@@ -1,0 +1,50 @@
+"""The TCN's 8 hourly input channels (SPEC §4), one row per (symbol, hour) on the gap-policy grid.
+
+A row `ts = t` describes the bar [t, t+1h) and is known at t+1h. Filled no-trade bars (see
+marketdata/gaps.py) enter as what they are: zero return, zero range, zero volume.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.market import residual_return
+from features.rolling import trailing, trailing_zscore
+
+TCN_CHANNELS = (
+    "residual_1h",        # coin log return minus the volume-weighted market log return
+    "volume",             # log1p(quote volume) minus its trailing 7-day mean: scale-free volume
+    "price_spread",       # (high - low) / close
+    "close_open_dir",     # sign(close - open): -1, 0, +1
+    "volume_zscore_7d",   # z-score of quote volume against its trailing 168 hours
+    "hour_sin",           # hour of day of the bar open, on the unit circle
+    "hour_cos",
+    "residual_vol_24h",   # std of residual_1h over the trailing 24 hours
+)
+
+
+def build_hourly_features(
+    hourly: pd.DataFrame,
+    *,
+    market_weight_hours: int = 720,
+    volume_window_hours: int = 168,
+    residual_vol_hours: int = 24,
+) -> pd.DataFrame:
+    """The TCN channels aligned row for row with `hourly` (sorted by symbol, ts, complete grid)."""
+    symbols = hourly["symbol"]
+    residual, _ = residual_return(hourly, market_weight_hours)
+    quote_volume = hourly["close"] * hourly["volume"]
+    log_quote_volume = np.log1p(quote_volume)
+    angle = 2 * np.pi * hourly["ts"].dt.hour.to_numpy() / 24
+    channels = {
+        "residual_1h": residual,
+        "volume": log_quote_volume - trailing(log_quote_volume, symbols, volume_window_hours, "mean"),
+        "price_spread": (hourly["high"] - hourly["low"]) / hourly["close"],
+        "close_open_dir": np.sign(hourly["close"] - hourly["open"]),
+        "volume_zscore_7d": trailing_zscore(quote_volume, symbols, volume_window_hours),
+        "hour_sin": pd.Series(np.sin(angle), index=hourly.index),
+        "hour_cos": pd.Series(np.cos(angle), index=hourly.index),
+        "residual_vol_24h": trailing(residual, symbols, residual_vol_hours, "std"),
+    }
+    return pd.DataFrame(channels, index=hourly.index)[list(TCN_CHANNELS)]
