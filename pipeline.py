@@ -60,7 +60,7 @@ def main(cfg: DictConfig) -> None:
         frames = build_feature_frames(
             grid, fear_greed, OmegaConf.to_container(cfg.features), OmegaConf.to_container(cfg.labels.thresholds)
         )
-    if f"label_{cfg.labels.primary}" not in frames.daily.columns:
+    if cfg.labels.primary not in cfg.labels.thresholds:
         raise ValueError(f"labels.primary={cfg.labels.primary} is not among labels.thresholds")
     console.print(_feature_table(frames))
 
@@ -76,7 +76,7 @@ def main(cfg: DictConfig) -> None:
     write_parquet_atomic(frames.hourly, out / "hourly_features.parquet")
     write_parquet_atomic(gaps, out / "gaps.parquet")
     write_json_atomic({"folds": records}, out / "folds.json")
-    label = f"label_{cfg.labels.primary}"
+    label = cfg.labels.primary
     summary = {
         "symbols": sorted(frames.daily["symbol"].unique()),
         "days": [str(frames.daily["ts"].min().date()), str(frames.daily["ts"].max().date())],

@@ -14,7 +14,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT", "ARBUSDT", "PEPEUSDT"]
-FIRST_HOUR = dt.datetime(2022, 12, 1, tzinfo=dt.timezone.utc)
+FIRST_HOUR = dt.datetime(2022, 12, 1, tzinfo=dt.UTC)
 # A month more Fear & Greed than prices: the daily features read it with a lag.
 FIRST_FEAR_GREED_DAY = dt.date(2022, 11, 1)
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -22,13 +23,15 @@ DAY = pd.Timedelta(days=1)
 
 
 def parse_horizons(thresholds: Mapping[str, float]) -> dict[int, float]:
-    """{'3d': 0.05, ...} from config -> {3: 0.05, ...}."""
+    """{'label_3d': 0.05, ...} from config -> {3: 0.05, ...}."""
     horizons = {}
     for key, value in thresholds.items():
-        text = str(key)
-        if not (text.endswith("d") and text[:-1].isdigit()):
-            raise ValueError(f"label horizon key {key!r} must look like '3d'")
-        horizons[int(text[:-1])] = float(value)
+        match = re.fullmatch(r"label_(\d+)d", str(key))
+        if match is None:
+            raise ValueError(f"labels.thresholds key {key!r} must look like 'label_3d'")
+        horizons[int(match.group(1))] = float(value)
+    if not horizons:
+        raise ValueError("labels.thresholds is empty: at least one label horizon is needed")
     return horizons
 
 

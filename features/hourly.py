@@ -14,7 +14,7 @@ from features.rolling import trailing, trailing_zscore
 
 TCN_CHANNELS = (
     "residual_1h",        # coin log return minus the volume-weighted market log return
-    "volume",             # log1p(quote volume) minus its trailing 7-day mean: scale-free volume
+    "volume_rel",         # SPEC's "volume": log1p(quote volume) minus its trailing 7-day mean (scale-free)
     "price_spread",       # (high - low) / close
     "close_open_dir",     # sign(close - open): -1, 0, +1
     "volume_zscore_7d",   # z-score of quote volume against its trailing 168 hours
@@ -39,7 +39,7 @@ def build_hourly_features(
     angle = 2 * np.pi * hourly["ts"].dt.hour.to_numpy() / 24
     channels = {
         "residual_1h": residual,
-        "volume": log_quote_volume - trailing(log_quote_volume, symbols, volume_window_hours, "mean"),
+        "volume_rel": log_quote_volume - trailing(log_quote_volume, symbols, volume_window_hours, "mean"),
         "price_spread": (hourly["high"] - hourly["low"]) / hourly["close"],
         "close_open_dir": np.sign(hourly["close"] - hourly["open"]),
         "volume_zscore_7d": trailing_zscore(quote_volume, symbols, volume_window_hours),

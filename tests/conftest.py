@@ -1,0 +1,51 @@
+"""Shared fixtures: the shipped real sample, and ../shared/data where it exists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from marketdata import apply_gap_policy, load_fear_greed, load_hourly
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data" / "sample"
+SHARED = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def sample_hourly_raw() -> pd.DataFrame:
+    """The shipped sample as stored (validated), before the gap policy."""
+    return load_hourly(SAMPLE / "hourly.parquet")
+
+
+@pytest.fixture(scope="session")
+def sample_fear_greed() -> pd.DataFrame:
+    return load_fear_greed(SAMPLE / "fear_greed.parquet")
+
+
+@pytest.fixture(scope="session")
+def sample_grid(sample_hourly_raw) -> pd.DataFrame:
+    return apply_gap_policy(sample_hourly_raw)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED / "hourly.parquet").is_file():
+        pytest.skip("../shared/data is not present")
+    return SHARED
+
+
+def compose(*overrides: str):
+    """The project's Hydra config as the main job sees it, with command-line style overrides."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return hydra_compose(config_name="pipeline", overrides=list(overrides))
+
+
+@pytest.fixture(scope="session")
+def cfg():
+    return compose()

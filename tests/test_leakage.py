@@ -1,0 +1,124 @@
+"""No feature may use information after its timestamp (SPEC §3), proven for every column.
+
+All prices and volumes after a cut-off are changed at random (keeping the bars valid), and so is
+every Fear & Greed value that is not yet known then. Every feature known at or before the cut-off
+must be bit-identical; every feature that is not a pure calendar function must change after it,
+so the test can fail. A daily row of day d is known at d + 1 day, an hourly row of hour t at t + 1 h.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from features.build import build_feature_frames
+from marketdata import apply_gap_policy
+
+CALENDAR_COLUMNS = {"hour_sin", "hour_cos", "dow_sin", "dow_cos", "doy_sin", "doy_cos"}
+CUTOFFS = ["2023-06-15 00:00", "2023-09-03 13:00"]
+
+
+def _build(hourly_raw, fear_greed, cfg):
+    return build_feature_frames(
+        apply_gap_policy(hourly_raw, cfg.data.gaps, cfg.data.max_gap_hours),
+        fear_greed,
+        OmegaConf.to_container(cfg.features),
+        OmegaConf.to_container(cfg.labels.thresholds),
+    )
+
+
+def _perturb(hourly_raw, fear_greed, cutoff, seed):
+    rng = np.random.default_rng(seed)
+    hourly, fg = hourly_raw.copy(), fear_greed.copy()
+    after = (hourly["ts"] >= cutoff).to_numpy()
+    # Scale each bar's range, then redraw open and close inside it: the bar stays valid.
+    price_factor = np.exp(rng.normal(0.0, 0.05, after.sum()))
+    low = hourly.loc[after, "low"].to_numpy() * price_factor
+    high = hourly.loc[after, "high"].to_numpy() * price_factor
+    for column in ("open", "close"):
+        hourly.loc[after, column] = low + rng.uniform(0.0, 1.0, after.sum()) * (high - low)
+    hourly.loc[after, "low"], hourly.loc[after, "high"] = low, high
+    hourly.loc[after, "volume"] *= np.exp(rng.normal(0.0, 0.7, after.sum()))
+    # The value dated d is known once day d has ended: everything dated on or after the day
+    # before the cut-off's day may be unknown at the cut-off.
+    unknown = (fg["date"] >= (cutoff.tz_localize(None).normalize() - pd.Timedelta(days=1))).to_numpy()
+    fg.loc[unknown, "value"] = rng.integers(0, 101, unknown.sum()).astype("float64")
+    return hourly, fg
+
+
+def _values(frame, column):
+    return frame[column].to_numpy(dtype="float64", na_value=np.nan)
+
+
+@pytest.fixture(scope="module", params=CUTOFFS)
+def before_and_after(request, sample_hourly_raw, sample_fear_greed, cfg):
+    cutoff = pd.Timestamp(request.param, tz="UTC")
+    clean = _build(sample_hourly_raw, sample_fear_greed, cfg)
+    changed = _build(*_perturb(sample_hourly_raw, sample_fear_greed, cutoff, seed=7), cfg)
+    return cutoff, clean, changed
+
+
+def _feature_columns(frames, kind):
+    frame = frames.daily if kind == "daily" else frames.hourly
+    exclude = {"symbol", "ts", "is_filled", *frames.label_columns}
+    return [c for c in frame.columns if c not in exclude]
+
+
+@pytest.mark.parametrize("kind", ["daily", "hourly"])
+def test_features_known_at_cutoff_are_bit_identical(before_and_after, kind):
+    cutoff, clean, changed = before_and_after
+    a, b = (clean.daily, changed.daily) if kind == "daily" else (clean.hourly, changed.hourly)
+    assert a[["symbol", "ts"]].equals(b[["symbol", "ts"]])
+    known_by = pd.Timedelta(days=1) if kind == "daily" else pd.Timedelta(hours=1)
+    known = (a["ts"] + known_by <= cutoff).to_numpy()
+    assert known.sum() > 500 and (~known).sum() > 500
+    columns = _feature_columns(clean, kind)
+    leaking = [c for c in columns if not np.array_equal(_values(a, c)[known], _values(b, c)[known], equal_nan=True)]
+    assert leaking == [], f"{kind} features change before {cutoff} when only later data changes: {leaking}"
+    inert = [
+        c for c in columns
+        if c not in CALENDAR_COLUMNS and np.array_equal(_values(a, c)[~known], _values(b, c)[~known], equal_nan=True)
+    ]
+    assert inert == [], f"{kind} features ignore the changed data after {cutoff}: {inert}"
+
+
+def test_labels_use_only_their_horizon(before_and_after):
+    """A label of day d over h days is fixed once close_{d+h} is known, and it moves when that does."""
+    cutoff, clean, changed = before_and_after
+    last_known_close = (cutoff - pd.Timedelta(days=1)).normalize()  # the day whose close is at or before cutoff
+    for horizon in clean.horizons:
+        ends = clean.daily["ts"] + pd.Timedelta(days=horizon)
+        for column in (f"fwd_ret_{horizon}d", f"label_{horizon}d"):
+            a, b = _values(clean.daily, column), _values(changed.daily, column)
+            settled = (ends <= last_known_close).to_numpy()
+            assert np.array_equal(a[settled], b[settled], equal_nan=True), column
+            if column.startswith("fwd_ret"):
+                open_ = (ends > last_known_close + pd.Timedelta(days=1)).to_numpy() & np.isfinite(a)
+                assert (a[open_] != b[open_]).mean() > 0.99, column
+
+
+def test_labels_equal_an_independent_computation(sample_hourly_raw, sample_fear_greed, cfg):
+    """fwd_ret_hd = close(symbol, d + h) / close(symbol, d) - 1 by a date join, class by thresholds."""
+    frames = _build(sample_hourly_raw, sample_fear_greed, cfg)
+    daily = frames.daily
+    # The day's close is its 23:00 bar's close (the sample's only missing hour is at 13:00).
+    last_hour = sample_hourly_raw[sample_hourly_raw["ts"].dt.hour == 23]
+    closes = last_hour.set_index([last_hour["symbol"], last_hour["ts"].dt.floor("D")])["close"]
+    for horizon, threshold in frames.horizons.items():
+        start = closes.reindex(pd.MultiIndex.from_arrays([daily["symbol"], daily["ts"]])).to_numpy()
+        end_key = pd.MultiIndex.from_arrays([daily["symbol"], daily["ts"] + pd.Timedelta(days=horizon)])
+        end = closes.reindex(end_key).to_numpy()
+        expected = end / start - 1
+        got = daily[f"fwd_ret_{horizon}d"].to_numpy(dtype="float64", na_value=np.nan)
+        np.testing.assert_array_equal(got, expected)
+        label = daily[f"label_{horizon}d"]
+        assert label.isna().to_numpy().tolist() == np.isnan(expected).tolist()
+        finite = np.isfinite(expected)
+        klass = np.where(expected[finite] > threshold, 2, np.where(expected[finite] < -threshold, 0, 1))
+        np.testing.assert_array_equal(label.to_numpy()[finite].astype(int), klass)
+    # The last `horizon` days of every symbol have no label.
+    tail = daily.groupby("symbol").tail(14)
+    assert tail["label_14d"].isna().all()
+
