@@ -3,7 +3,8 @@
 `build_feature_frames` turns the hourly grid and the Fear & Greed series into two frames:
 - `daily`: one row per (symbol, UTC day) with the LSTM inputs, the tabular features, the regime
   inputs (market-wide, joined by day) and the labels;
-- `hourly`: one row per (symbol, hour) with `is_filled` and the TCN channels.
+- `hourly`: one row per (symbol, hour) with `is_filled`, the TCN channels and the same labels
+  measured from that hour's close (so a window ending at any hour has a target).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from features.daily import LSTM_FEATURES, build_daily_features
 from features.hourly import TCN_CHANNELS, build_hourly_features
 from features.labels import build_labels, label_columns
 from marketdata.daily import daily_from_hourly
+from marketdata.load import load_market_data
 
 DAY = pd.Timedelta(days=1)
 
@@ -73,10 +75,29 @@ def build_feature_frames(
         [daily_bars[["symbol", "ts"]], lstm, build_labels(daily_bars, horizons)], axis=1
     )
     hourly = pd.concat(
-        [hourly_grid[["symbol", "ts", "is_filled"]], build_hourly_features(hourly_grid, **features_cfg["hourly"])],
+        [
+            hourly_grid[["symbol", "ts", "is_filled"]],
+            build_hourly_features(hourly_grid, **features_cfg["hourly"]),
+            build_labels(hourly_grid, horizons, bars_per_day=24),
+        ],
         axis=1,
     )
     return FeatureFrames(daily=daily, hourly=hourly, horizons=horizons)
 
 
-__all__ = ["LSTM_FEATURES", "TCN_CHANNELS", "FeatureFrames", "build_feature_frames", "parse_horizons"]
+
+
+def load_feature_frames(data_cfg: Mapping, features_cfg: Mapping, thresholds: Mapping[str, float]) -> FeatureFrames:
+    """Load and validate the configured data, apply the gap policy and build every frame."""
+    grid, _, fear_greed = load_market_data(**data_cfg)
+    return build_feature_frames(grid, fear_greed, features_cfg, thresholds)
+
+
+__all__ = [
+    "LSTM_FEATURES",
+    "TCN_CHANNELS",
+    "FeatureFrames",
+    "build_feature_frames",
+    "load_feature_frames",
+    "parse_horizons",
+]

@@ -121,4 +121,10 @@ def test_labels_equal_an_independent_computation(sample_hourly_raw, sample_fear_
     # The last `horizon` days of every symbol have no label.
     tail = daily.groupby("symbol").tail(14)
     assert tail["label_14d"].isna().all()
+    # Measured from the 23:00 hourly close, the hourly labels are the daily labels.
+    hourly = frames.hourly[frames.hourly["ts"].dt.hour == 23]
+    joined = daily.merge(hourly.assign(ts=hourly["ts"].dt.floor("D")), on=["symbol", "ts"], suffixes=("", "_h"))
+    assert len(joined) == len(daily)
+    for column in frames.label_columns:
+        assert joined[column].equals(joined[f"{column}_h"].rename(column)), column
 

@@ -32,7 +32,8 @@ def test_pipeline_writes_features_labels_and_folds(run_dir):
     daily = pd.read_parquet(run_dir / "daily_features.parquet")
     hourly = pd.read_parquet(run_dir / "hourly_features.parquet")
     assert set(LSTM_FEATURES) <= set(daily.columns) and {"label_3d", "fwd_ret_3d"} <= set(daily.columns)
-    assert list(hourly.columns) == ["symbol", "ts", "is_filled", *TCN_CHANNELS]
+    assert list(hourly.columns)[:11] == ["symbol", "ts", "is_filled", *TCN_CHANNELS]
+    assert {"label_3d", "fwd_ret_14d"} <= set(hourly.columns)
     assert sorted(daily["symbol"].unique()) == sorted(pd.read_parquet(SAMPLE / "hourly.parquet")["symbol"].unique())
     assert not daily.duplicated(["symbol", "ts"]).any() and not hourly.duplicated(["symbol", "ts"]).any()
     folds = json.loads((run_dir / "folds.json").read_text())["folds"]

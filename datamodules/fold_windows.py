@@ -1,0 +1,181 @@
+"""Window datamodules for one walk-forward fold.
+
+A sample is (symbol, decision row): the `window` rows of that symbol ending at the decision row,
+and the label measured from the decision row's close. Its decision time is the row's close (a
+daily row d at d + 1 day, an hourly row t at t + 1 h), so the window never reaches past it. The
+fold part (train / val / test) of a sample is the UTC day of its decision row, as in
+`splits.walkforward`. Features are standardised with statistics fit on the fold's train rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from datamodules.windows import WindowDataset, window_end_mask
+from features.build import LSTM_FEATURES, TCN_CHANNELS, FeatureFrames, load_feature_frames
+from splits import Fold, Normalizer
+from splits.artifacts import folds_from_config
+
+PARTS = ("train", "val", "test")
+
+
+class FoldWindowDataModule(L.LightningDataModule):
+    """Builds the feature frames, picks fold `fold` and serves windows of `columns`.
+
+    data / features / labels / split are the Hydra config groups of the same names, so the
+    datamodule sees exactly the data and folds the main job does. On a GPU (`device: auto` with a
+    CUDA trainer) the fold's tensors live on the device and batches are gathered there.
+    """
+
+    frame_kind: str = ""
+    channels_first: bool = False
+    bar: pd.Timedelta = pd.Timedelta(0)
+
+    def __init__(
+        self,
+        data: Mapping,
+        features: Mapping,
+        labels: Mapping,
+        split: Mapping,
+        fold: int,
+        columns: Sequence[str],
+        window: int,
+        batch_size: int = 256,
+        eval_batch_size: int = 1024,
+        num_workers: int = 0,
+        device: str = "auto",
+    ):
+        super().__init__()
+        self.cfg = {"data": dict(data), "features": dict(features), "labels": dict(labels), "split": dict(split)}
+        self.fold_index, self.columns, self.window = int(fold), tuple(columns), int(window)
+        self.batch_size, self.eval_batch_size, self.num_workers, self.device = (
+            batch_size, eval_batch_size, num_workers, device,
+        )
+        self.label = self.cfg["labels"]["primary"]
+        self.fold: Fold | None = None
+        self.normalizer: Normalizer | None = None
+        self.samples: dict[str, pd.DataFrame] = {}
+        self.datasets: dict[str, WindowDataset] = {}
+
+    # -- what subclasses choose -------------------------------------------------------------
+    def decision_rows(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.ones(len(frame), dtype=bool)
+
+    # -- set-up -------------------------------------------------------------------------------
+    def _frames(self) -> FeatureFrames:
+        return load_feature_frames(self.cfg["data"], self.cfg["features"], self.cfg["labels"]["thresholds"])
+
+    def _target_device(self) -> torch.device:
+        if self.device != "auto":
+            return torch.device(self.device)
+        trainer = self.trainer
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        frames = self._frames()
+        frame = getattr(frames, self.frame_kind)
+        folds = folds_from_config(frames.daily, self.cfg["split"], max(frames.horizons))
+        chosen = [f for f in folds if f.index == self.fold_index]
+        if not chosen:
+            raise ValueError(
+                f"fold {self.fold_index} is not among the folds the split config produces "
+                f"({[f.index for f in folds]})"
+            )
+        self.fold = chosen[0]
+        days = frame["ts"].dt.floor("D")
+        self.normalizer = Normalizer.for_columns(self.columns).fit(frame, self.fold.mask(days, "train"))
+        values = np.array(self.normalizer.transform(frame), dtype=np.float32)  # a writable copy
+        label = frame[self.label]
+        usable = (
+            window_end_mask(frame["symbol"].to_numpy(), values, self.window)
+            & self.decision_rows(frame)
+            & label.notna().to_numpy()
+        )
+        device = self._target_device()
+        values_t = torch.from_numpy(values).to(device)
+        for part in PARTS:
+            ends = np.flatnonzero(usable & self.fold.mask(days, part))
+            self.samples[part] = pd.DataFrame(
+                {
+                    "symbol": frame["symbol"].to_numpy()[ends],
+                    "window_start": frame["ts"].to_numpy()[ends - (self.window - 1)],
+                    "window_end": frame["ts"].to_numpy()[ends],
+                    "decision_time": (frame["ts"].iloc[ends] + self.bar).to_numpy(),
+                    "label": label.to_numpy()[ends].astype("int64"),
+                    "row": ends,
+                }
+            )
+            self.datasets[part] = WindowDataset(
+                values_t,
+                torch.from_numpy(ends).to(device),
+                torch.tensor(self.samples[part]["label"].to_numpy(), device=device),
+                self.window,
+                self.channels_first,
+            )
+
+    def train_class_counts(self) -> np.ndarray:
+        return np.bincount(self.samples["train"]["label"].to_numpy(), minlength=3)
+
+    # -- loaders ------------------------------------------------------------------------------
+    def _loader(self, part: str, shuffle: bool) -> DataLoader:
+        on_device = self.datasets[part].windows.device.type != "cpu"
+        return DataLoader(
+            self.datasets[part],
+            batch_size=self.batch_size if part == "train" else self.eval_batch_size,
+            shuffle=shuffle,
+            collate_fn=WindowDataset.collate_fn,
+            # Batches gathered on the GPU need no worker processes.
+            num_workers=0 if on_device else self.num_workers,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        # Shuffling mixes samples inside the train window only; the windows themselves stay in time order.
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+
+class DailySequenceDataModule(FoldWindowDataModule):
+    """LSTM samples: the `window` (30) daily rows ending at each decision day, (batch, 30, 12)."""
+
+    frame_kind = "daily"
+    channels_first = False
+    bar = pd.Timedelta(days=1)
+
+    def __init__(self, *args, columns: Sequence[str] = LSTM_FEATURES, window: int = 30, **kwargs):
+        super().__init__(*args, columns=columns, window=window, **kwargs)
+
+
+class HourlyWindowDataModule(FoldWindowDataModule):
+    """TCN samples: the `window` (168) hourly rows ending at each decision hour, (batch, 8, 168).
+
+    By default one sample per day, ending with the 23:00 bar (the daily close: the TCN embedding of
+    day d is point in time for day d); `stride_hours` 1, 2, 3, 4, 6, 8 or 12 adds decision hours
+    ending at 23:00 - k * stride.
+    """
+
+    frame_kind = "hourly"
+    channels_first = True
+    bar = pd.Timedelta(hours=1)
+
+    def __init__(self, *args, columns: Sequence[str] = TCN_CHANNELS, window: int = 168, stride_hours: int = 24,
+                 **kwargs):
+        if stride_hours < 1 or 24 % stride_hours:
+            raise ValueError(f"stride_hours must divide 24, got {stride_hours}")
+        super().__init__(*args, columns=columns, window=window, **kwargs)
+        self.stride_hours = stride_hours
+
+    def decision_rows(self, frame: pd.DataFrame) -> np.ndarray:
+        return ((frame["ts"].dt.hour.to_numpy() + 1) % self.stride_hours) == 0
