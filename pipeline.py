@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from features.build import LSTM_FEATURES, TCN_CHANNELS, FeatureFrames, build_feature_frames
+from features.build import FeatureFrames, build_feature_frames
 from marketdata import load_market_data
 from marketdata.gaps import summarise_gaps
 from splits.artifacts import fold_record, folds_from_config
@@ -70,7 +70,9 @@ def main(cfg: DictConfig) -> None:
             f"no walk-forward fold fits in {frames.daily['ts'].min().date()} .. {frames.daily['ts'].max().date()} "
             f"with split={OmegaConf.to_container(cfg.split)}"
         )
-    records = [fold_record(f, frames.daily, frames.hourly, LSTM_FEATURES, TCN_CHANNELS) for f in folds]
+    records = [
+        fold_record(f, frames.daily, frames.hourly, frames.columns["lstm"], frames.columns["tcn"]) for f in folds
+    ]
 
     write_parquet_atomic(frames.daily, out / "daily_features.parquet")
     write_parquet_atomic(frames.hourly, out / "hourly_features.parquet")
@@ -82,6 +84,7 @@ def main(cfg: DictConfig) -> None:
         "days": [str(frames.daily["ts"].min().date()), str(frames.daily["ts"].max().date())],
         "daily_rows": len(frames.daily),
         "hourly_rows": len(frames.hourly),
+        "feature_columns": {name: list(cols) for name, cols in frames.columns.items()},
         "filled_hours": int(frames.hourly["is_filled"].sum()),
         "primary_label_counts": {
             name: int((frames.daily[label] == code).sum()) for code, name in enumerate(("SELL", "HOLD", "BUY"))

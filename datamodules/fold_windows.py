@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from datamodules.windows import WindowDataset, window_end_mask
-from features.build import LSTM_FEATURES, TCN_CHANNELS, FeatureFrames, load_feature_frames
+from features.build import FeatureFrames, load_feature_frames
 from splits import Fold, Normalizer
 from splits.artifacts import folds_from_config
 
@@ -34,6 +34,7 @@ class FoldWindowDataModule(L.LightningDataModule):
     """
 
     frame_kind: str = ""
+    column_set: str = ""  # which of FeatureFrames.columns the windows hold, unless `columns` is given
     channels_first: bool = False
     bar: pd.Timedelta = pd.Timedelta(0)
 
@@ -44,8 +45,8 @@ class FoldWindowDataModule(L.LightningDataModule):
         labels: Mapping,
         split: Mapping,
         fold: int,
-        columns: Sequence[str],
         window: int,
+        columns: Sequence[str] | None = None,
         batch_size: int = 256,
         eval_batch_size: int = 1024,
         num_workers: int = 0,
@@ -53,7 +54,8 @@ class FoldWindowDataModule(L.LightningDataModule):
     ):
         super().__init__()
         self.cfg = {"data": dict(data), "features": dict(features), "labels": dict(labels), "split": dict(split)}
-        self.fold_index, self.columns, self.window = int(fold), tuple(columns), int(window)
+        self.fold_index, self.window = int(fold), int(window)
+        self.columns: tuple[str, ...] | None = None if columns is None else tuple(columns)
         self.batch_size, self.eval_batch_size, self.num_workers, self.device = (
             batch_size, eval_batch_size, num_workers, device,
         )
@@ -82,6 +84,11 @@ class FoldWindowDataModule(L.LightningDataModule):
             return
         frames = self._frames()
         frame = getattr(frames, self.frame_kind)
+        if self.columns is None:
+            self.columns = frames.columns[self.column_set]
+        missing = [c for c in self.columns if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{self.frame_kind} features {missing} are not built by the features config")
         folds = folds_from_config(frames.daily, self.cfg["split"], max(frames.horizons))
         chosen = [f for f in folds if f.index == self.fold_index]
         if not chosen:
@@ -151,11 +158,12 @@ class DailySequenceDataModule(FoldWindowDataModule):
     """LSTM samples: the `window` (30) daily rows ending at each decision day, (batch, 30, 12)."""
 
     frame_kind = "daily"
+    column_set = "lstm"
     channels_first = False
     bar = pd.Timedelta(days=1)
 
-    def __init__(self, *args, columns: Sequence[str] = LSTM_FEATURES, window: int = 30, **kwargs):
-        super().__init__(*args, columns=columns, window=window, **kwargs)
+    def __init__(self, *args, window: int = 30, **kwargs):
+        super().__init__(*args, window=window, **kwargs)
 
 
 class HourlyWindowDataModule(FoldWindowDataModule):
@@ -167,14 +175,14 @@ class HourlyWindowDataModule(FoldWindowDataModule):
     """
 
     frame_kind = "hourly"
+    column_set = "tcn"
     channels_first = True
     bar = pd.Timedelta(hours=1)
 
-    def __init__(self, *args, columns: Sequence[str] = TCN_CHANNELS, window: int = 168, stride_hours: int = 24,
-                 **kwargs):
+    def __init__(self, *args, window: int = 168, stride_hours: int = 24, **kwargs):
         if stride_hours < 1 or 24 % stride_hours:
             raise ValueError(f"stride_hours must divide 24, got {stride_hours}")
-        super().__init__(*args, columns=columns, window=window, **kwargs)
+        super().__init__(*args, window=window, **kwargs)
         self.stride_hours = stride_hours
 
     def decision_rows(self, frame: pd.DataFrame) -> np.ndarray:

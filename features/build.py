@@ -1,8 +1,9 @@
 """Everything the models read, built in one pass from validated bars.
 
 `build_feature_frames` turns the hourly grid and the Fear & Greed series into two frames:
-- `daily`: one row per (symbol, UTC day) with the LSTM inputs, the tabular features, the regime
-  inputs (market-wide, joined by day) and the labels;
+- `daily`: one row per (symbol, UTC day) with the LSTM inputs, the tabular features (a column both
+  sets define, e.g. the Fear & Greed level, is computed once by the same code and kept once), the
+  regime inputs (market-wide, joined by day) and the labels;
 - `hourly`: one row per (symbol, hour) with `is_filled`, the TCN channels and the same labels
   measured from that hour's close (so a window ending at any hour has a target).
 """
@@ -18,6 +19,8 @@ import pandas as pd
 from features.daily import LSTM_FEATURES, build_daily_features
 from features.hourly import TCN_CHANNELS, build_hourly_features
 from features.labels import build_labels, label_columns
+from features.regime import REGIME_FEATURES, build_regime_inputs
+from features.tabular import TABULAR_FEATURES, build_tabular_features
 from marketdata.daily import daily_from_hourly
 from marketdata.load import load_market_data
 
@@ -42,6 +45,8 @@ class FeatureFrames:
     daily: pd.DataFrame
     hourly: pd.DataFrame
     horizons: dict[int, float]
+    # The column names each set was built with (names carry their windows): lstm, tcn, tabular, regime.
+    columns: dict[str, tuple[str, ...]]
 
     @property
     def label_columns(self) -> list[str]:
@@ -63,26 +68,45 @@ def build_feature_frames(
     horizons = parse_horizons(thresholds)
     daily_bars = daily_from_hourly(hourly_grid)
     check_contiguous_days(daily_bars)
-    fg_cfg = features_cfg["fear_greed"]
-    lstm = build_daily_features(
-        daily_bars,
-        fear_greed,
-        fear_greed_lag_days=fg_cfg["lag_days"],
-        fear_greed_max_stale_days=fg_cfg["max_stale_days"],
-        **features_cfg["daily"],
+    fg = {
+        "fear_greed_lag_days": features_cfg["fear_greed"]["lag_days"],
+        "fear_greed_max_stale_days": features_cfg["fear_greed"]["max_stale_days"],
+    }
+    market_days = features_cfg["market_weight_days"]
+    lstm = build_daily_features(daily_bars, fear_greed, market_weight_days=market_days, **fg, **features_cfg["daily"])
+    tabular = build_tabular_features(
+        daily_bars, fear_greed, market_weight_window=market_days, **fg, **features_cfg["tabular"]
     )
+    regime = build_regime_inputs(
+        daily_bars, fear_greed, market_weight_window=market_days,
+        fear_greed_lag_days=fg["fear_greed_lag_days"], **features_cfg["regime"],
+    )
+    shared = [c for c in tabular.columns if c in lstm.columns]
+    for column in shared:
+        if not lstm[column].equals(tabular[column]):
+            raise AssertionError(f"feature {column!r} is built two different ways by the LSTM and tabular sets")
     daily = pd.concat(
-        [daily_bars[["symbol", "ts"]], lstm, build_labels(daily_bars, horizons)], axis=1
-    )
-    hourly = pd.concat(
         [
-            hourly_grid[["symbol", "ts", "is_filled"]],
-            build_hourly_features(hourly_grid, **features_cfg["hourly"]),
-            build_labels(hourly_grid, horizons, bars_per_day=24),
+            daily_bars[["symbol", "ts"]],
+            lstm,
+            tabular.drop(columns=shared),
+            regime.reindex(daily_bars["ts"]).set_index(daily_bars.index),
+            build_labels(daily_bars, horizons),
         ],
         axis=1,
     )
-    return FeatureFrames(daily=daily, hourly=hourly, horizons=horizons)
+    tcn = build_hourly_features(hourly_grid, market_weight_hours=market_days * 24, **features_cfg["hourly"])
+    hourly = pd.concat(
+        [hourly_grid[["symbol", "ts", "is_filled"]], tcn, build_labels(hourly_grid, horizons, bars_per_day=24)],
+        axis=1,
+    )
+    columns = {
+        "lstm": tuple(lstm.columns),
+        "tcn": tuple(tcn.columns),
+        "tabular": tuple(tabular.columns),
+        "regime": tuple(regime.columns),
+    }
+    return FeatureFrames(daily=daily, hourly=hourly, horizons=horizons, columns=columns)
 
 
 
@@ -95,6 +119,8 @@ def load_feature_frames(data_cfg: Mapping, features_cfg: Mapping, thresholds: Ma
 
 __all__ = [
     "LSTM_FEATURES",
+    "REGIME_FEATURES",
+    "TABULAR_FEATURES",
     "TCN_CHANNELS",
     "FeatureFrames",
     "build_feature_frames",

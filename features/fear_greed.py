@@ -25,3 +25,16 @@ def fear_greed_for_days(
         tolerance=pd.Timedelta(days=max_stale_days),
     )
     return pd.Series(joined.sort_values("row")["value"].to_numpy(), index=days.index, name="fear_greed")
+
+
+def fear_greed_features(
+    fear_greed: pd.DataFrame, days: pd.Series, lag_days: int = 1, change_days: int = 7, max_stale_days: int = 3
+) -> dict[str, pd.Series]:
+    """The index (0..100, already scale-free) and its change over `change_days`, for daily rows.
+
+    The change reads the value `change_days` earlier straight from the index (lag + change_days),
+    so neither depends on which symbol's rows exist.
+    """
+    value = fear_greed_for_days(fear_greed, days, lag_days=lag_days, max_stale_days=max_stale_days)
+    earlier = fear_greed_for_days(fear_greed, days, lag_days=lag_days + change_days, max_stale_days=max_stale_days)
+    return {"fear_greed": value, f"fear_greed_change_{change_days}d": value - earlier}

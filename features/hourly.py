@@ -12,16 +12,21 @@ import pandas as pd
 from features.market import residual_return
 from features.rolling import trailing, trailing_zscore
 
+# The names for the default windows; build_hourly_features names the windows it is given.
 TCN_CHANNELS = (
     "residual_1h",        # coin log return minus the volume-weighted market log return
     "volume_rel",         # SPEC's "volume": log1p(quote volume) minus its trailing 7-day mean (scale-free)
     "price_spread",       # (high - low) / close
     "close_open_dir",     # sign(close - open): -1, 0, +1
-    "volume_zscore_7d",   # z-score of quote volume against its trailing 168 hours
+    "volume_zscore_7d",   # z-score of quote volume against its trailing volume window (168 h)
     "hour_sin",           # hour of day of the bar open, on the unit circle
     "hour_cos",
     "residual_vol_24h",   # std of residual_1h over the trailing 24 hours
 )
+
+
+def _span(hours: int) -> str:
+    return f"{hours // 24}d" if hours % 24 == 0 else f"{hours}h"
 
 
 def build_hourly_features(
@@ -42,9 +47,9 @@ def build_hourly_features(
         "volume_rel": log_quote_volume - trailing(log_quote_volume, symbols, volume_window_hours, "mean"),
         "price_spread": (hourly["high"] - hourly["low"]) / hourly["close"],
         "close_open_dir": np.sign(hourly["close"] - hourly["open"]),
-        "volume_zscore_7d": trailing_zscore(quote_volume, symbols, volume_window_hours),
+        f"volume_zscore_{_span(volume_window_hours)}": trailing_zscore(quote_volume, symbols, volume_window_hours),
         "hour_sin": pd.Series(np.sin(angle), index=hourly.index),
         "hour_cos": pd.Series(np.cos(angle), index=hourly.index),
-        "residual_vol_24h": trailing(residual, symbols, residual_vol_hours, "std"),
+        f"residual_vol_{residual_vol_hours}h": trailing(residual, symbols, residual_vol_hours, "std"),
     }
-    return pd.DataFrame(channels, index=hourly.index)[list(TCN_CHANNELS)]
+    return pd.DataFrame(channels, index=hourly.index)

@@ -9,7 +9,7 @@ import sys
 import pandas as pd
 import pytest
 
-from features.build import LSTM_FEATURES, TCN_CHANNELS
+from features.build import LSTM_FEATURES, REGIME_FEATURES, TABULAR_FEATURES, TCN_CHANNELS
 from tests.conftest import ROOT, SAMPLE, compose
 
 
@@ -32,6 +32,8 @@ def test_pipeline_writes_features_labels_and_folds(run_dir):
     daily = pd.read_parquet(run_dir / "daily_features.parquet")
     hourly = pd.read_parquet(run_dir / "hourly_features.parquet")
     assert set(LSTM_FEATURES) <= set(daily.columns) and {"label_3d", "fwd_ret_3d"} <= set(daily.columns)
+    assert set(TABULAR_FEATURES) <= set(daily.columns) and set(REGIME_FEATURES) <= set(daily.columns)
+    assert daily.columns.is_unique
     assert list(hourly.columns)[:11] == ["symbol", "ts", "is_filled", *TCN_CHANNELS]
     assert {"label_3d", "fwd_ret_14d"} <= set(hourly.columns)
     assert sorted(daily["symbol"].unique()) == sorted(pd.read_parquet(SAMPLE / "hourly.parquet")["symbol"].unique())

@@ -32,13 +32,14 @@ def test_lstm_has_twelve_inputs_none_constant(lstm):
     """SPEC §9: the seed system fed four constant placeholders; every input here varies per coin."""
     assert len(LSTM_FEATURES) == 12
     warm = lstm.groupby("symbol").apply(lambda f: f.iloc[40:], include_groups=False)
+    assert list(warm.columns[-12:]) == list(LSTM_FEATURES)
     spread = warm.groupby(level=0)[list(LSTM_FEATURES)].std()
     assert (spread > 0).all().all(), spread
     assert np.isfinite(warm[list(LSTM_FEATURES)].to_numpy()).all()
 
 
 def test_tcn_has_eight_channels_none_constant(tcn):
-    assert len(TCN_CHANNELS) == 8
+    assert len(TCN_CHANNELS) == 8 and list(tcn.columns[-8:]) == list(TCN_CHANNELS)
     warm = tcn.groupby("symbol").apply(lambda f: f.iloc[200:], include_groups=False)
     assert (warm.groupby(level=0)[list(TCN_CHANNELS)].std() > 0).all().all()
     assert np.isfinite(warm[list(TCN_CHANNELS)].to_numpy()).all()
@@ -64,14 +65,14 @@ def test_daily_inputs_by_hand(lstm, sample_fear_greed):
     row = eth.iloc[i]
     log_qv = np.log1p(eth["close"] * eth["volume"]).to_numpy()
     window = log_qv[i - 29 : i + 1]
-    assert row["volume_zscore_30d"] == pytest.approx((log_qv[i] - window.mean()) / window.std(ddof=1), rel=1e-9)
+    assert row["quote_volume_zscore_30d"] == pytest.approx((log_qv[i] - window.mean()) / window.std(ddof=1), rel=1e-9)
     assert row["daily_range"] == pytest.approx((row["high"] - row["low"]) / row["close"], rel=1e-15)
     assert row["close_location"] == pytest.approx((row["close"] - row["low"]) / (row["high"] - row["low"]))
     rets = np.log(eth["close"] / eth["close"].shift(1)).to_numpy()
     assert row["close_ret_vol_7d"] == pytest.approx(np.std(rets[i - 6 : i + 1], ddof=1), rel=1e-9)
     # Fear & Greed with the default one-day lag: the value dated the day before.
     fg = sample_fear_greed.set_index("date")["value"]
-    assert row["fear_greed_index"] == fg[pd.Timestamp("2023-08-16")]
+    assert row["fear_greed"] == fg[pd.Timestamp("2023-08-16")]
     assert row["fear_greed_change_7d"] == fg[pd.Timestamp("2023-08-16")] - fg[pd.Timestamp("2023-08-09")]
 
 
@@ -112,3 +113,11 @@ def test_features_are_scale_free(daily_bars, sample_fear_greed, sample_grid):
     a = build_hourly_features(sample_grid)
     b = build_hourly_features(scaled_grid)
     np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_names_follow_the_configured_windows(daily_bars, sample_fear_greed, sample_grid):
+    daily = build_daily_features(daily_bars, sample_fear_greed, short_window=5, volume_window=20)
+    assert {"residual_5d", "close_ret_vol_5d", "quote_volume_zscore_20d", "volume_ratio_5d",
+            "fear_greed_change_5d"} <= set(daily.columns)
+    hourly = build_hourly_features(sample_grid, volume_window_hours=72, residual_vol_hours=12)
+    assert {"volume_zscore_3d", "residual_vol_12h"} <= set(hourly.columns)

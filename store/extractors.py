@@ -1,0 +1,126 @@
+"""Versioned extractor artifacts: what a trained extractor is, and a listing of them.
+
+    python -m store.extractors [--root artifacts/extractors]
+
+An artifact is a folder `<root>/<kind>/fold_<NN>/<version>/` with
+- `net.pt`: the plain network's state dict (torch.load(weights_only=True) reads it);
+- `artifact.json`: kind, fold and its window dates, label and purge, feature names and their
+  schema hash, the normalisation statistics, the network's config, a fingerprint of the data
+  files, the code revision, the metrics, and when it was made.
+The folder is written under a temporary name and renamed into place, so an artifact is whole or
+absent. The version is the UTC time plus a hash of the weights: later versions sort later.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+ARTIFACT_FILE = "artifact.json"
+WEIGHTS_FILE = "net.pt"
+
+
+def file_fingerprint(paths: Iterable[str | Path]) -> str:
+    """sha256 over the bytes of the data files, in the order given."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def schema_hash(spec: Mapping) -> str:
+    """A stable hash of what defines the inputs: feature names, window, feature and label config."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def code_revision(root: str | Path = ".") -> str:
+    """The git commit of the code, with '+dirty' when the work tree has uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+@dataclass(frozen=True)
+class ExtractorArtifact:
+    path: Path
+    meta: dict
+
+    @property
+    def version(self) -> str:
+        return self.meta["version"]
+
+    def load_state_dict(self) -> dict:
+        return torch.load(self.path / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+
+
+def save_extractor(root: str | Path, net: torch.nn.Module, meta: Mapping) -> ExtractorArtifact:
+    """Write a new artifact atomically and return it; `meta` must hold `kind` and `fold`."""
+    root = Path(root)
+    parent = root / meta["kind"] / f"fold_{int(meta['fold']):03d}"
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=parent))
+    try:
+        torch.save(net.state_dict(), staging / WEIGHTS_FILE)
+        weights_hash = file_fingerprint([staging / WEIGHTS_FILE])
+        created = dt.datetime.now(dt.UTC)
+        version = f"{created:%Y%m%dT%H%M%S}-{weights_hash[:8]}"
+        full = {**meta, "version": version, "weights_sha256": weights_hash, "created_at": created.isoformat()}
+        (staging / ARTIFACT_FILE).write_text(json.dumps(full, indent=2, default=str) + "\n")
+        target = parent / version
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ExtractorArtifact(target, full)
+
+
+def list_extractors(root: str | Path) -> list[ExtractorArtifact]:
+    """Every complete artifact under `root`, by kind, fold and version."""
+    found = []
+    for meta_file in sorted(Path(root).glob(f"*/fold_*/*/{ARTIFACT_FILE}")):
+        if meta_file.parent.name.startswith("."):
+            continue
+        found.append(ExtractorArtifact(meta_file.parent, json.loads(meta_file.read_text())))
+    return sorted(found, key=lambda a: (a.meta["kind"], a.meta["fold"], a.version))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="List trained extractors.")
+    parser.add_argument("--root", default="artifacts/extractors")
+    args = parser.parse_args()
+    artifacts = list_extractors(args.root)
+    table = Table(title=f"Trained extractors in {args.root}")
+    for column in ("kind", "fold", "version", "train", "val", "label", "val loss", "test f1", "code"):
+        table.add_column(column)
+    for art in artifacts:
+        m = art.meta
+        metrics = m.get("metrics", {})
+        table.add_row(
+            m["kind"], str(m["fold"]), art.version, f"{m['train_start']} .. {m['train_end']}",
+            f"{m['val_start']} .. {m['val_end']}", m["label"], f"{metrics.get('val/loss', float('nan')):.4f}",
+            f"{metrics.get('test/f1_macro', float('nan')):.3f}", m["code_revision"][:12],
+        )
+    Console().print(table if artifacts else f"no trained extractor under {args.root}")
+
+
+if __name__ == "__main__":
+    main()
