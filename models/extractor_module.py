@@ -12,8 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
-from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
+from torchmetrics.classification import BinaryAUROC, MulticlassAccuracy, MulticlassF1Score
 
 from features.labels import CLASS_NAMES
 from models.outputs import ExtractorOutput
@@ -50,17 +49,25 @@ class ExtractorModule(L.LightningModule):
             }
         )
 
-        metrics = MetricCollection(
-            {
-                # average="micro" is plain accuracy; torchmetrics defaults to macro (balanced) accuracy.
-                "acc": MulticlassAccuracy(n_classes, average="micro"),
-                "f1_macro": MulticlassF1Score(n_classes, average="macro"),
-                "auroc": MulticlassAUROC(n_classes, average=None),  # one-vs-rest, one value per class
-            }
+        # One metric object per logged scalar, handed to self.log: Lightning then computes, syncs
+        # and resets them at epoch end in the same order on every rank. (Computing a collection in
+        # on_*_epoch_end while rank 0's progress bar reduces the loss deadlocks DDP.)
+        # Keyed "<part>_metrics": a ModuleDict key may not shadow nn.Module.train.
+        self.metrics = nn.ModuleDict(
+            {f"{part}_metrics": self._make_metrics(n_classes) for part in ("train", "val", "test")}
         )
-        self.train_metrics = metrics.clone(prefix="train/")
-        self.val_metrics = metrics.clone(prefix="val/")
-        self.test_metrics = metrics.clone(prefix="test/")
+
+    @staticmethod
+    def _make_metrics(n_classes: int) -> nn.ModuleDict:
+        metrics = {
+            # average="micro" is plain accuracy; torchmetrics defaults to macro (balanced) accuracy.
+            "acc": MulticlassAccuracy(n_classes, average="micro"),
+            "f1_macro": MulticlassF1Score(n_classes, average="macro"),
+        }
+        # One-vs-rest AUC per class: class c's probability against (label == c).
+        for name in CLASS_NAMES[:n_classes]:
+            metrics[f"auroc_{name.lower()}"] = BinaryAUROC()
+        return nn.ModuleDict(metrics)
 
     def forward(self, x: torch.Tensor) -> ExtractorOutput:
         return self.net(x)
@@ -69,42 +76,31 @@ class ExtractorModule(L.LightningModule):
         """Cross-entropy, class-weighted when weights were given (weighted mean over the batch)."""
         return F.cross_entropy(logits, y, weight=self.class_weights)
 
-    def _shared_step(self, batch: Sequence[torch.Tensor], metrics: MetricCollection) -> torch.Tensor:
+    def _shared_step(self, batch: Sequence[torch.Tensor], part: str) -> torch.Tensor:
         x, y = batch
         logits = self.net(x).logits  # (B, n_classes)
         loss = self.loss(logits, y)
-        # AUROC would softmax its input only when some value lies outside [0, 1], so raw logits
-        # could be ranked inconsistently; give every metric probabilities explicitly.
-        metrics.update(logits.detach().softmax(dim=-1), y)
-        self.log(f"{metrics.prefix}loss", loss, on_step=False, on_epoch=True, prog_bar=True,
-                 sync_dist=True, batch_size=y.shape[0])
+        log = {"on_step": False, "on_epoch": True, "batch_size": y.shape[0]}
+        self.log(f"{part}/loss", loss, prog_bar=True, sync_dist=True, **log)
+        # The metrics get probabilities explicitly (AUROC would softmax only values outside [0, 1]).
+        probs = logits.detach().softmax(dim=-1)
+        for name, metric in self.metrics[f"{part}_metrics"].items():
+            if name.startswith("auroc_"):
+                c = CLASS_NAMES.index(name.removeprefix("auroc_").upper())
+                metric.update(probs[:, c], (y == c).long())
+            else:
+                metric.update(probs, y)
+            self.log(f"{part}/{name}", metric, **log)
         return loss
 
-    def _log_epoch_metrics(self, metrics: MetricCollection) -> None:
-        values = metrics.compute()
-        auroc = values.pop(f"{metrics.prefix}auroc")  # (n_classes,): self.log takes scalars only
-        for name, value in zip(CLASS_NAMES, auroc, strict=True):
-            values[f"{metrics.prefix}auroc_{name.lower()}"] = value
-        self.log_dict(values)
-        metrics.reset()
-
     def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, self.train_metrics)
+        return self._shared_step(batch, "train")
 
     def validation_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, self.val_metrics)
+        return self._shared_step(batch, "val")
 
     def test_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, self.test_metrics)
-
-    def on_train_epoch_end(self) -> None:
-        self._log_epoch_metrics(self.train_metrics)
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch_metrics(self.val_metrics)
-
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch_metrics(self.test_metrics)
+        return self._shared_step(batch, "test")
 
     def predict_step(self, batch: torch.Tensor | Sequence[torch.Tensor], batch_idx: int) -> ExtractorOutput:
         # The backfill stores RAW logits: softmax happens once, when the store is read.

@@ -26,6 +26,10 @@ class LSTMExtractor(nn.Module):
         # nn.LSTM applies `dropout` to the outputs of every layer except the last, i.e. between them.
         self.lstm = nn.LSTM(n_features, hidden, num_layers=layers, dropout=dropout, batch_first=True)
         self.embedding_head = nn.Linear(hidden, embedding_dim)
+        # The heads both read the shared representation (SPEC §4), and only the class head is in
+        # the loss: the embedding is a fixed, seeded random projection of the learned
+        # representation. Frozen, so optimisers and DDP see it for what it is.
+        self.embedding_head.requires_grad_(False)
         self.class_head = nn.Linear(hidden, n_classes)
 
     def forward(self, x: torch.Tensor) -> ExtractorOutput:

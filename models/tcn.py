@@ -77,6 +77,10 @@ class TCNExtractor(nn.Module):
             )
         )
         self.embedding_head = nn.Linear(channels, embedding_dim)
+        # The heads both read the shared representation (SPEC §4), and only the class head is in
+        # the loss: the embedding is a fixed, seeded random projection of the learned
+        # representation. Frozen, so optimisers and DDP see it for what it is.
+        self.embedding_head.requires_grad_(False)
         self.class_head = nn.Linear(channels, n_classes)
 
     def step_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -109,17 +109,16 @@ def main() -> None:
     args = parser.parse_args()
     artifacts = list_extractors(args.root)
     table = Table(title=f"Trained extractors in {args.root}")
-    for column in ("kind", "fold", "version", "train", "val", "label", "val loss", "test f1", "code"):
-        table.add_column(column)
+    for column in ("kind", "fold", "version", "train end", "val end", "label", "val loss", "test F1"):
+        table.add_column(column, no_wrap=True)
     for art in artifacts:
         m = art.meta
         metrics = m.get("metrics", {})
         table.add_row(
-            m["kind"], str(m["fold"]), art.version, f"{m['train_start']} .. {m['train_end']}",
-            f"{m['val_start']} .. {m['val_end']}", m["label"], f"{metrics.get('val/loss', float('nan')):.4f}",
-            f"{metrics.get('test/f1_macro', float('nan')):.3f}", m["code_revision"][:12],
+            m["kind"], str(m["fold"]), art.version, m["train_end"], m["val_end"], m["label"],
+            f"{metrics.get('val/loss', float('nan')):.4f}", f"{metrics.get('test/f1_macro', float('nan')):.3f}",
         )
-    Console().print(table if artifacts else f"no trained extractor under {args.root}")
+    Console(width=120).print(table if artifacts else f"no trained extractor under {args.root}")
 
 
 if __name__ == "__main__":

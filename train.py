@@ -1,0 +1,124 @@
+"""Train one extractor on one walk-forward fold; save a versioned artifact.
+
+    python train.py model=lstm fold=3                     # CPU, the shipped sample
+    python train.py model=tcn trainer=gpu data=full fold=40
+    python train.py -m model=lstm,tcn fold=0,1,2          # multirun over models and folds
+    python train.py model=lstm fold=3 hydra.run.dir=<run> resume=true   # continue that run
+
+Early stopping watches the validation loss; the best checkpoint's network is saved with what it
+was trained on (store/extractors.py). `python -m store.extractors` lists the trained extractors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from datamodules import FoldWindowDataModule
+from models import ExtractorModule, balanced_class_weights
+from store.extractors import code_revision, file_fingerprint, save_extractor, schema_hash
+
+CONFIG_GROUPS = ("data", "features", "labels", "split")
+
+
+def _metrics(results: list[dict]) -> dict[str, float]:
+    return {k: float(v) for result in results for k, v in result.items()}
+
+
+def _artifact_meta(cfg: DictConfig, dm: FoldWindowDataModule, metrics: dict, weights: list[float] | None) -> dict:
+    groups = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in CONFIG_GROUPS}
+    label = cfg.labels.primary
+    horizon = int(label.removeprefix("label_").removesuffix("d"))
+    inputs = {
+        "frame": dm.frame_kind,
+        "columns": list(dm.columns),
+        "window": dm.window,
+        "stride_hours": getattr(dm, "stride_hours", None),
+        "features": groups["features"],
+        "data_gaps": {"policy": cfg.data.gaps, "max_gap_hours": cfg.data.max_gap_hours},
+    }
+    return {
+        "kind": cfg.model.kind,
+        "fold": dm.fold.index,
+        **{k: v for k, v in dm.fold.to_dict().items() if k != "index"},
+        "label": label,
+        "label_horizon_days": horizon,
+        "label_thresholds": groups["labels"]["thresholds"],
+        "split": groups["split"],
+        "inputs": inputs,
+        "feature_schema_hash": schema_hash(inputs),
+        "normalization": dm.normalizer.to_dict(),
+        "net": OmegaConf.to_container(cfg.model.net, resolve=True),
+        "data_paths": [cfg.data.hourly_path, cfg.data.fear_greed_path],
+        "data_fingerprint": file_fingerprint([cfg.data.hourly_path, cfg.data.fear_greed_path]),
+        "code_revision": code_revision(Path(__file__).parent),
+        "samples": {part: len(frame) for part, frame in dm.samples.items()},
+        "class_weights": weights,
+        "trainer": {"accelerator": str(cfg.trainer.accelerator), "precision": str(cfg.trainer.precision)},
+        "metrics": metrics,
+        "seed": cfg.seed,
+    }
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> None:
+    L.seed_everything(cfg.seed, workers=True)
+    out = Path(cfg.paths.output_dir)
+    groups = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in CONFIG_GROUPS}
+    datamodule: FoldWindowDataModule = instantiate(cfg.model.datamodule, **groups, fold=cfg.fold)
+    datamodule.setup("fit")  # the class weights come from this fold's train labels
+
+    weights = None
+    if cfg.model.class_weighting == "balanced":
+        weights = balanced_class_weights(torch.as_tensor(datamodule.samples["train"]["label"].to_numpy())).tolist()
+    elif cfg.model.class_weighting != "none":
+        raise ValueError(f"model.class_weighting must be 'balanced' or 'none', got {cfg.model.class_weighting!r}")
+    net = instantiate(cfg.model.net)
+    module = ExtractorModule(
+        net=torch.compile(net) if cfg.compile else net,
+        optimizer=instantiate(cfg.model.optimizer),
+        scheduler=instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None,
+        class_weights=weights,
+    )
+
+    checkpoints = out / "checkpoints"
+    checkpoint = ModelCheckpoint(
+        dirpath=checkpoints, monitor="val/loss", mode="min", save_last=True,
+        filename="epoch{epoch:03d}-val_loss{val/loss:.4f}", auto_insert_metric_name=False,
+    )
+    callbacks = [
+        checkpoint,
+        EarlyStopping(monitor="val/loss", mode="min", patience=cfg.early_stopping_patience),
+        LearningRateMonitor(logging_interval="epoch"),
+    ]
+    logger = TensorBoardLogger(save_dir=str(out), name="tensorboard", version="")
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, default_root_dir=str(out))
+
+    ckpt_path = cfg.ckpt_path
+    if cfg.resume and ckpt_path is None:
+        ckpt_path = checkpoints / "last.ckpt"
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(f"resume=true but {ckpt_path} does not exist (give the run's hydra.run.dir)")
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+
+    # The best epoch's weights, judged on validation; the test window is scored once, for the record.
+    metrics = {"best_epoch_val_loss": float(checkpoint.best_model_score), "epochs": trainer.current_epoch}
+    metrics |= _metrics(trainer.validate(module, datamodule=datamodule, ckpt_path="best", verbose=False))
+    metrics |= _metrics(trainer.test(module, datamodule=datamodule, ckpt_path="best", verbose=False))
+    if trainer.is_global_zero:
+        plain_net = getattr(module.net, "_orig_mod", module.net)  # unwrap torch.compile
+        artifact = save_extractor(
+            Path(cfg.paths.artifacts_dir) / "extractors", plain_net, _artifact_meta(cfg, datamodule, metrics, weights)
+        )
+        print(f"saved {cfg.model.kind} fold {datamodule.fold.index} as {artifact.path}")
+
+
+if __name__ == "__main__":
+    main()
