@@ -85,10 +85,18 @@ def test_cpu_training_is_deterministic(lstm_run, tmp_path):
     assert again.meta["weights_sha256"] == first.meta["weights_sha256"]
 
 
-def test_tcn_run_and_listing(tmp_path):
-    _train(tmp_path / "run", tmp_path / "artifacts", "model=tcn", "trainer.max_epochs=1")
-    [artifact] = list_extractors(tmp_path / "artifacts" / "extractors")
+def test_tcn_run_resume_and_listing(tmp_path):
+    run = tmp_path / "run"
+    _train(run, tmp_path / "artifacts", "model=tcn", "trainer.max_epochs=1")
+    assert (run / "checkpoints" / "last.ckpt").is_file() and list((run / "tensorboard").glob("events.out.*"))
+    before = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    _train(run, tmp_path / "artifacts", "model=tcn", "trainer.max_epochs=2", "resume=true")
+    after = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert after["global_step"] == 2 * before["global_step"]
+    first, artifact = list_extractors(tmp_path / "artifacts" / "extractors")
     assert artifact.meta["kind"] == "tcn" and artifact.meta["inputs"]["window"] == 168
+    assert artifact.meta["inputs"]["columns"] == first.meta["inputs"]["columns"]
+    assert len(artifact.meta["inputs"]["columns"]) == 8
     listing = subprocess.run(
         [sys.executable, "-m", "store.extractors", "--root", str(tmp_path / "artifacts" / "extractors")],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
