@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from datamodules import FoldWindowDataModule
 from models import ExtractorModule, balanced_class_weights
-from store.extractors import code_revision, file_fingerprint, save_extractor, schema_hash
+from store.extractors import code_revision, file_fingerprint, input_spec, save_extractor, schema_hash
 
 CONFIG_GROUPS = ("data", "features", "labels", "split")
 
@@ -36,14 +36,7 @@ def _artifact_meta(cfg: DictConfig, dm: FoldWindowDataModule, metrics: dict, wei
     groups = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in CONFIG_GROUPS}
     label = cfg.labels.primary
     horizon = int(label.removeprefix("label_").removesuffix("d"))
-    inputs = {
-        "frame": dm.frame_kind,
-        "columns": list(dm.columns),
-        "window": dm.window,
-        "stride_hours": getattr(dm, "stride_hours", None),
-        "features": groups["features"],
-        "data_gaps": {"policy": cfg.data.gaps, "max_gap_hours": cfg.data.max_gap_hours},
-    }
+    inputs = input_spec(dm.frame_kind, dm.columns, dm.window, groups["features"], groups["data"])
     return {
         "kind": cfg.model.kind,
         "fold": dm.fold.index,
@@ -60,6 +53,7 @@ def _artifact_meta(cfg: DictConfig, dm: FoldWindowDataModule, metrics: dict, wei
         "data_fingerprint": file_fingerprint([cfg.data.hourly_path, cfg.data.fear_greed_path]),
         "code_revision": code_revision(Path(__file__).parent),
         "samples": {part: len(frame) for part, frame in dm.samples.items()},
+        "train_stride_hours": getattr(dm, "stride_hours", None),
         "class_weights": weights,
         "trainer": {"accelerator": str(cfg.trainer.accelerator), "precision": str(cfg.trainer.precision)},
         "metrics": metrics,

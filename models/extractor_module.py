@@ -22,7 +22,7 @@ class ExtractorModule(L.LightningModule):
     def __init__(
         self,
         net: nn.Module,
-        optimizer: Callable[[Iterable[nn.Parameter]], Optimizer],
+        optimizer: Callable[[Iterable[nn.Parameter]], Optimizer] | None = None,
         scheduler: Callable[[Optimizer], LRScheduler | ReduceLROnPlateau] | None = None,
         class_weights: Sequence[float] | torch.Tensor | None = None,
         n_classes: int = 3,
@@ -108,6 +108,8 @@ class ExtractorModule(L.LightningModule):
         return self.net(x)
 
     def configure_optimizers(self):
+        if self.optimizer_factory is None:
+            raise ValueError("ExtractorModule was built without an optimizer: it can predict, not train")
         optimizer = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:
             return optimizer

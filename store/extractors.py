@@ -43,8 +43,19 @@ def file_fingerprint(paths: Iterable[str | Path]) -> str:
     return digest.hexdigest()
 
 
+def input_spec(frame: str, columns: Iterable[str], window: int, features_cfg: Mapping, data_cfg: Mapping) -> dict:
+    """What defines an extractor's inputs: the frame, its columns and window, how features and gaps are made."""
+    return {
+        "frame": frame,
+        "columns": list(columns),
+        "window": int(window),
+        "features": dict(features_cfg),
+        "data_gaps": {"policy": data_cfg["gaps"], "max_gap_hours": data_cfg["max_gap_hours"]},
+    }
+
+
 def schema_hash(spec: Mapping) -> str:
-    """A stable hash of what defines the inputs: feature names, window, feature and label config."""
+    """A stable hash of an input spec: the same features computed the same way hash the same."""
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -1,0 +1,86 @@
+"""Backfill batch run: trained extractors -> embeddings and raw logits in the feature store.
+
+    python embed.py                                        # every trained extractor, CPU, shipped sample
+    python embed.py embed.kinds=[tcn] trainer=gpu data=full
+    python embed.py trainer=ddp trainer.accelerator=cpu trainer.devices=2 trainer.precision=32-true
+
+Each extractor covers the decision times it is responsible for (store/backfill.py); a run is
+idempotent (it replaces its versions' rows), atomic (one commit per table once everything is
+staged) and resumable (a re-run after a crash skips the chunks already staged).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from features.build import load_feature_frames
+from store.backfill import BackfillInputError, commit_staged, make_plan, stage_backfill
+from store.extractors import ExtractorArtifact, file_fingerprint, input_spec, list_extractors, schema_hash
+from store.feature_store import FeatureStore
+
+console = Console()
+COLUMN_SET = {"daily": "lstm", "hourly": "tcn"}
+
+
+def select_artifacts(all_artifacts: list[ExtractorArtifact], kinds, versions) -> list[ExtractorArtifact]:
+    chosen = [a for a in all_artifacts if a.meta["kind"] in kinds]
+    if versions == "latest":
+        newest = {}
+        for artifact in chosen:  # sorted by kind, fold, version: the last one of a fold wins
+            newest[(artifact.meta["kind"], artifact.meta["fold"])] = artifact
+        chosen = list(newest.values())
+    elif versions != "all":
+        wanted = set(versions)
+        unknown = wanted - {a.version for a in chosen}
+        if unknown:
+            raise BackfillInputError(f"unknown extractor version(s) {sorted(unknown)}")
+        chosen = [a for a in chosen if a.version in wanted]
+    return chosen
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="embed")
+def main(cfg: DictConfig) -> None:
+    registry = Path(cfg.paths.artifacts_dir) / "extractors"
+    artifacts = list_extractors(registry)
+    versions = cfg.embed.versions if isinstance(cfg.embed.versions, str) else list(cfg.embed.versions)
+    selected = select_artifacts(artifacts, list(cfg.embed.kinds), versions)
+    if not selected:
+        raise BackfillInputError(f"no trained extractor of kinds {list(cfg.embed.kinds)} under {registry}")
+    groups = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("data", "features", "labels")}
+    frames = load_feature_frames(groups["data"], groups["features"], groups["labels"]["thresholds"])
+    fingerprint = file_fingerprint([cfg.data.hourly_path, cfg.data.fear_greed_path])
+    store = FeatureStore(cfg.store.root)
+    trainer = instantiate(cfg.trainer)
+
+    staged = []
+    for artifact in selected:
+        inputs = artifact.meta["inputs"]
+        current = input_spec(inputs["frame"], frames.columns[COLUMN_SET[inputs["frame"]]], inputs["window"],
+                             groups["features"], groups["data"])
+        same_kind = [a for a in artifacts if a.meta["kind"] == artifact.meta["kind"]]
+        plan = make_plan(artifact, same_kind, frames, schema_hash(current), fingerprint,
+                         stride_hours=cfg.embed.stride_hours, chunk_size=cfg.embed.chunk_size)
+        counts = stage_backfill(plan, store, trainer, fingerprint, cfg.embed.chunk_size, cfg.embed.batch_size)
+        staged.append(counts)
+        if trainer.is_global_zero:
+            until = plan.until if plan.until is not None else "the data end"
+            console.print(
+                f"{counts['kind']} {counts['version']} (fold {artifact.meta['fold']}): {counts['rows']:,} rows "
+                f"for {plan.start} .. {until} in {counts['chunks']} chunk(s)"
+                + (f", {counts['resumed_chunks']} resumed" if counts["resumed_chunks"] else "")
+            )
+    # Everything is staged: now the store changes, in one transaction per table.
+    if trainer.is_global_zero:
+        commit_staged(store, staged)
+        for kind in sorted({s["kind"] for s in staged}):
+            console.print(f"committed {kind} -> {store.table_path(kind)} (table version {store.table_version(kind)})")
+    trainer.strategy.barrier()
+
+
+if __name__ == "__main__":
+    main()
