@@ -209,7 +209,7 @@ def stage_backfill(
     net = get_class(meta["net"]["_target_"])(**net_config)
     net.load_state_dict(plan.artifact.load_state_dict())
     module = ExtractorModule(net)
-    schema = output_schema(plan.kind, int(net_config["embedding_dim"]))
+    schema = output_schema(plan.kind, net.embedding_head.out_features)
     staging = store.staging_dir(plan.kind, plan.run_key)
     staging.mkdir(parents=True, exist_ok=True)
     written_at_file = staging / "written_at"
