@@ -9,6 +9,7 @@ fold part (train / val / test) of a sample is the UTC day of its decision row, a
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Mapping, Sequence
 
 import lightning as L
@@ -127,6 +128,12 @@ class FoldWindowDataModule(L.LightningDataModule):
                 self.window,
                 self.channels_first,
             )
+
+        # The feature frames leave many long-lived Python objects behind; freezing them keeps the
+        # garbage collector, which Lightning's per-step logging triggers, from rescanning them
+        # every step (about 10% of an LSTM training step on CPU, benchmarks/extractors.py).
+        gc.collect()
+        gc.freeze()
 
     def train_class_counts(self) -> np.ndarray:
         return np.bincount(self.samples["train"]["label"].to_numpy(), minlength=3)
