@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from marketdata import apply_gap_policy, load_fear_greed, load_hourly
+from marketdata import apply_gap_policy, daily_from_hourly, load_fear_greed, load_hourly
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample"
@@ -28,6 +28,11 @@ def sample_fear_greed() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def sample_grid(sample_hourly_raw) -> pd.DataFrame:
     return apply_gap_policy(sample_hourly_raw)
+
+
+@pytest.fixture(scope="session")
+def sample_daily(sample_grid) -> pd.DataFrame:
+    return daily_from_hourly(sample_grid)
 
 
 @pytest.fixture(scope="session")

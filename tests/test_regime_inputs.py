@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from features.market import market_return
 from features.regime import REGIME_FEATURES, build_regime_inputs
-from marketdata import apply_gap_policy, daily_from_hourly, load_fear_greed, load_hourly
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 COMPONENTS = ["regime_momentum", "regime_volatility", "regime_fear_greed", "regime_breadth"]
 
 
 @pytest.fixture(scope="module")
-def daily() -> pd.DataFrame:
-    return daily_from_hourly(apply_gap_policy(load_hourly(SAMPLE / "hourly.parquet")))
+def daily(sample_daily) -> pd.DataFrame:
+    return sample_daily
 
 
 @pytest.fixture(scope="module")
-def fear_greed() -> pd.DataFrame:
-    return load_fear_greed(SAMPLE / "fear_greed.parquet")
+def fear_greed(sample_fear_greed) -> pd.DataFrame:
+    return sample_fear_greed
 
 
 @pytest.fixture(scope="module")

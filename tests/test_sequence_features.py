@@ -8,14 +8,13 @@ import pytest
 
 from features.daily import LSTM_FEATURES, build_daily_features
 from features.hourly import TCN_CHANNELS, build_hourly_features
-from marketdata import daily_from_hourly
 
 DAY = pd.Timestamp("2023-08-17", tz="UTC")
 
 
 @pytest.fixture(scope="module")
-def daily_bars(sample_grid):
-    return daily_from_hourly(sample_grid)
+def daily_bars(sample_daily):
+    return sample_daily
 
 
 @pytest.fixture(scope="module")
