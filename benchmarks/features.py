@@ -20,7 +20,7 @@ sys.path[0] = str(ROOT)
 
 from omegaconf import OmegaConf  # noqa: E402
 
-from features.build import LSTM_FEATURES, TCN_CHANNELS, build_feature_frames  # noqa: E402
+from features.build import build_feature_frames  # noqa: E402
 from marketdata import load_market_data  # noqa: E402
 from splits.artifacts import fold_record, folds_from_config  # noqa: E402
 
@@ -44,14 +44,15 @@ def main() -> None:
     mark = time.perf_counter()
     folds = folds_from_config(frames.daily, split, max(frames.horizons))
     for fold in folds:
-        fold_record(fold, frames.daily, frames.hourly, LSTM_FEATURES, TCN_CHANNELS)
+        fold_record(fold, frames.daily, frames.hourly, frames.columns["lstm"], frames.columns["tcn"])
     stages[f"{len(folds)} folds + normalisation"] = time.perf_counter() - mark
     total = time.perf_counter() - start
 
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     print(f"data: {args.hourly}")
-    print(f"rows: {len(grid):,} hourly, {len(frames.daily):,} daily; "
-          f"columns: {frames.hourly.shape[1] - 3} hourly, {frames.daily.shape[1] - 2} daily")
+    built = {name: len(columns) for name, columns in frames.columns.items()}
+    print(f"rows: {len(grid):,} hourly, {len(frames.daily):,} daily; feature columns {built}; "
+          f"labels: {len(frames.label_columns)} columns on each frame")
     for name, seconds in stages.items():
         print(f"  {name:<32} {seconds:7.2f} s  ({seconds / total:5.1%})")
     print(f"total {total:.2f} s: {len(grid) / total:,.0f} hourly rows/s; peak memory (max RSS) {peak_gb:.2f} GB")
