@@ -28,7 +28,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
-import pyarrow.parquet as pq
 import torch
 from hydra.utils import get_class
 from lightning.pytorch.callbacks import BasePredictionWriter
@@ -41,6 +40,7 @@ from models import ExtractorModule
 from splits import Normalizer
 from store.extractors import ExtractorArtifact, code_revision
 from store.feature_store import EMBEDDING_PREFIX, LOGIT_COLUMNS, FeatureStore, eligible_from, output_schema
+from store.files import write_arrow_atomic
 
 BAR = {"daily": pd.Timedelta(days=1), "hourly": pd.Timedelta(hours=1)}
 
@@ -156,14 +156,8 @@ class _ChunkWriter(BasePredictionWriter):
             samples, embedding, logits = (np.concatenate(column) for column in zip(*self.parts, strict=True))
         else:
             samples, embedding, logits = np.zeros(0, np.int64), None, None
-        write_parquet_atomic_table(self.to_table(samples, embedding, logits), self.target)
+        write_arrow_atomic(self.to_table(samples, embedding, logits), self.target)
         self.parts = []
-
-
-def write_parquet_atomic_table(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    tmp.replace(path)
 
 
 def _lineage(plan: BackfillPlan, data_fingerprint: str, written_at: pd.Timestamp) -> dict:

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 
 def _write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -31,6 +33,10 @@ def _write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
 
 def write_parquet_atomic(frame: pd.DataFrame, path: str | Path) -> Path:
     return _write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False, compression="zstd"))
+
+
+def write_arrow_atomic(table: pa.Table, path: str | Path) -> Path:
+    return _write_atomic(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
 
 
 def write_json_atomic(data, path: str | Path) -> Path:
