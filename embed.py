@@ -11,6 +11,7 @@ staged) and resumable (a re-run after a crash skips the chunks already staged).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import hydra
@@ -23,7 +24,8 @@ from store.backfill import BackfillInputError, commit_staged, make_plan, stage_b
 from store.extractors import ExtractorArtifact, file_fingerprint, input_spec, list_extractors, schema_hash
 from store.feature_store import FeatureStore
 
-console = Console()
+# Logs (CI, nohup) get a wide console; a terminal keeps its own width.
+console = Console(width=None if sys.stdout.isatty() else 140)
 COLUMN_SET = {"daily": "lstm", "hourly": "tcn"}
 
 
@@ -43,6 +45,50 @@ def select_artifacts(all_artifacts: list[ExtractorArtifact], kinds, versions) ->
     return chosen
 
 
+def run_backfill(cfg: DictConfig, frames, selected: list[ExtractorArtifact], artifacts: list[ExtractorArtifact],
+                 trainer=None) -> list[dict]:
+    """Stage every selected artifact's windows, then commit them in one transaction per table.
+
+    Plans already committed with the same content (artifact, data, stride, range: the plan's run
+    key, recorded in the store's `committed.json`) are skipped and said so, unless embed.force.
+    """
+    groups = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("data", "features", "labels")}
+    fingerprint = file_fingerprint([cfg.data.hourly_path, cfg.data.fear_greed_path])
+    store = FeatureStore(cfg.store.root)
+    trainer = trainer if trainer is not None else instantiate(cfg.trainer)
+    committed = store.committed_runs()
+
+    staged, skipped = [], []
+    for artifact in selected:
+        inputs = artifact.meta["inputs"]
+        current = input_spec(inputs["frame"], frames.columns[COLUMN_SET[inputs["frame"]]], inputs["window"],
+                             groups["features"], groups["data"])
+        same_kind = [a for a in artifacts if a.meta["kind"] == artifact.meta["kind"]]
+        plan = make_plan(artifact, same_kind, frames, schema_hash(current), fingerprint,
+                         stride_hours=cfg.embed.stride_hours, chunk_size=cfg.embed.chunk_size)
+        if committed.get(plan.kind, {}).get(artifact.version) == plan.run_key and not cfg.embed.force:
+            skipped.append(plan.run_key)
+            continue
+        counts = stage_backfill(plan, store, trainer, fingerprint, cfg.embed.chunk_size, cfg.embed.batch_size)
+        staged.append(counts)
+        if trainer.is_global_zero:
+            until = plan.until if plan.until is not None else "the data end"
+            console.print(
+                f"{counts['kind']} {counts['version']} (fold {artifact.meta['fold']}): {counts['rows']:,} rows "
+                f"for {plan.start} .. {until} in {counts['chunks']} chunk(s)"
+                + (f", {counts['resumed_chunks']} resumed" if counts["resumed_chunks"] else "")
+            )
+    if skipped and trainer.is_global_zero:
+        console.print(f"embed: {len(skipped)} extractor backfill(s) unchanged since their commit: skipped")
+    # Everything is staged: now the store changes, in one transaction per table.
+    if staged and trainer.is_global_zero:
+        commit_staged(store, staged)
+        for kind in sorted({s["kind"] for s in staged}):
+            console.print(f"committed {kind} -> {store.table_path(kind)} (table version {store.table_version(kind)})")
+    trainer.strategy.barrier()
+    return staged
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="embed")
 def main(cfg: DictConfig) -> None:
     registry = Path(cfg.paths.artifacts_dir) / "extractors"
@@ -53,34 +99,7 @@ def main(cfg: DictConfig) -> None:
         raise BackfillInputError(f"no trained extractor of kinds {list(cfg.embed.kinds)} under {registry}")
     groups = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("data", "features", "labels")}
     frames = load_feature_frames(groups["data"], groups["features"], groups["labels"]["thresholds"])
-    fingerprint = file_fingerprint([cfg.data.hourly_path, cfg.data.fear_greed_path])
-    store = FeatureStore(cfg.store.root)
-    trainer = instantiate(cfg.trainer)
-
-    staged = []
-    for artifact in selected:
-        inputs = artifact.meta["inputs"]
-        current = input_spec(inputs["frame"], frames.columns[COLUMN_SET[inputs["frame"]]], inputs["window"],
-                             groups["features"], groups["data"])
-        same_kind = [a for a in artifacts if a.meta["kind"] == artifact.meta["kind"]]
-        plan = make_plan(artifact, same_kind, frames, schema_hash(current), fingerprint,
-                         stride_hours=cfg.embed.stride_hours, chunk_size=cfg.embed.chunk_size)
-        counts = stage_backfill(plan, store, trainer, fingerprint, cfg.embed.chunk_size, cfg.embed.batch_size)
-        staged.append(counts)
-        if trainer.is_global_zero:
-            until = plan.until if plan.until is not None else "the data end"
-            console.print(
-                f"{counts['kind']} {counts['version']} (fold {artifact.meta['fold']}): {counts['rows']:,} rows "
-                f"for {plan.start} .. {until} in {counts['chunks']} chunk(s)"
-                + (f", {counts['resumed_chunks']} resumed" if counts["resumed_chunks"] else "")
-            )
-    # Everything is staged: now the store changes, in one transaction per table.
-    if trainer.is_global_zero:
-        commit_staged(store, staged)
-        for kind in sorted({s["kind"] for s in staged}):
-            console.print(f"committed {kind} -> {store.table_path(kind)} (table version {store.table_version(kind)})")
-    trainer.strategy.barrier()
-
+    run_backfill(cfg, frames, selected, artifacts)
 
 if __name__ == "__main__":
     main()

@@ -22,8 +22,16 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from datamodules import FoldWindowDataModule
+from features.build import FeatureFrames
 from models import ExtractorModule, balanced_class_weights
-from store.extractors import code_revision, file_fingerprint, input_spec, save_extractor, schema_hash
+from store.extractors import (
+    ExtractorArtifact,
+    code_revision,
+    file_fingerprint,
+    input_spec,
+    save_extractor,
+    schema_hash,
+)
 
 CONFIG_GROUPS = ("data", "features", "labels", "split")
 
@@ -61,14 +69,29 @@ def _artifact_meta(cfg: DictConfig, dm: FoldWindowDataModule, metrics: dict, wei
     }
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> None:
+def content_key(cfg: DictConfig) -> str:
+    """A hash of everything a trained extractor depends on: same key, same training (on CPU, bit for bit)."""
+    spec = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in (*CONFIG_GROUPS, "model")}
+    spec["split"] = {k: v for k, v in spec["split"].items() if k not in ("first_test_date", "last_test_date")}
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    spec["trainer"] = {k: trainer.get(k) for k in ("max_epochs", "precision", "gradient_clip_val", "accelerator")}
+    spec |= {"fold": cfg.fold, "seed": cfg.seed, "patience": cfg.early_stopping_patience, "compile": cfg.compile,
+             "data_fingerprint": file_fingerprint([cfg.data.hourly_path, cfg.data.fear_greed_path])}
+    return schema_hash(spec)
+
+
+def train_extractor(cfg: DictConfig, frames: FeatureFrames | None = None) -> ExtractorArtifact | None:
+    """Train `cfg.model` on fold `cfg.fold`; the saved artifact on rank 0 (None on other ranks).
+
+    `frames`: feature frames already built from the same config (the main job passes its own).
+    """
     L.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
     groups = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in CONFIG_GROUPS}
-    datamodule: FoldWindowDataModule = instantiate(cfg.model.datamodule, **groups, fold=cfg.fold)
+    # Partial, then called: the frames are objects, not config, and must not pass through OmegaConf.
+    make_datamodule = instantiate(cfg.model.datamodule, **groups, fold=cfg.fold, _partial_=True)
+    datamodule: FoldWindowDataModule = make_datamodule(frames=frames)
     datamodule.setup("fit")  # the class weights come from this fold's train labels
-
     weights = None
     if cfg.model.class_weighting == "balanced":
         weights = balanced_class_weights(torch.as_tensor(datamodule.samples["train"]["label"].to_numpy())).tolist()
@@ -106,12 +129,18 @@ def main(cfg: DictConfig) -> None:
     metrics = {"best_epoch_val_loss": float(checkpoint.best_model_score), "epochs": trainer.current_epoch}
     metrics |= _metrics(trainer.validate(module, datamodule=datamodule, ckpt_path="best", verbose=False))
     metrics |= _metrics(trainer.test(module, datamodule=datamodule, ckpt_path="best", verbose=False))
-    if trainer.is_global_zero:
-        plain_net = getattr(module.net, "_orig_mod", module.net)  # unwrap torch.compile
-        artifact = save_extractor(
-            Path(cfg.paths.artifacts_dir) / "extractors", plain_net, _artifact_meta(cfg, datamodule, metrics, weights)
-        )
-        print(f"saved {cfg.model.kind} fold {datamodule.fold.index} as {artifact.path}")
+    if not trainer.is_global_zero:
+        return None
+    plain_net = getattr(module.net, "_orig_mod", module.net)  # unwrap torch.compile
+    meta = _artifact_meta(cfg, datamodule, metrics, weights) | {"content_key": content_key(cfg)}
+    return save_extractor(Path(cfg.paths.artifacts_dir) / "extractors", plain_net, meta)
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> None:
+    artifact = train_extractor(cfg)
+    if artifact is not None:
+        print(f"saved {cfg.model.kind} fold {cfg.fold} as {artifact.path}")
 
 
 if __name__ == "__main__":

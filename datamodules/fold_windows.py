@@ -52,8 +52,10 @@ class FoldWindowDataModule(L.LightningDataModule):
         eval_batch_size: int = 1024,
         num_workers: int = 0,
         device: str = "auto",
+        frames: FeatureFrames | None = None,
     ):
         super().__init__()
+        self.prebuilt_frames = frames  # the caller's frames, built from the same config (the main job)
         self.cfg = {"data": dict(data), "features": dict(features), "labels": dict(labels), "split": dict(split)}
         self.fold_index, self.window = int(fold), int(window)
         self.columns: tuple[str, ...] | None = None if columns is None else tuple(columns)
@@ -72,6 +74,8 @@ class FoldWindowDataModule(L.LightningDataModule):
 
     # -- set-up -------------------------------------------------------------------------------
     def _frames(self) -> FeatureFrames:
+        if self.prebuilt_frames is not None:
+            return self.prebuilt_frames
         return load_feature_frames(self.cfg["data"], self.cfg["features"], self.cfg["labels"]["thresholds"])
 
     def _target_device(self) -> torch.device:

@@ -234,7 +234,7 @@ def stage_backfill(
     trainer.callbacks.remove(writer)
     trainer.strategy.barrier()
     return {"version": plan.artifact.version, "kind": plan.kind, "rows": int(len(plan.ends)), "chunks": len(chunks),
-            "resumed_chunks": int(sum(done)), "staging": staging, "schema": schema}
+            "resumed_chunks": int(sum(done)), "staging": staging, "schema": schema, "run_key": plan.run_key}
 
 
 def commit_staged(store: FeatureStore, staged: list[dict]) -> None:
@@ -249,5 +249,6 @@ def commit_staged(store: FeatureStore, staged: list[dict]) -> None:
         )
         reader = pads.dataset(files, schema=mine[0]["schema"], format="parquet").scanner().to_reader()
         store.replace_versions(kind, [s["version"] for s in mine], reader)
+        store.record_committed(kind, {s["version"]: s["run_key"] for s in mine})
         for s in mine:
             shutil.rmtree(s["staging"])

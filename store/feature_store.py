@@ -21,6 +21,8 @@ is what a live system would have had, and no row comes from an extractor that sa
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import duckdb
@@ -31,6 +33,7 @@ import pyarrow.dataset as pads
 from deltalake import DeltaTable, write_deltalake
 
 from features.labels import CLASS_NAMES
+from store.files import write_json_atomic
 
 EMBEDDING_PREFIX = {"lstm": "lemb_", "tcn": "emb_"}
 LOGIT_COLUMNS = tuple(f"logit_{name.lower()}" for name in CLASS_NAMES)
@@ -39,6 +42,7 @@ LINEAGE_COLUMNS = (
     "feature_schema_hash", "data_fingerprint", "code_revision", "written_at",
 )
 KEY_COLUMNS = ("symbol", "ts", "decision_time")
+COMMITTED_FILE = "committed.json"
 
 
 class InSampleReadError(ValueError):
@@ -95,12 +99,23 @@ class FeatureStore:
     def versions(self, kind: str) -> pd.DataFrame:
         if not self.exists(kind):
             return pd.DataFrame(columns=["version", "fold", "eligible_from", "rows"])
-        con = duckdb.connect()
-        con.register("outputs", self.dataset(kind))
-        return con.sql(
-            "SELECT version, any_value(fold) AS fold, any_value(eligible_from) AS eligible_from, count(*) AS rows "
-            "FROM outputs GROUP BY version ORDER BY eligible_from, version"
-        ).df()
+        with duckdb.connect() as con:
+            con.register("outputs", self.dataset(kind))
+            return con.sql(
+                "SELECT version, any_value(fold) AS fold, any_value(eligible_from) AS eligible_from, count(*) AS rows "
+                "FROM outputs GROUP BY version ORDER BY eligible_from, version"
+            ).df()
+
+    def committed_runs(self) -> dict[str, dict[str, str]]:
+        """kind -> version -> the run key of the backfill plan whose rows the table holds for it."""
+        path = self.root / COMMITTED_FILE
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def record_committed(self, kind: str, run_keys: Mapping[str, str]) -> None:
+        """After a commit: remember which plan each version's rows came from (a lost record only costs a re-run)."""
+        committed = self.committed_runs()
+        committed.setdefault(kind, {}).update(run_keys)
+        write_json_atomic(committed, self.root / COMMITTED_FILE)
 
     def replace_versions(self, kind: str, versions: list[str], batches: pa.RecordBatchReader) -> None:
         """In one transaction, replace every row of `versions` with `batches` (streamed, bounded memory).
@@ -123,12 +138,14 @@ class FeatureStore:
         kind: str,
         version: str | None = None,
         max_staleness_hours: float = 1.0,
+        among: Sequence[str] | None = None,
     ) -> pd.DataFrame:
         """The extractor outputs each decision row (symbol, decision_time) may use, point in time.
 
         Per (symbol, stored decision time) the newest eligible version is kept; each decision row
         takes the latest such row at or before its decision time, if it is at most
-        `max_staleness_hours` old (else the outputs are missing, never filled). `version` pins one
+        `max_staleness_hours` old (else the outputs are missing, never filled). `among` limits the
+        versions considered (e.g. the extractors one pipeline run trained); `version` pins one
         extractor: decision rows it is not out of sample for are refused with InSampleReadError.
         Returns the decision rows with the embedding, the raw logits, probabilities
         (`<kind>_p_sell`, ...: softmax of the stored logits, applied here and only here) and
@@ -137,7 +154,10 @@ class FeatureStore:
         missing = [c for c in ("symbol", "decision_time") if c not in decisions.columns]
         if missing:
             raise ValueError(f"decision rows need columns {missing}")
-        con = duckdb.connect()
+        with duckdb.connect() as con:
+            return self._read_asof(con, decisions, kind, version, max_staleness_hours, among)
+
+    def _read_asof(self, con, decisions, kind, version, max_staleness_hours, among) -> pd.DataFrame:
         con.register("outputs", self.dataset(kind))
         query_rows = decisions[["symbol", "decision_time"]].reset_index(drop=True)
         query_rows["decision_time"] = query_rows["decision_time"].astype("datetime64[ms, UTC]")
@@ -159,8 +179,11 @@ class FeatureStore:
                 )
             source = f"SELECT * FROM outputs WHERE version = '{version}'"
         else:
+            if among is not None and (not among or any("'" in v for v in among)):
+                raise ValueError(f"bad version list {among!r}")
+            listed = "" if among is None else " AND version IN (" + ", ".join(f"'{v}'" for v in among) + ")"
             source = (
-                "SELECT * FROM outputs WHERE decision_time >= eligible_from "
+                f"SELECT * FROM outputs WHERE decision_time >= eligible_from{listed} "
                 "QUALIFY row_number() OVER (PARTITION BY symbol, decision_time "
                 "ORDER BY eligible_from DESC, version DESC) = 1"
             )

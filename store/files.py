@@ -39,5 +39,13 @@ def write_arrow_atomic(table: pa.Table, path: str | Path) -> Path:
     return _write_atomic(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
 
 
+def write_text_atomic(text: str, path: str | Path) -> Path:
+    return _write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_bytes_atomic(data: bytes, path: str | Path) -> Path:
+    return _write_atomic(path, lambda tmp: tmp.write_bytes(data))
+
+
 def write_json_atomic(data, path: str | Path) -> Path:
     return _write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=str) + "\n"))
