@@ -1,0 +1,123 @@
+"""The meta-learner's frame: one row per (symbol, day), assembled point in time from the store.
+
+A decision row is a symbol's daily bar d. Its decision time is the bar's close (d + 1 day, 00:00
+UTC): everything on the row is known then. It carries the tabular and regime features of day d
+(built point in time by `features/`), and for each extractor kind the outputs the store's as-of
+rule allows at that decision time (`FeatureStore.read_asof`): the embedding, the probabilities
+(softmax of the stored raw logits, taken once, in the read) and the lineage (version, fold,
+eligible_from). Labels and forward returns are joined for training and evaluation only; they are
+never features.
+
+Rows no extractor output is eligible for are kept by `assemble_stack_frame` (with NaN outputs)
+and dropped by the caller; a value is never filled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from features.build import FeatureFrames
+from features.labels import CLASS_NAMES
+from store.feature_store import EMBEDDING_PREFIX, FeatureStore, InSampleReadError
+
+DAY = pd.Timedelta(days=1)
+# Evaluation ranks the signal against the forward 3-day return whatever the training label (SPEC §8).
+EVALUATION_RETURN = "fwd_ret_3d"
+PROBABILITY_SUFFIXES = tuple(f"p_{name.lower()}" for name in CLASS_NAMES)
+
+
+class MixedVersionsError(ValueError):
+    """The frame mixes extractor versions of one kind and the config did not allow it."""
+
+
+def feature_sets(
+    frames: FeatureFrames, kinds: Sequence[str], embedding_dims: Mapping[str, int]
+) -> dict[str, list[str]]:
+    """The feature list of each model: tabular-only and Trishula (tabular + extractor outputs).
+
+    The regime inputs are market-wide context, in both. The extractor part is every embedding column
+    and the read-time probabilities of each kind (not the logits: one transform, done in the read).
+    """
+    tabular = [*frames.columns["tabular"], *frames.columns["regime"]]
+    extractor = [
+        column
+        for kind in kinds
+        for column in (
+            *(f"{EMBEDDING_PREFIX[kind]}{i}" for i in range(embedding_dims[kind])),
+            *(f"{kind}_{suffix}" for suffix in PROBABILITY_SUFFIXES),
+        )
+    ]
+    return {"tabular": tabular, "trishula": tabular + extractor}
+
+
+def decision_rows(frames: FeatureFrames, label: str) -> pd.DataFrame:
+    """Daily rows with features, label and forward return; `date` is the bar's day, `decision_time` its close."""
+    daily = frames.daily
+    if label not in daily.columns or EVALUATION_RETURN not in daily.columns:
+        raise ValueError(
+            f"the stack needs the label {label!r} and the 3-day forward return (labels.thresholds.label_3d) "
+            f"that evaluation ranks against; built: {frames.label_columns}"
+        )
+    columns = list(dict.fromkeys([*frames.columns["tabular"], *frames.columns["regime"]]))
+    targets = list(dict.fromkeys([label, f"fwd_ret_{label.removeprefix('label_')}", EVALUATION_RETURN]))
+    rows = daily[["symbol", "ts", *columns, *targets]].rename(columns={"ts": "date"})
+    rows.insert(2, "decision_time", rows["date"] + DAY)
+    return rows.reset_index(drop=True)
+
+
+def assemble_stack_frame(
+    rows: pd.DataFrame,
+    store: FeatureStore,
+    kinds: Sequence[str],
+    *,
+    pinned: Mapping[str, str] | None = None,
+    allow_mixed_versions: bool = False,
+    max_staleness_hours: float = 1.0,
+    among: Mapping[str, Sequence[str]] | None = None,
+) -> pd.DataFrame:
+    """`rows` joined with each kind's point-in-time outputs.
+
+    pinned: kind -> version to read (InSampleReadError for a row that version is not out of sample
+    for); the other kinds take, per row, the newest eligible version. A frame whose rows read more
+    than one version of a kind is refused unless `allow_mixed_versions` says the caller means it.
+    among: kind -> the versions to consider (None: every version in the store).
+    """
+    pinned = dict(pinned or {})
+    frame = rows
+    for kind in kinds:
+        frame = store.read_asof(frame, kind, version=pinned.get(kind), max_staleness_hours=max_staleness_hours,
+                                among=None if among is None else among.get(kind))
+        check_out_of_sample(frame, kind)
+        versions = frame[f"{kind}_version"].dropna().unique()
+        if len(versions) > 1 and not allow_mixed_versions:
+            raise MixedVersionsError(
+                f"the {kind} outputs of this frame come from {len(versions)} extractor versions "
+                f"({', '.join(sorted(map(str, versions))[:4])}{', ...' if len(versions) > 4 else ''}); "
+                f"set stack.allow_mixed_versions=true to stack the newest eligible version per row, "
+                f"or pin one with stack.pinned_versions.{kind}=<version>"
+            )
+    return frame
+
+
+def check_out_of_sample(frame: pd.DataFrame, kind: str) -> None:
+    """Every row's `kind` output must come from an extractor eligible at the row's decision time."""
+    eligible = pd.to_datetime(frame[f"{kind}_eligible_from"], utc=True)
+    bad = (eligible > frame["decision_time"]).to_numpy()
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise InSampleReadError(
+            f"{kind} version {frame[f'{kind}_version'].iloc[first]} is in sample for "
+            f"{frame['symbol'].iloc[first]} at {frame['decision_time'].iloc[first]} "
+            f"(eligible from {eligible.iloc[first]}); {int(bad.sum())} row(s) refused"
+        )
+
+
+def complete_rows(frame: pd.DataFrame, kinds: Sequence[str]) -> np.ndarray:
+    """Rows that hold every kind's outputs (boolean mask)."""
+    present = np.ones(len(frame), dtype=bool)
+    for kind in kinds:
+        present &= frame[f"{kind}_version"].notna().to_numpy()
+    return present

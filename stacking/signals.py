@@ -1,0 +1,77 @@
+"""From class probabilities to trading signals (SPEC §6).
+
+- score s = P(buy) - P(sell), in [-1, 1];
+- z: s standardised per symbol by the mean and std of that symbol's scores over the previous
+  `window_days` calendar days (past days only: day d's own score is not in its statistics), with
+  at least `min_periods` of them, else no z (and no signal);
+- direction: BUY if z > threshold, SELL if z < -threshold, else HOLD;
+- confidence: per class, the lowest probability threshold whose precision on held-out rows
+  reaches the target (with at least `min_support` rows above it). A BUY or SELL direction stands
+  only if that class's probability reaches its threshold; a class whose target is out of reach
+  gets no threshold and never fires (logged, never relaxed silently).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.labels import BUY, CLASS_NAMES, HOLD, SELL
+
+
+def signal_score(proba: np.ndarray) -> np.ndarray:
+    """(n, 3) probabilities in SELL, HOLD, BUY order -> s = P(buy) - P(sell), (n,)."""
+    return proba[:, BUY] - proba[:, SELL]
+
+
+def rolling_zscore(
+    frame: pd.DataFrame, window_days: int = 30, min_periods: int = 10, score: str = "score"
+) -> pd.Series:
+    """Per-symbol z of `score` against the previous `window_days` days (calendar, so gaps are honoured)."""
+    ordered = frame[["symbol", "date", score]].sort_values(["symbol", "date"])
+    stats = (
+        ordered.set_index("date")
+        .groupby("symbol", sort=False)[score]
+        .rolling(f"{window_days}D", closed="left", min_periods=min_periods)
+        .agg(["mean", "std"])
+    )
+    mean = stats["mean"].to_numpy()
+    std = stats["std"].to_numpy()
+    z = (ordered[score].to_numpy() - mean) / np.where(std > 0, std, np.nan)
+    return pd.Series(z, index=ordered.index).reindex(frame.index)
+
+
+def directions(z: pd.Series | np.ndarray, threshold: float = 1.5) -> np.ndarray:
+    """BUY (2) if z > threshold, SELL (0) if z < -threshold, else HOLD (1); no z -> HOLD."""
+    z = np.asarray(z, dtype="float64")
+    return np.where(z > threshold, BUY, np.where(z < -threshold, SELL, HOLD)).astype("int8")
+
+
+def fit_confidence_thresholds(
+    y_true: np.ndarray, proba: np.ndarray, target_precision: float, min_support: int = 20
+) -> dict[str, float | None]:
+    """Per class, the lowest threshold t with precision(label == c | p_c >= t) >= target and support >= min_support."""
+    y_true = np.asarray(y_true, dtype="int64")
+    thresholds: dict[str, float | None] = {}
+    for code, name in enumerate(CLASS_NAMES):
+        p = proba[:, code]
+        order = np.argsort(-p, kind="stable")
+        hits = np.cumsum(y_true[order] == code)
+        support = np.arange(1, len(p) + 1)
+        # Candidate cut after each distinct probability (ties go together): rows p >= p_sorted[i].
+        last_of_tie = np.r_[p[order][1:] != p[order][:-1], True]
+        ok = last_of_tie & (support >= min_support) & (hits / support >= target_precision)
+        # The lowest reaching threshold = the largest qualifying support.
+        thresholds[name] = float(p[order][np.flatnonzero(ok)[-1]]) if ok.any() else None
+    return thresholds
+
+
+def apply_confidence(direction: np.ndarray, proba: np.ndarray, thresholds: dict[str, float | None]) -> np.ndarray:
+    """BUY / SELL directions whose class probability misses its threshold become HOLD."""
+    signal = np.asarray(direction, dtype="int8").copy()
+    for code in (SELL, BUY):
+        threshold = thresholds.get(CLASS_NAMES[code])
+        chosen = signal == code
+        confident = np.zeros(len(signal), dtype=bool) if threshold is None else proba[:, code] >= threshold
+        signal[chosen & ~confident] = HOLD
+    return signal

@@ -1,0 +1,160 @@
+"""Walk-forward training and out-of-sample prediction of the meta-learner and its baselines.
+
+Per meta fold (stacking/folds.py) two LightGBM models are trained with the same parameters on the
+same rows: `tabular` (tabular + regime features) and `trishula` (those plus the extractors'
+embeddings and probabilities). Each is saved with its feature list, feature schema hash,
+confidence thresholds, the extractor versions its rows read and its validation metrics, then
+LOADED BACK from disk to predict the fold's test rows: predictions go through the inference path a
+served model takes, with its feature checks. The extractors alone (`lstm`, `tcn`) predict with
+their read-time probabilities. All four models are scored on the same rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+
+from features.labels import CLASS_NAMES
+from models.trishula import TrishulaClassifier, softmax
+from splits.walkforward import Fold
+from stacking.signals import fit_confidence_thresholds, signal_score
+from store.files import write_json_atomic
+
+PREDICTION_COLUMNS = ("symbol", "date", "fold", "model", "p_sell", "p_hold", "p_buy", "score", "label", "fwd_ret_3d")
+TRAINED_MODELS = ("tabular", "trishula")
+ARTIFACT_FILE = "artifact.json"
+
+
+@dataclass
+class StackSettings:
+    label: str
+    params: Mapping
+    early_stopping_rounds: int
+    target_precision: float
+    min_support: int
+    kinds: Sequence[str]
+    feature_schema_hash: str
+    backend: str = "local"
+    dask_client: object | None = None
+    console: Console = field(default_factory=Console)
+
+
+@dataclass
+class FoldModel:
+    """A trained meta-learner as served: the model, its thresholds and what it was trained on."""
+
+    model: TrishulaClassifier
+    meta: dict
+
+    @classmethod
+    def load(cls, directory: Path, name: str) -> FoldModel:
+        meta = json.loads((directory / f"{name}.json").read_text())
+        model = TrishulaClassifier.load(directory / f"{name}.txt", meta["features"], meta["feature_schema_hash"])
+        return cls(model, meta)
+
+    def raw_scores(self, frame: pd.DataFrame, feature_schema_hash: str) -> np.ndarray:
+        return self.model.raw_scores(frame, feature_schema_hash)
+
+
+def _labelled(frame: pd.DataFrame, mask: np.ndarray, label: str) -> pd.DataFrame:
+    return frame[mask & frame[label].notna().to_numpy()]
+
+
+def _versions(rows: pd.DataFrame, kinds: Sequence[str]) -> dict[str, list[str]]:
+    return {kind: sorted(map(str, rows[f"{kind}_version"].dropna().unique())) for kind in kinds}
+
+
+def train_fold(
+    frame: pd.DataFrame, fold: Fold, features: Mapping[str, list[str]], settings: StackSettings, out_dir: Path
+) -> dict:
+    """Train, save and return the summary of both models of one fold (files in `out_dir`)."""
+    label = settings.label
+    days = frame["date"]
+    train = _labelled(frame, fold.mask(days, "train"), label)
+    val = _labelled(frame, fold.mask(days, "val"), label)
+    test = frame[fold.mask(days, "test")]
+    if val.empty or train.empty:
+        raise ValueError(f"meta fold {fold.index}: no labelled {'validation' if train.size else 'train'} rows")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = {"fold": fold.to_dict(), "rows": {"train": len(train), "val": len(val), "test": len(test)}, "models": {}}
+    for name in TRAINED_MODELS:
+        columns = features[name]
+        model = TrishulaClassifier(
+            settings.params, settings.early_stopping_rounds, settings.backend, settings.dask_client,
+            feature_schema_hash=settings.feature_schema_hash,
+        ).fit(train[columns], train[label].to_numpy(), val[columns], val[label].to_numpy())
+        val_proba = model.predict_proba(val, settings.feature_schema_hash)
+        thresholds = fit_confidence_thresholds(
+            val[label].to_numpy(), val_proba, settings.target_precision, settings.min_support
+        )
+        model.save(out_dir / f"{name}.txt")
+        top = sorted(model.feature_importance().items(), key=lambda kv: -kv[1])[:15]
+        meta = {
+            "model": name,
+            "fold": fold.index,
+            "windows": fold.to_dict(),
+            "label": label,
+            "features": columns,
+            "feature_schema_hash": settings.feature_schema_hash,
+            "params": dict(settings.params),
+            "best_iteration": model.best_iteration_,
+            "val_multi_logloss": model.best_score_["valid_0"]["multi_logloss"],
+            "confidence": {"target_precision": settings.target_precision, "min_support": settings.min_support,
+                           "thresholds": thresholds},
+            "extractor_versions": _versions(pd.concat([train, val]), settings.kinds) if name == "trishula" else {},
+            "rows": summary["rows"],
+            "top_features_by_gain": dict(top),
+        }
+        write_json_atomic(meta, out_dir / f"{name}.json")
+        summary["models"][name] = {
+            "best_iteration": meta["best_iteration"], "val_multi_logloss": meta["val_multi_logloss"],
+            "thresholds": thresholds,
+        }
+        unreachable = [c for c, t in thresholds.items() if t is None and c != "HOLD"]
+        if unreachable:
+            settings.console.print(
+                f"  fold {fold.index} {name}: precision {settings.target_precision:.0%} out of reach on validation "
+                f"for {unreachable}: that class gives no signal in this fold"
+            )
+    return summary
+
+
+def predict_fold(frame: pd.DataFrame, fold: Fold, model_dir: Path, settings: StackSettings) -> pd.DataFrame:
+    """The four models' predictions on the fold's test rows (trained models loaded from `model_dir`)."""
+    test = frame[fold.mask(frame["date"], "test")].reset_index(drop=True)
+    base = pd.DataFrame({
+        "symbol": test["symbol"], "date": test["date"], "fold": np.int32(fold.index),
+        "label": test[settings.label].astype("float64"), "fwd_ret_3d": test["fwd_ret_3d"].astype("float64"),
+    })
+    parts, margins = [], {}
+    for name in TRAINED_MODELS:
+        served = FoldModel.load(model_dir, name)
+        raw = served.raw_scores(test, settings.feature_schema_hash)
+        margins[name] = raw
+        parts.append(_prediction_rows(base, name, softmax(raw)))
+    for kind in settings.kinds:
+        proba = test[[f"{kind}_p_{c.lower()}" for c in CLASS_NAMES]].to_numpy(dtype="float64")
+        parts.append(_prediction_rows(base, kind, proba))
+    predictions = pd.concat(parts, ignore_index=True)
+    # Raw margins of the trained models (the extractors' rows have none here: their logits are in the store).
+    order = [*TRAINED_MODELS, *settings.kinds]
+    for i, name in enumerate(CLASS_NAMES):
+        predictions[f"raw_{name.lower()}"] = np.concatenate(
+            [margins[m][:, i] if m in margins else np.full(len(base), np.nan) for m in order]
+        )
+    return predictions
+
+
+def _prediction_rows(base: pd.DataFrame, model: str, proba: np.ndarray) -> pd.DataFrame:
+    rows = base.copy()
+    rows.insert(3, "model", model)
+    for i, name in enumerate(CLASS_NAMES):
+        rows.insert(4 + i, f"p_{name.lower()}", proba[:, i])
+    rows.insert(7, "score", signal_score(proba))
+    return rows

@@ -1,0 +1,254 @@
+"""The Trishula meta-learner on the shipped sample: raw margins, one softmax, feature checks,
+confidence thresholds, past-only z-scores, meta folds and promotion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from evaluation import evaluate_predictions
+from features.build import load_feature_frames
+from models.trishula import (
+    FeatureSchemaError,
+    MissingFeatureError,
+    TrishulaClassifier,
+    early_stopping_iteration,
+    softmax,
+    staged_log_loss,
+)
+from splits.artifacts import folds_from_config
+from stacking.folds import meta_folds
+from stacking.frame import check_out_of_sample, decision_rows
+from stacking.registry import Registry, decide_promotion
+from stacking.signals import apply_confidence, directions, fit_confidence_thresholds, rolling_zscore
+from store.feature_store import InSampleReadError
+
+SMALL = {"n_estimators": 60, "learning_rate": 0.1, "num_leaves": 15, "min_child_samples": 20, "subsample": 0.8,
+         "subsample_freq": 1, "colsample_bytree": 0.8, "random_state": 0, "deterministic": True,
+         "force_row_wise": True, "n_jobs": 1, "verbose": -1}
+
+
+@pytest.fixture(scope="module")
+def frames(cfg):
+    groups = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("data", "features", "labels")}
+    return load_feature_frames(groups["data"], groups["features"], groups["labels"]["thresholds"])
+
+
+@pytest.fixture(scope="module")
+def split_rows(frames, cfg):
+    """Fold 6's train / val / test decision rows (tabular features, real labels)."""
+    rows = decision_rows(frames, "label_3d")
+    fold = next(f for f in folds_from_config(frames.daily, cfg.split, 14) if f.index == 6)
+    parts = {p: rows[fold.mask(rows["date"], p)] for p in ("train", "val", "test")}
+    parts = {p: r[r["label_3d"].notna()] for p, r in parts.items()}
+    return parts, list(frames.columns["tabular"])
+
+
+@pytest.fixture(scope="module")
+def fitted(split_rows):
+    parts, features = split_rows
+    model = TrishulaClassifier(SMALL, early_stopping_rounds=10, feature_schema_hash="schema-a")
+    return model.fit(parts["train"][features], parts["train"]["label_3d"].to_numpy(),
+                     parts["val"], parts["val"]["label_3d"].to_numpy())
+
+
+def test_fit_follows_sklearn_conventions(fitted, split_rows):
+    _, features = split_rows
+    assert isinstance(fitted, TrishulaClassifier)
+    assert fitted.feature_names_ == features and list(fitted.classes_) == [0, 1, 2]
+    assert 1 <= fitted.best_iteration_ <= SMALL["n_estimators"]
+    assert "multi_logloss" in fitted.best_score_["valid_0"]
+
+
+def test_margins_are_raw_and_softmax_is_applied_once(fitted, split_rows):
+    parts, _ = split_rows
+    test = parts["test"]
+    raw = fitted.raw_scores(test)
+    proba = fitted.predict_proba(test)
+    assert raw.shape == proba.shape == (len(test), 3)
+    assert (raw < 0).any() or (raw > 1).any(), "margins look like probabilities"
+    # LightGBM's own multiclass transform of the same trees equals our single softmax...
+    lightgbm_proba = fitted.booster_.predict(test[fitted.feature_names_], num_iteration=fitted.best_iteration_)
+    np.testing.assert_allclose(proba, lightgbm_proba, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+    # ... and a second softmax would change it (a double transform is detectable).
+    assert not np.allclose(softmax(proba), proba, atol=1e-3)
+
+
+def test_missing_or_renamed_feature_is_an_error_naming_it(fitted, split_rows):
+    parts, _ = split_rows
+    test = parts["test"]
+    with pytest.raises(MissingFeatureError, match="rsi_14"):
+        fitted.predict_proba(test.drop(columns="rsi_14"))
+    with pytest.raises(MissingFeatureError, match="macd_hist_rel"):
+        fitted.raw_scores(test.rename(columns={"macd_hist_rel": "macd_hist"}))
+    # Extra columns are ignored; a feature computed another way (other schema hash) is refused.
+    np.testing.assert_array_equal(fitted.raw_scores(test.assign(extra=1.0)), fitted.raw_scores(test))
+    with pytest.raises(FeatureSchemaError, match="schema-b"):
+        fitted.raw_scores(test, feature_schema_hash="schema-b")
+
+
+def test_staged_validation_curve_matches_lightgbm_early_stopping(fitted, split_rows):
+    """The dask backend picks its best iteration from this curve: it must be LightGBM's own."""
+    parts, features = split_rows
+    losses = staged_log_loss(fitted.booster_, parts["val"][features], parts["val"]["label_3d"].to_numpy())
+    assert len(losses) == fitted.booster_.current_iteration()
+    assert early_stopping_iteration(losses, 10) == fitted.best_iteration_
+    np.testing.assert_allclose(losses[fitted.best_iteration_ - 1], fitted.best_score_["valid_0"]["multi_logloss"],
+                               rtol=1e-9)
+
+
+def test_early_stopping_rule_by_hand():
+    curve = np.array([1.0, 0.9, 0.95, 0.97, 0.85, 0.99, 0.99, 0.99, 0.7])
+    assert early_stopping_iteration(curve, 2) == 2  # stops at round 4 before seeing 0.85
+    assert early_stopping_iteration(curve, 3) == 5
+    assert early_stopping_iteration(curve, 10) == 9
+
+
+def test_saved_model_predicts_the_same(fitted, split_rows, tmp_path):
+    parts, features = split_rows
+    fitted.save(tmp_path / "model.txt")
+    loaded = TrishulaClassifier.load(tmp_path / "model.txt", features, "schema-a")
+    np.testing.assert_allclose(loaded.raw_scores(parts["test"]), fitted.raw_scores(parts["test"]), rtol=1e-12)
+    with pytest.raises(FeatureSchemaError):
+        TrishulaClassifier.load(tmp_path / "model.txt", features[::-1], "schema-a")
+
+
+def test_fit_refuses_training_rows_without_every_class(split_rows):
+    parts, features = split_rows
+    train = parts["train"][parts["train"]["label_3d"] != 0]
+    with pytest.raises(ValueError, match=r"lack class\(es\) \[0\]"):
+        TrishulaClassifier(SMALL).fit(train[features], train["label_3d"].to_numpy(),
+                                      parts["val"], parts["val"]["label_3d"].to_numpy())
+
+
+def test_confidence_threshold_is_the_lowest_reaching_the_target_precision():
+    # p_buy sorted high -> low with labels; precision of "p_buy >= t" at each cut:
+    # .9:1/1  .8:2/2  .7:2/3  .6:3/4  .5:3/5  .4:3/6  .3:3/7  .2:3/8
+    y = np.array([2, 2, 1, 2, 1, 1, 0, 0])
+    p_buy = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
+    proba = np.column_stack([(1 - p_buy) / 2, (1 - p_buy) / 2, p_buy])
+    assert fit_confidence_thresholds(y, proba, 0.75, min_support=1)["BUY"] == 0.6
+    assert fit_confidence_thresholds(y, proba, 0.6, min_support=1)["BUY"] == 0.5  # 3/5
+    assert fit_confidence_thresholds(y, proba, 0.75, min_support=5)["BUY"] is None  # out of reach
+    # Tied probabilities enter together: with .6 tied to .5, the cut at .6 holds 3/5, not 3/4.
+    tied = proba.copy()
+    tied[3, 2] = 0.5
+    assert fit_confidence_thresholds(y, tied, 0.75, min_support=1)["BUY"] == 0.8
+
+
+def test_confidence_gate_turns_unconfident_directions_into_hold():
+    proba = np.array([[0.1, 0.2, 0.7], [0.1, 0.5, 0.4], [0.6, 0.3, 0.1], [0.45, 0.45, 0.1]])
+    direction = np.array([2, 2, 0, 0], dtype="int8")
+    signal = apply_confidence(direction, proba, {"SELL": 0.5, "HOLD": None, "BUY": 0.6})
+    assert list(signal) == [2, 1, 0, 1]
+    assert list(apply_confidence(direction, proba, {"SELL": None, "BUY": None})) == [1, 1, 1, 1]
+
+
+def test_rolling_zscore_uses_past_days_only():
+    days = pd.date_range("2023-01-01", periods=12, freq="D", tz="UTC")
+    scores = np.array([0.1, 0.3, -0.2, 0.0, 0.4, 0.2, -0.1, 0.5, 0.3, -0.3, 0.1, 0.9])
+    frame = pd.DataFrame({"symbol": "AAA", "date": days, "score": scores})
+    other = pd.DataFrame({"symbol": "BBB", "date": days, "score": -10 * scores})  # must not mix in
+    both = pd.concat([other, frame], ignore_index=True)
+    z = rolling_zscore(both, window_days=5, min_periods=3)[both["symbol"] == "AAA"].to_numpy()
+    for i in range(12):
+        past = scores[max(0, i - 5):i]
+        expected = (scores[i] - past.mean()) / past.std(ddof=1) if len(past) >= 3 else np.nan
+        np.testing.assert_allclose(z[i], expected, rtol=1e-12, equal_nan=True)
+    # Changing the last day's score changes only its own z.
+    changed = both.copy()
+    changed.loc[changed.index[-1], "score"] = -5.0
+    z2 = rolling_zscore(changed, window_days=5, min_periods=3)[both["symbol"] == "AAA"].to_numpy()
+    np.testing.assert_array_equal(z2[:-1], z[:-1])
+    assert z2[-1] != z[-1]
+
+
+def test_direction_thresholds():
+    assert list(directions(np.array([2.0, -2.0, 1.5, -1.5, np.nan]), 1.5)) == [2, 0, 1, 1, 1]
+
+
+def test_meta_folds_keep_purges_and_skip_short_train_windows(frames, cfg):
+    folds = folds_from_config(frames.daily, cfg.split, 14)
+    first = folds[0].test_start + pd.Timedelta(days=3)
+    made, skipped = meta_folds(folds, first, val_days=21, purge_days=14, min_train_days=30)
+    assert skipped == [f.index for f in folds if f.index < 6] and [m.index for m in made] == list(range(6, 13))
+    for meta, fold in zip(made, folds[6:], strict=True):
+        assert (meta.test_start, meta.test_end) == (fold.test_start, fold.test_end)
+        assert (meta.val_start - meta.train_end).days == 15 and (meta.test_start - meta.val_end).days == 15
+        assert meta.train_start == first and (meta.train_end - meta.train_start).days + 1 >= 30
+    rolling, _ = meta_folds(folds, first, val_days=21, purge_days=14, min_train_days=30, train_days=40)
+    assert all((m.train_end - m.train_start).days + 1 == 40 for m in rolling if m.train_start > first)
+
+
+def test_rows_in_sample_for_their_extractor_are_refused():
+    frame = pd.DataFrame({
+        "symbol": ["AAA", "BBB"],
+        "decision_time": pd.to_datetime(["2023-07-02", "2023-07-02"], utc=True),
+        "lstm_version": ["v1", "v1"],
+        "lstm_eligible_from": pd.to_datetime(["2023-07-01", "2023-07-05"], utc=True),
+    })
+    with pytest.raises(InSampleReadError, match="BBB"):
+        check_out_of_sample(frame, "lstm")
+    check_out_of_sample(frame.iloc[:1], "lstm")
+
+
+def _predictions(frames, quality: float, seed: int) -> pd.DataFrame:
+    """Trishula-shaped predictions on two real folds: the score is `quality` × the real 3-day return plus noise."""
+    rows = decision_rows(frames, "label_3d")
+    rows = rows[rows["date"].between("2023-09-01", "2023-09-28") & rows["label_3d"].notna()]
+    noise = np.random.default_rng(seed).normal(0, 0.05, len(rows))
+    score = np.tanh(quality * rows["fwd_ret_3d"].to_numpy() * 10 + noise)
+    p_buy, p_sell = np.clip(score, 0, None) * 0.8 + 0.1, np.clip(-score, 0, None) * 0.8 + 0.1
+    return pd.DataFrame({
+        "symbol": rows["symbol"].to_numpy(), "date": rows["date"].to_numpy(),
+        "fold": np.where(rows["date"] < pd.Timestamp("2023-09-15", tz="UTC"), 6, 7), "model": "trishula",
+        "p_sell": p_sell, "p_hold": 1 - p_buy - p_sell, "p_buy": p_buy, "score": p_buy - p_sell,
+        "label": rows["label_3d"].astype("float64").to_numpy(), "fwd_ret_3d": rows["fwd_ret_3d"].to_numpy(),
+    })
+
+
+def test_promotion_keeps_a_better_champion_and_swaps_for_a_better_challenger(frames, tmp_path):
+    good, bad = _predictions(frames, 1.0, 0), _predictions(frames, -1.0, 1)
+    registry = Registry(tmp_path)
+    first = decide_promotion("good", good, None, None, "ic_mean", evaluate_predictions)
+    assert first.promoted and first.reason == "no champion yet"
+    registry.record(first)
+    assert registry.champion()["run_id"] == "good"
+
+    worse = decide_promotion("bad", bad, "good", good, "ic_mean", evaluate_predictions)
+    assert not worse.promoted and worse.challenger_value < worse.champion_value
+    assert worse.folds == [6, 7] and worse.rows == len(good)
+    registry.record(worse)
+    assert registry.champion()["run_id"] == "good"
+
+    better = decide_promotion("good2", good, "bad", bad, "log_loss", evaluate_predictions)
+    assert better.promoted and better.challenger_value < better.champion_value  # lower log-loss wins
+    tie = decide_promotion("same", good, "good", good.copy(), "ic_mean", evaluate_predictions)
+    assert not tie.promoted and "champion stays" in tie.reason
+    # Only rows both tested count: a challenger tested on fold 7 only is compared on fold 7 only.
+    partial = decide_promotion("late", good[good["fold"] == 7], "bad", bad, "ic_mean", evaluate_predictions)
+    assert partial.folds == [7]
+    with pytest.raises(ValueError, match="stack.promotion.metric"):
+        decide_promotion("x", good, None, None, "sharpe", evaluate_predictions)
+
+
+def test_dask_backend_trains_the_same_model_class_on_two_workers(split_rows):
+    from dask.distributed import Client, LocalCluster
+
+    parts, features = split_rows
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        model = TrishulaClassifier(SMALL, early_stopping_rounds=10, backend="dask", dask_client=client).fit(
+            parts["train"][features], parts["train"]["label_3d"].to_numpy(),
+            parts["val"], parts["val"]["label_3d"].to_numpy(),
+        )
+    # A plain local booster comes back, trained across both workers.
+    assert model.booster_.params.get("num_machines") == 2
+    assert model.feature_names_ == features and 1 <= model.best_iteration_ <= SMALL["n_estimators"]
+    proba = model.predict_proba(parts["test"])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+    with pytest.raises(ValueError, match="Client"):
+        TrishulaClassifier(SMALL, backend="dask")
