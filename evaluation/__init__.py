@@ -1,0 +1,48 @@
+"""Out-of-sample evaluation (SPEC §8): metrics per model and fold as JSON, and a self-contained HTML report."""
+
+from evaluation.metrics import (
+    PREDICTION_COLUMNS,
+    accuracy,
+    brier_score,
+    calibration_by_class,
+    class_auc,
+    classification_metrics,
+    confusion,
+    daily_rank_ic,
+    evaluate_predictions,
+    ic_over_time,
+    ic_summary,
+    labelled_predictions,
+    macro_f1,
+    multiclass_log_loss,
+    newey_west_t_stat,
+    pooled_rank_ic,
+    precision_recall,
+    predicted_class,
+    win_rate_by_bin,
+)
+from evaluation.report import format_number, write_report
+
+__all__ = [
+    "PREDICTION_COLUMNS",
+    "accuracy",
+    "brier_score",
+    "calibration_by_class",
+    "class_auc",
+    "classification_metrics",
+    "confusion",
+    "daily_rank_ic",
+    "evaluate_predictions",
+    "format_number",
+    "ic_over_time",
+    "ic_summary",
+    "labelled_predictions",
+    "macro_f1",
+    "multiclass_log_loss",
+    "newey_west_t_stat",
+    "pooled_rank_ic",
+    "precision_recall",
+    "predicted_class",
+    "win_rate_by_bin",
+    "write_report",
+]

@@ -1,0 +1,399 @@
+"""The evaluation report: one self-contained HTML file (opens offline) plus every figure as a PNG.
+
+Every figure is embedded as a base64 PNG and styles are inline, so the file references nothing outside
+itself. Every number in a table is rendered by `format_number` and its cell carries
+`data-key="<json path>"` and `data-value="<repr of the value>"`, so a test can check that the report
+shows exactly the numbers in the JSON files. Key scheme (segments joined by "."; names must not hold "."):
+
+- `comparison.<model>.<field>`: the entry of metrics["comparison"] whose "model" is <model>;
+- `per_fold.<model>.<fold>.<path>`: metrics["per_fold"][model][fold] followed by a dotted path (`ic.mean`);
+- `backtest.<section>.<field>` and `backtest.<section>.<name>.<field>`: the backtest dict
+  (summary, benchmark, exits, per_symbol, per_month).
+
+Figures are drawn on `matplotlib.figure.Figure` objects with an explicit Agg canvas: no pyplot, no
+global backend state, safe to call from any process or thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from sklearn.metrics import roc_curve
+
+from evaluation.metrics import LABELS, PROBA_COLUMNS, ic_over_time, labelled_predictions
+from features.labels import CLASS_NAMES
+from store.files import write_bytes_atomic, write_text_atomic
+
+ROLLING_IC_WINDOW = "30D"
+DPI = 100
+COMPARISON_COLUMNS = (
+    ("ic_mean", "IC mean"),
+    ("icir", "ICIR"),
+    ("ic_t_stat", "IC t (HAC)"),
+    ("pooled_rank_ic", "pooled rank IC"),
+    ("auc_buy", "AUC BUY"),
+    ("auc_sell", "AUC SELL"),
+    ("macro_f1", "macro-F1"),
+    ("accuracy", "accuracy"),
+    ("log_loss", "log-loss"),
+    ("brier", "Brier"),
+    ("rows", "rows"),
+)
+FOLD_COLUMNS = (
+    ("rows", "rows"),
+    ("days", "days"),
+    ("ic.mean", "IC mean"),
+    ("ic.icir", "ICIR"),
+    ("ic.t_stat", "IC t (HAC)"),
+    ("pooled_rank_ic", "pooled rank IC"),
+    ("auc.BUY", "AUC BUY"),
+    ("auc.SELL", "AUC SELL"),
+    ("macro_f1", "macro-F1"),
+    ("accuracy", "accuracy"),
+    ("log_loss", "log-loss"),
+    ("brier", "Brier"),
+)
+BREAKDOWN_COLUMNS = {
+    "exits": (("trades", "trades"), ("pnl", "P&L"), ("win_rate", "win rate")),
+    "per_symbol": (("trades", "trades"), ("pnl", "P&L"), ("win_rate", "win rate")),
+    "per_month": (("trades", "trades"), ("pnl", "P&L"), ("return", "return")),
+}
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; max-width: 1200px; }
+table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; font-size: 0.9rem; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; }
+td { text-align: right; font-variant-numeric: tabular-nums; }
+thead th { background: #f0f0f0; }
+tbody th { text-align: left; font-weight: normal; }
+img { max-width: 100%; display: block; margin: 0.5rem 0 1.5rem; }
+.note { color: #555; font-size: 0.9rem; }
+pre { background: #f7f7f7; padding: 0.5rem; font-size: 0.8rem; }
+"""
+
+
+def format_number(value: float | int | None) -> str:
+    """The one formatter for every number in the report: 4 significant digits, None (undefined) -> "—".
+
+    Integers (counts) print in full; floats of magnitude >= 10,000 print as whole numbers with separators
+    rather than in exponent notation.
+    """
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "—"
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, int | np.integer):
+        return f"{int(value):,}"
+    if abs(value) >= 1e4:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
+
+
+# --- HTML pieces ------------------------------------------------------------------------------------------------
+
+
+def _get(data: Mapping, path: str) -> object:
+    """The value at a dotted path inside nested dicts; None when a segment is missing."""
+    for segment in path.split("."):
+        if not isinstance(data, Mapping):
+            return None
+        data = data.get(segment)
+    return data
+
+
+def _cell(key: str, value: object) -> str:
+    """A table cell showing one value, tagged with its JSON path and the exact repr of the value."""
+    value = value.item() if isinstance(value, np.generic) else value
+    text = html.escape(value) if isinstance(value, str) else format_number(value)
+    return f'<td data-key="{html.escape(key)}" data-value="{html.escape(repr(value))}">{text}</td>'
+
+
+def _grid(
+    prefix: str, row_header: str, rows: Sequence[tuple[str, str, Mapping]], columns: Sequence[tuple[str, str]]
+) -> str:
+    """A table with one row per (key segment, display name, values) and one column per (dotted path, header)."""
+    head = "".join(f"<th>{html.escape(header)}</th>" for header in (row_header, *(h for _, h in columns)))
+    body = "".join(
+        f"<tr><th>{html.escape(display)}</th>"
+        + "".join(_cell(f"{prefix}.{segment}.{path}", _get(values, path)) for path, _ in columns)
+        + "</tr>"
+        for segment, display, values in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _field_table(prefix: str, values: Mapping) -> str:
+    """A two-column table (field, value) over a flat dict, in the dict's own order."""
+    body = "".join(f"<tr><th>{html.escape(str(field))}</th>{_cell(f'{prefix}.{field}', value)}</tr>"
+                   for field, value in values.items())
+    return f"<table><tbody>{body}</tbody></table>"
+
+
+def _image(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+
+
+# --- figures ----------------------------------------------------------------------------------------------------
+
+
+def _figure(width: float, height: float, rows: int = 1, cols: int = 1, **kwargs: object) -> tuple[Figure, np.ndarray]:
+    figure = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(rows, cols, squeeze=False, **kwargs)
+    return figure, axes.ravel()
+
+
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
+
+
+def _colours(models: Sequence[str]) -> dict[str, str]:
+    return {model: f"C{i % 10}" for i, model in enumerate(models)}
+
+
+def _values(items: Sequence[object]) -> np.ndarray:
+    """Floats for plotting, NaN where a value is undefined (None)."""
+    return np.array([np.nan if item is None else float(item) for item in items], dtype=float)
+
+
+def _ic_figure(predictions: pd.DataFrame, models: Sequence[str]) -> Figure:
+    daily = ic_over_time(predictions)
+    figure, (axis,) = _figure(10, 3.8)
+    colours = _colours(models)
+    for model, rows in daily.groupby("model", sort=False):
+        series = rows.set_index("date")["ic"].sort_index()
+        rolling = series.rolling(ROLLING_IC_WINDOW, min_periods=5).mean()
+        axis.plot(series.index, series.to_numpy(), color=colours.get(model), alpha=0.15, linewidth=0.8)
+        axis.plot(rolling.index, rolling.to_numpy(), color=colours.get(model), label=f"{model} (30-day mean)")
+    axis.axhline(0.0, color="black", linewidth=0.8)
+    axis.set(title="Daily cross-sectional rank IC (faint) and its 30-day rolling mean", ylabel="Spearman IC")
+    axis.legend(fontsize=8)
+    return figure
+
+
+def _roc_figure(predictions: pd.DataFrame, metrics: Mapping) -> Figure:
+    labelled = labelled_predictions(predictions)
+    figure, axes = _figure(13, 4.2, 1, len(LABELS))
+    colours = _colours(metrics["models"])
+    for model, rows in labelled.groupby(labelled["model"].astype(str), sort=False):
+        y_true = rows["label"].to_numpy(dtype=int)
+        proba = rows.loc[:, list(PROBA_COLUMNS)].to_numpy(dtype=float)
+        for axis, code, name in zip(axes, LABELS, CLASS_NAMES, strict=True):
+            positive = y_true == code
+            if 0 < positive.sum() < len(positive):
+                fpr, tpr, _ = roc_curve(y_true=positive, y_score=proba[:, code])
+                auc = metrics["pooled"][model]["auc"][name]
+                axis.plot(fpr, tpr, color=colours[model], label=f"{model} AUC {format_number(auc)}")
+    for axis, name in zip(axes, CLASS_NAMES, strict=True):
+        axis.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8)
+        axis.set(title=f"ROC {name} vs rest", xlabel="false positive rate", ylabel="true positive rate")
+        axis.legend(fontsize=8, loc="lower right")
+    return figure
+
+
+def _calibration_figure(metrics: Mapping) -> Figure:
+    figure, axes = _figure(13, 4.2, 1, len(CLASS_NAMES))
+    colours = _colours(metrics["models"])
+    for axis, name in zip(axes, CLASS_NAMES, strict=True):
+        axis.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8)
+        for model in metrics["models"]:
+            curve = metrics["pooled"][model]["calibration"][name]
+            axis.plot(curve["mean_predicted"], curve["observed"], marker="o", color=colours[model], label=model)
+        axis.set(title=f"Calibration {name}", xlabel="mean predicted probability", ylabel="observed frequency",
+                 xlim=(0, 1), ylim=(0, 1))
+        axis.legend(fontsize=8, loc="upper left")
+    return figure
+
+
+def _confusion_figure(metrics: Mapping) -> Figure:
+    models = metrics["models"]
+    figure, axes = _figure(3.6 * len(models), 3.6, 1, len(models))
+    for axis, model in zip(axes, models, strict=True):
+        confusion = metrics["pooled"][model]["confusion_matrix"]
+        counts = np.asarray(confusion["matrix"], dtype=float)
+        row_share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+        axis.imshow(row_share, cmap="Blues", vmin=0.0, vmax=1.0)
+        for (row, col), count in np.ndenumerate(counts):
+            colour = "white" if row_share[row, col] > 0.6 else "black"
+            axis.text(col, row, format_number(int(count)), ha="center", va="center", color=colour)
+        ticks = range(len(confusion["labels"]))
+        axis.set_xticks(ticks, confusion["labels"])
+        axis.set_yticks(ticks, confusion["labels"])
+        axis.set(title=model, xlabel="predicted", ylabel="true")
+    return figure
+
+
+def _win_rate_figure(metrics: Mapping) -> Figure:
+    models = metrics["models"]
+    figure, (axis,) = _figure(10, 3.8)
+    colours = _colours(models)
+    width = 0.8 / len(models)
+    for i, model in enumerate(models):
+        bins = metrics["pooled"][model]["win_rate_by_bin"]
+        positions = np.arange(len(bins)) + (i - (len(models) - 1) / 2) * width
+        rates = _values([entry["win_rate"] for entry in bins])
+        axis.bar(positions, np.nan_to_num(rates), width=width, color=colours[model], label=model)
+        for x, rate, entry in zip(positions, rates, bins, strict=True):
+            axis.text(x, np.nan_to_num(rate), f"n={entry['count']}", ha="center", va="bottom", fontsize=7)
+        axis.set_xticks(np.arange(len(bins)), [entry["bin"] for entry in bins])
+    axis.axhline(0.5, color="black", linewidth=0.8, linestyle="--")
+    axis.set(title="Win rate of BUY/SELL calls by probability of the called class", xlabel="probability bin",
+             ylabel="win rate", ylim=(0, 1.1))
+    axis.legend(fontsize=8)
+    return figure
+
+
+def _equity_figure(backtest: Mapping) -> Figure:
+    curve = pd.DataFrame(backtest["equity_curve"])
+    dates = pd.to_datetime(curve["date"])
+    figure, (top, bottom) = _figure(10, 5.5, 2, 1, sharex=True, height_ratios=(3, 1))
+    top.plot(dates, _values(curve["equity"].tolist()), label="strategy")
+    benchmark = backtest["benchmark"]["symbol"]
+    top.plot(dates, _values(curve["btc_equity"].tolist()), color="grey", label=f"{benchmark} buy & hold")
+    top.set(title="Equity", ylabel="equity")
+    top.legend(fontsize=8)
+    bottom.fill_between(dates, _values(curve["drawdown"].tolist()), 0.0, color="C3", alpha=0.5)
+    bottom.set(title="Drawdown", ylabel="drawdown")
+    return figure
+
+
+def _bar_figure(title: str, names: Sequence[str], pnl: np.ndarray, horizontal: bool = False) -> Figure:
+    colours = np.where(np.nan_to_num(pnl) >= 0, "C2", "C3")
+    if horizontal:
+        figure, (axis,) = _figure(8, max(2.5, 0.3 * len(names) + 1))
+        # Positions, not the names: names like "2023-09" would be parsed as dates by matplotlib.
+        axis.barh(np.arange(len(names)), np.nan_to_num(pnl), color=colours, tick_label=list(names))
+        axis.axvline(0.0, color="black", linewidth=0.8)
+        axis.set(title=title, xlabel="P&L")
+    else:
+        figure, (axis,) = _figure(10, 3.5)
+        axis.bar(np.arange(len(names)), np.nan_to_num(pnl), color=colours, tick_label=list(names))
+        axis.axhline(0.0, color="black", linewidth=0.8)
+        axis.set(title=title, ylabel="P&L")
+        axis.tick_params(axis="x", labelrotation=45)
+    return figure
+
+
+def _breakdown_figure(backtest: Mapping, section: str, title: str, horizontal: bool = False) -> Figure:
+    entries = backtest[section]
+    names = list(entries)
+    pnl = _values([entries[name].get("pnl") for name in names])
+    if horizontal:
+        order = np.argsort(np.nan_to_num(pnl))
+        names, pnl = [names[i] for i in order], pnl[order]
+    return _bar_figure(title, names, pnl, horizontal)
+
+
+def _trade_returns_figure(trades: pd.DataFrame) -> Figure:
+    figure, (axis,) = _figure(10, 3.5)
+    for side, rows in trades.groupby("side", sort=True):
+        axis.hist(rows["return_pct"].to_numpy(dtype=float), bins=40, alpha=0.6, label=f"{side} ({len(rows)})")
+    axis.axvline(0.0, color="black", linewidth=0.8)
+    axis.set(title="Trade returns by side", xlabel="return", ylabel="trades")
+    axis.legend(fontsize=8)
+    return figure
+
+
+# --- assembly ---------------------------------------------------------------------------------------------------
+
+# A report is a sequence of blocks: HTML text, or a named figure rendered in place (and saved as <name>.png).
+Block = str | tuple[str, Figure]
+
+
+def _metric_blocks(metrics: Mapping, predictions: pd.DataFrame) -> list[Block]:
+    models = metrics["models"]
+    comparison = [(entry["model"], entry["model"], entry) for entry in metrics["comparison"]]
+    folds = [(f"{model}.{fold}", f"{model} / fold {fold}", values)
+             for model in models for fold, values in metrics["per_fold"][model].items()]
+    horizon = metrics["horizon_days"]
+    return [
+        "<h2>Model comparison (all test folds pooled)</h2>",
+        _grid("comparison", "model", comparison, COMPARISON_COLUMNS),
+        f'<p class="note">IC = mean of the daily cross-sectional Spearman rank IC of s = P(buy) − P(sell) '
+        f"against the {horizon}-day forward return; ICIR = mean / std of the daily ICs; the t-statistic uses a "
+        f"Newey–West standard error with {horizon - 1} lags because daily ICs of {horizon}-day returns overlap. "
+        "The pooled rank IC is one Spearman over all coin-days: a diagnostic, not the IC.</p>",
+        "<h2>Per fold</h2>",
+        _grid("per_fold", "model / fold", folds, FOLD_COLUMNS),
+        "<h2>IC over time</h2>",
+        ("ic_over_time", _ic_figure(predictions, models)),
+        "<h2>ROC (one vs rest)</h2>",
+        ("roc", _roc_figure(predictions, metrics)),
+        "<h2>Calibration</h2>",
+        ("calibration", _calibration_figure(metrics)),
+        '<h2>Confusion matrices</h2><p class="note">Rows = true class, columns = predicted class (argmax); '
+        "counts, shaded by share of the true class.</p>",
+        ("confusion_matrix", _confusion_figure(metrics)),
+        '<h2>Win rate per probability bin</h2><p class="note">Calls whose top probability is below 0.5 are '
+        "outside the bins; a BUY wins when the forward return is &gt; 0, a SELL when it is &lt; 0.</p>",
+        ("win_rate_by_bin", _win_rate_figure(metrics)),
+    ]
+
+
+def _backtest_blocks(backtest: Mapping, trades: pd.DataFrame | None) -> list[Block]:
+    blocks: list[Block] = [
+        "<h2>Backtest</h2><h3>Summary</h3>",
+        _field_table("backtest.summary", backtest["summary"]),
+        "<h3>Benchmark</h3>",
+        _field_table("backtest.benchmark", backtest["benchmark"]),
+        "<h3>Equity and drawdown</h3>",
+        ("equity_drawdown", _equity_figure(backtest)),
+    ]
+    for section, title, horizontal in (
+        ("exits", "P&L by exit type", False),
+        ("per_symbol", "P&L per coin", True),
+        ("per_month", "P&L per month", False),
+    ):
+        rows = [(str(name), str(name), values) for name, values in backtest[section].items()]
+        blocks += [
+            f"<h3>{html.escape(title)}</h3>",
+            _grid(f"backtest.{section}", section.replace("_", " "), rows, BREAKDOWN_COLUMNS[section]),
+            (f"pnl_{section}", _breakdown_figure(backtest, section, title, horizontal)),
+        ]
+    if trades is not None and not trades.empty:
+        blocks += ["<h3>Trade returns</h3>", ("trade_returns", _trade_returns_figure(trades))]
+    config = json.dumps(backtest["config"], indent=2, default=str)
+    return [*blocks, "<h3>Configuration</h3>", f"<pre>{html.escape(config)}</pre>"]
+
+
+def write_report(
+    out_dir: Path,
+    metrics: dict,
+    predictions: pd.DataFrame,
+    backtest: dict | None = None,
+    trades: pd.DataFrame | None = None,
+) -> Path:
+    """Write `out_dir/report.html` and `out_dir/figures/<name>.png`; return the report's path.
+
+    `metrics` is `evaluate_predictions(predictions)`; `backtest` / `trades` come from the backtest and may
+    be None (the backtest sections are then left out). Each file is written atomically (temporary file,
+    then rename), the report last, so a reader never sees a half-written report.
+    """
+    out_dir = Path(out_dir)
+    blocks = _metric_blocks(metrics, predictions)
+    if backtest is not None:
+        blocks += _backtest_blocks(backtest, trades)
+    body = []
+    for block in blocks:
+        if isinstance(block, str):
+            body.append(block)
+            continue
+        name, figure = block
+        png = _png(figure)
+        write_bytes_atomic(png, out_dir / "figures" / f"{name}.png")
+        body.append(_image(png, name.replace("_", " ")))
+    document = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Trishula evaluation</title>'
+        f"<style>{STYLE}</style></head><body><h1>Trishula evaluation</h1>{''.join(body)}</body></html>\n"
+    )
+    return write_text_atomic(document, out_dir / "report.html")
