@@ -1,29 +1,57 @@
-"""The main job: `python pipeline.py [data=full] [split.first_test_date=...]`.
+"""The main job: the whole walk-forward in one command.
 
-For now it runs the data plane end to end: load and validate the market data, report gaps, build
-every feature and label, make the walk-forward folds with their train-only normalisation, write
-them to `paths.output_dir` and print a summary. Later stages join here as they are built.
+    python pipeline.py                                      # the shipped sample, CPU (a few minutes)
+    python pipeline.py data=full trainer=gpu                # the production run
+    python pipeline.py split.first_test_date=2023-10-01     # evaluate later folds only
+    python pipeline.py pipeline.retrain_every_folds=1 stack.promotion.metric=log_loss
+
+Stages, all from one config (so `data.*` and `paths.*` given once reach every stage):
+1. data plane: load and validate the bars, apply the gap policy, build features, labels and folds;
+2. extractors: train the LSTM and the TCN on every `pipeline.retrain_every_folds`-th fold up to the
+   last evaluated one (earlier folds too: their out-of-sample outputs are the meta-learner's
+   training rows); an artifact with the same content key (config, data, fold, seed) is reused;
+3. backfill: their embeddings and raw logits into the feature store (a plan already committed is
+   skipped);
+4. Trishula: the meta-learner per evaluated fold, the four-model evaluation and promotion (a run
+   with unchanged inputs is reused);
+5. backtest: Trailing J on the signals, gated and sized by the regime detector;
+6. report: report.html with every figure, also saved as PNG.
+Every skipped stage says so. Outputs go to `paths.output_dir`; artifacts that outlive a run
+(extractors, the store, Trishula runs) to `paths.artifacts_dir`.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 import hydra
 import numpy as np
 import pandas as pd
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from backtest import BacktestConfig, RegimeConfig, classify_regime, regime_for_decisions, run_backtest, write_backtest
+from embed import run_backfill
+from evaluation import write_report
+from evaluation.report import format_number
 from features.build import FeatureFrames, build_feature_frames
+from features.labels import CLASS_NAMES
 from marketdata import load_market_data
 from marketdata.gaps import summarise_gaps
 from splits.artifacts import fold_record, folds_from_config
+from stacking.run import run_stack
 from store import write_json_atomic, write_parquet_atomic
+from store.extractors import ExtractorArtifact, list_extractors
+from train import content_key, train_extractor
 
-console = Console()
+# Logs (CI, nohup) get a wide console; a terminal keeps its own width.
+console = Console(width=None if sys.stdout.isatty() else 140)
+STAGES = ("data", "extractors", "backfill", "stack", "backtest", "report")
+DIRECTION = {"BUY": 1, "HOLD": 0, "SELL": -1}
 
 
 def _gap_table(grid: pd.DataFrame, gaps: pd.DataFrame) -> Table:
@@ -49,31 +77,32 @@ def _feature_table(frames: FeatureFrames) -> Table:
     return table
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="pipeline")
-def main(cfg: DictConfig) -> None:
-    out = Path(cfg.paths.output_dir)
+def data_stage(cfg: DictConfig, out: Path):
+    """Load, validate, build features and folds; write them. (frames, hourly grid, evaluated folds, all folds)"""
     started = time.perf_counter()
     with console.status("loading and validating market data"):
         grid, gaps, fear_greed = load_market_data(**cfg.data)
     console.print(_gap_table(grid, gaps))
+    if cfg.labels.primary not in cfg.labels.thresholds:
+        raise ValueError(f"labels.primary={cfg.labels.primary} is not among labels.thresholds")
     with console.status("building features and labels"):
         frames = build_feature_frames(
             grid, fear_greed, OmegaConf.to_container(cfg.features), OmegaConf.to_container(cfg.labels.thresholds)
         )
-    if cfg.labels.primary not in cfg.labels.thresholds:
-        raise ValueError(f"labels.primary={cfg.labels.primary} is not among labels.thresholds")
     console.print(_feature_table(frames))
 
-    folds = folds_from_config(frames.daily, cfg.split, max(frames.horizons))
-    if not folds:
+    longest = max(frames.horizons)
+    evaluated = folds_from_config(frames.daily, cfg.split, longest)
+    if not evaluated:
         raise ValueError(
             f"no walk-forward fold fits in {frames.daily['ts'].min().date()} .. {frames.daily['ts'].max().date()} "
             f"with split={OmegaConf.to_container(cfg.split)}"
         )
+    unrestricted = {**OmegaConf.to_container(cfg.split), "first_test_date": None, "last_test_date": None}
+    all_folds = folds_from_config(frames.daily, unrestricted, longest)
     records = [
-        fold_record(f, frames.daily, frames.hourly, frames.columns["lstm"], frames.columns["tcn"]) for f in folds
+        fold_record(f, frames.daily, frames.hourly, frames.columns["lstm"], frames.columns["tcn"]) for f in evaluated
     ]
-
     write_parquet_atomic(frames.daily, out / "daily_features.parquet")
     write_parquet_atomic(frames.hourly, out / "hourly_features.parquet")
     write_parquet_atomic(gaps, out / "gaps.parquet")
@@ -87,7 +116,7 @@ def main(cfg: DictConfig) -> None:
         "feature_columns": {name: list(cols) for name, cols in frames.columns.items()},
         "filled_hours": int(frames.hourly["is_filled"].sum()),
         "primary_label_counts": {
-            name: int((frames.daily[label] == code).sum()) for code, name in enumerate(("SELL", "HOLD", "BUY"))
+            name: int((frames.daily[label] == code).sum()) for code, name in enumerate(CLASS_NAMES)
         },
         "folds": len(records),
         "seconds": round(time.perf_counter() - started, 2),
@@ -95,10 +124,136 @@ def main(cfg: DictConfig) -> None:
     write_json_atomic(summary, out / "summary.json")
     console.print(
         f"{summary['daily_rows']:,} daily and {summary['hourly_rows']:,} hourly rows for "
-        f"{len(summary['symbols'])} symbols; {len(records)} folds "
+        f"{len(summary['symbols'])} symbols; {len(records)} evaluated folds "
         f"(test {records[0]['test_start']} .. {records[-1]['test_end']}); "
-        f"{label}: {summary['primary_label_counts']}; written to {out} in {summary['seconds']} s"
+        f"{label}: {summary['primary_label_counts']}; data plane written to {out} in {summary['seconds']} s"
     )
+    return frames, grid, evaluated, all_folds
+
+
+def _print_results(metrics: dict, backtest: dict) -> None:
+    table = Table(title="Out-of-sample, pooled over the evaluated folds")
+    columns = ("model", "ic_mean", "icir", "ic_t_stat", "auc_buy", "auc_sell", "macro_f1", "log_loss", "rows")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in metrics["comparison"]:
+        table.add_row(*(row["model"] if c == "model" else format_number(row[c]) for c in columns))
+    console.print(table)
+    summary, benchmark = backtest["summary"], backtest["benchmark"]
+    console.print(
+        f"backtest {summary['start']} .. {summary['end']}: return {format_number(summary['return'])}, "
+        f"Sharpe {format_number(summary['sharpe'])}, max drawdown {format_number(summary['max_drawdown'])}, "
+        f"{summary['trades']} trades ({summary['trades_long']} long / {summary['trades_short']} short); "
+        f"{benchmark['symbol']} buy & hold {format_number(benchmark['return'])}"
+    )
+
+
+def _train_cfg(cfg: DictConfig, kind: str, fold: int, out: Path) -> DictConfig:
+    """train.py's config for one extractor fold, from the main job's config."""
+    run_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    run_cfg.model = cfg.extractors[kind]
+    run_cfg.fold = fold
+    run_cfg.paths.output_dir = str(out / "train" / kind / f"fold_{fold:03d}")
+    run_cfg.resume, run_cfg.ckpt_path = False, None
+    # Every fold up to the last evaluated one is trained, whatever test dates the split selects.
+    run_cfg.split.first_test_date = run_cfg.split.last_test_date = None
+    run_cfg.trainer.enable_progress_bar = False
+    run_cfg.trainer.enable_model_summary = False
+    return run_cfg
+
+
+def train_stage(cfg: DictConfig, frames: FeatureFrames, folds: list, out: Path) -> dict[str, list[ExtractorArtifact]]:
+    """The extractors the run uses, per kind: reused when their content key is known, else trained."""
+    if str(cfg.trainer.get("strategy", "")).startswith("ddp"):
+        raise ValueError("the main job trains in process: use train.py / embed.py for trainer=ddp")
+    registry = Path(cfg.paths.artifacts_dir) / "extractors"
+    known = {a.meta.get("content_key"): a for a in list_extractors(registry)}
+    in_use: dict[str, list[ExtractorArtifact]] = {}
+    reused = 0
+    for kind in cfg.stack.kinds:
+        in_use[kind] = []
+        for fold in folds:
+            run_cfg = _train_cfg(cfg, kind, fold.index, out)
+            key = content_key(run_cfg)
+            if key in known:
+                in_use[kind].append(known[key])
+                reused += 1
+                continue
+            started = time.perf_counter()
+            with console.status(f"training {kind} on fold {fold.index} (test from {fold.test_start.date()})"):
+                artifact = train_extractor(run_cfg, frames)
+            metrics = artifact.meta["metrics"]
+            console.print(
+                f"extractors: {kind} fold {fold.index}: {metrics['epochs']} epochs, val loss "
+                f"{metrics['val/loss']:.4f}, test macro-F1 {metrics.get('test/f1_macro', float('nan')):.3f} "
+                f"({time.perf_counter() - started:.0f} s) -> {artifact.version}"
+            )
+            in_use[kind].append(artifact)
+    if reused:
+        console.print(f"extractors: {reused} of {reused + sum(map(len, in_use.values())) - reused} unchanged "
+                      f"(same config, data, fold and seed): reused")
+    return in_use
+
+
+def backtest_stage(cfg: DictConfig, frames: FeatureFrames, grid: pd.DataFrame, signals: pd.DataFrame, out: Path):
+    """Trailing J on the signals, each sized by the regime known at its decision time."""
+    bt_cfg = OmegaConf.to_container(cfg.backtest, resolve=True)
+    regime_cfg = RegimeConfig(**bt_cfg["regime"])
+    regime_inputs = frames.daily.groupby("ts")[list(frames.columns["regime"])].first()
+    regime = classify_regime(regime_inputs, regime_cfg)
+    chosen = signals[bt_cfg["signal_column"]]
+    orders = pd.DataFrame({
+        "symbol": signals["symbol"],
+        "decision_time": signals["decision_time"],
+        "direction": chosen.map(DIRECTION).astype("int8"),
+        "score": signals["z"],
+        "regime": regime_for_decisions(regime, signals["decision_time"]),
+    })
+    result = run_backtest(orders, grid, BacktestConfig(**bt_cfg["trading"]), regime_cfg)
+    write_backtest(result, out)
+    return result
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="pipeline")
+def main(cfg: DictConfig) -> None:
+    out = Path(cfg.paths.output_dir)
+    started = time.perf_counter()
+    until = str(cfg.pipeline.until)
+    if until not in STAGES:
+        raise ValueError(f"pipeline.until must be one of {STAGES}, got {until!r}")
+    frames, grid, evaluated, all_folds = data_stage(cfg, out)
+    if until == "data":
+        return
+    every = int(cfg.pipeline.retrain_every_folds)
+    if every < 1:
+        raise ValueError(f"pipeline.retrain_every_folds must be >= 1, got {every}")
+    last = max(f.index for f in evaluated)
+    training_folds = [f for f in all_folds if f.index <= last and f.index % every == 0]
+    console.rule("extractors")
+    in_use = train_stage(cfg, frames, training_folds, out)
+    if until == "extractors":
+        return
+    console.rule("backfill")
+    artifacts = [a for kind in in_use for a in in_use[kind]]
+    predictor = instantiate(cfg.trainer, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, use_distributed_sampler=False)
+    run_backfill(cfg, frames, artifacts, artifacts, predictor)
+    if until == "backfill":
+        return
+    console.rule("Trishula")
+    run = run_stack(cfg, frames, console, out, among={k: [a.version for a in v] for k, v in in_use.items()})
+    if until == "stack":
+        return
+    console.rule("backtest")
+    result = backtest_stage(cfg, frames, grid, run.signals, out)
+    backtest = result.to_json_dict()
+    if until == "backtest":
+        return
+    console.rule("report")
+    report = write_report(out, run.metrics, run.predictions, backtest, result.trades)
+    _print_results(run.metrics, backtest)
+    console.print(f"pipeline finished in {time.perf_counter() - started:.0f} s; outputs in {out}")
+    console.print(f"report: {report.resolve()}")
 
 
 if __name__ == "__main__":

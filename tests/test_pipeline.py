@@ -1,30 +1,48 @@
-"""The main job on the shipped sample, run as a user runs it."""
+"""The main job on the shipped sample, run as a user runs it: every stage, its outputs, re-runs,
+and the meta-learner's guarantees checked on the store the run built."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from features.build import LSTM_FEATURES, REGIME_FEATURES, TABULAR_FEATURES, TCN_CHANNELS
+from backtest import EXIT_TYPES, TRADE_COLUMNS
+from features.build import LSTM_FEATURES, REGIME_FEATURES, TABULAR_FEATURES, TCN_CHANNELS, load_feature_frames
+from models.trishula import MissingFeatureError
+from stacking.frame import MixedVersionsError, assemble_stack_frame, complete_rows, decision_rows
+from stacking.walkforward import PREDICTION_COLUMNS, FoldModel
+from store.feature_store import FeatureStore, InSampleReadError
 from tests.conftest import ROOT, SAMPLE, compose
 
+E2E = (  # the whole pipeline, cut down: 5 evaluated folds, extractors of folds 0, 4, 8, 12, 2 epochs each
+    "split.first_test_date=2023-10-01", "pipeline.retrain_every_folds=4", "trainer.max_epochs=2",
+)
 
-def _run(tmp_path, *overrides):
+
+def _run(tmp_path, *overrides, timeout=900):
     return subprocess.run(
         [sys.executable, "pipeline.py", f"hydra.run.dir={tmp_path}", *overrides],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
     )
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def artifacts_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("artifacts")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, artifacts_dir):
     out = tmp_path_factory.mktemp("pipeline")
-    done = _run(out)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = _run(out, *E2E, f"paths.artifacts_dir={artifacts_dir}")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (out / "stdout.txt").write_text(done.stdout)
     return out
 
 
@@ -39,22 +57,23 @@ def test_pipeline_writes_features_labels_and_folds(run_dir):
     assert sorted(daily["symbol"].unique()) == sorted(pd.read_parquet(SAMPLE / "hourly.parquet")["symbol"].unique())
     assert not daily.duplicated(["symbol", "ts"]).any() and not hourly.duplicated(["symbol", "ts"]).any()
     folds = json.loads((run_dir / "folds.json").read_text())["folds"]
-    assert len(folds) == 13
+    assert [f["index"] for f in folds] == [8, 9, 10, 11, 12]
     assert set(folds[0]["normalization"]) == {"daily", "hourly"}
     assert folds[0]["normalization"]["hourly"]["columns"] == list(TCN_CHANNELS)
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["daily_rows"] == len(daily) and summary["folds"] == 13
+    assert summary["daily_rows"] == len(daily) and summary["folds"] == 5
     assert sum(summary["primary_label_counts"].values()) == int(daily["label_3d"].notna().sum())
     # Nothing half-written is left behind.
     assert not list(run_dir.glob(".*.tmp"))
 
 
 def test_overrides_reach_the_stages(tmp_path):
-    done = _run(tmp_path, "split.first_test_date=2023-10-01", "split.window=expanding")
+    done = _run(tmp_path, "split.first_test_date=2023-10-01", "split.window=expanding", "pipeline.until=data")
     assert done.returncode == 0, done.stderr[-3000:]
     folds = json.loads((tmp_path / "folds.json").read_text())["folds"]
     assert [f["index"] for f in folds] == [8, 9, 10, 11, 12]
     assert {f["train_start"] for f in folds} == {"2022-12-01"}
+    assert not (tmp_path / "metrics.json").exists()  # the run stopped after the data plane
 
 
 def test_bad_data_path_fails_with_a_clear_message(tmp_path):
@@ -78,3 +97,201 @@ def test_full_data_config_points_at_shared_data():
     assert cfg.data.hourly_path == "../shared/data/hourly.parquet"
     assert cfg.data.fear_greed_path == "../shared/data/fear_greed.parquet"
     assert cfg.data.gaps == "fill_flat" and cfg.data.max_gap_hours == 23
+
+
+# -- the meta-learner's outputs (issue 5) ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def predictions(run_dir):
+    return pd.read_parquet(run_dir / "predictions.parquet")
+
+
+@pytest.fixture(scope="module")
+def metrics(run_dir):
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_predictions_hold_four_models_on_the_same_test_rows(run_dir, predictions):
+    assert tuple(predictions.columns) == PREDICTION_COLUMNS
+    assert set(predictions["model"]) == {"tabular", "trishula", "lstm", "tcn"}
+    keys = {m: set(map(tuple, g[["symbol", "date", "fold"]].to_numpy())) for m, g in predictions.groupby("model")}
+    assert len({frozenset(k) for k in keys.values()}) == 1
+    assert not predictions.duplicated(["model", "symbol", "date"]).any()
+    proba = predictions[["p_sell", "p_hold", "p_buy"]].to_numpy()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-9)
+    assert ((proba >= 0) & (proba <= 1)).all()
+    np.testing.assert_allclose(predictions["score"], predictions["p_buy"] - predictions["p_sell"], rtol=1e-12)
+    # Every row lies in its fold's test window, and its label / return are the real ones.
+    folds = {f["index"]: f for f in json.loads((run_dir / "folds.json").read_text())["folds"]}
+    for fold, rows in predictions.groupby("fold"):
+        window = folds[fold]
+        assert rows["date"].min() >= pd.Timestamp(window["test_start"], tz="UTC")
+        assert rows["date"].max() <= pd.Timestamp(window["test_end"], tz="UTC")
+    daily = pd.read_parquet(run_dir / "daily_features.parquet").rename(columns={"ts": "date"})
+    joined = predictions.merge(daily[["symbol", "date", "fwd_ret_3d", "label_3d"]], on=["symbol", "date"],
+                               suffixes=("", "_daily"))
+    assert len(joined) == len(predictions)
+    np.testing.assert_allclose(joined["fwd_ret_3d"], joined["fwd_ret_3d_daily"], equal_nan=True)
+    np.testing.assert_array_equal(joined["label"], joined["label_3d"].astype("float64"))
+
+
+def test_metrics_compare_the_four_models_per_fold_and_pooled(metrics, predictions):
+    assert metrics["models"] == ["tabular", "trishula", "lstm", "tcn"]
+    assert [row["model"] for row in metrics["comparison"]] == metrics["models"]
+    for model in metrics["models"]:
+        assert set(metrics["per_fold"][model]) == {str(f) for f in sorted(predictions["fold"].unique())}
+        pooled = metrics["pooled"][model]
+        assert pooled["rows"] == int(predictions.loc[predictions["model"] == model, "label"].notna().sum())
+        assert -1 <= pooled["ic"]["mean"] <= 1 and pooled["ic"]["days"] > 20
+        assert 0 < pooled["log_loss"] < 5 and 0 <= pooled["accuracy"] <= 1
+        assert np.array(pooled["confusion_matrix"]["matrix"]).sum() == pooled["rows"]
+    assert metrics["promotion"]["promoted"] and metrics["promotion"]["reason"] == "no champion yet"
+
+
+def test_signals_are_z_scored_gated_and_decided_at_the_close(run_dir, predictions):
+    signals = pd.read_parquet(run_dir / "signals.parquet")
+    trishula = predictions[predictions["model"] == "trishula"]
+    assert len(signals) == len(trishula)
+    assert (signals["decision_time"] == signals["date"] + pd.Timedelta(days=1)).all()
+    assert set(signals["signal"]) <= {"BUY", "HOLD", "SELL"}
+    fired = signals["signal"] != "HOLD"
+    assert (signals.loc[fired, "signal"] == signals.loc[fired, "direction"]).all()
+    assert (signals.loc[signals["direction"] == "BUY", "z"] > 1.5).all()
+    assert (signals.loc[signals["direction"] == "SELL", "z"] < -1.5).all()
+    # Raw margins are stored; the probabilities are their softmax.
+    raw = signals[["raw_sell", "raw_hold", "raw_buy"]].to_numpy()
+    exp = np.exp(raw - raw.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(exp / exp.sum(axis=1, keepdims=True), signals[["p_sell", "p_hold", "p_buy"]], rtol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def stacked(run_dir, artifacts_dir):
+    cfg = compose("split.first_test_date=2023-10-01")
+    frames = load_feature_frames(cfg.data, cfg.features, cfg.labels.thresholds)
+    store = FeatureStore(artifacts_dir / "store")
+    return frames, store
+
+
+def test_meta_learner_training_rows_are_out_of_sample_for_their_extractors(stacked):
+    """The store's lineage: each row's extractor finished training (labels included) a purge before the row."""
+    frames, store = stacked
+    rows = decision_rows(frames, "label_3d")
+    frame = assemble_stack_frame(rows, store, ["lstm", "tcn"], allow_mixed_versions=True)
+    frame = frame[complete_rows(frame, ["lstm", "tcn"])]
+    assert len(frame) > 500
+    for kind in ("lstm", "tcn"):
+        lineage = store.read(kind).drop_duplicates("version").set_index("version")
+        val_end = frame[f"{kind}_version"].map(lineage["val_end"])
+        labels_end = val_end + pd.Timedelta(days=1 + 3)  # the last validation label's close
+        assert (labels_end + pd.Timedelta(days=14) <= frame["decision_time"]).all()
+        assert frame[f"{kind}_version"].nunique() == 4  # folds 0, 4, 8, 12: mixed, as configured
+
+
+def test_in_sample_pins_and_unannounced_mixing_are_refused(stacked):
+    frames, store = stacked
+    rows = decision_rows(frames, "label_3d")
+    newest = store.versions("lstm")["version"].iloc[-1]
+    with pytest.raises(InSampleReadError, match="in sample"):
+        assemble_stack_frame(rows, store, ["lstm"], pinned={"lstm": newest}, allow_mixed_versions=True)
+    with pytest.raises(MixedVersionsError, match="stack.allow_mixed_versions"):
+        assemble_stack_frame(rows, store, ["lstm", "tcn"], allow_mixed_versions=False)
+
+
+def test_served_model_refuses_a_missing_feature(run_dir, artifacts_dir, stacked, metrics):
+    frames, store = stacked
+    run = artifacts_dir / "trishula" / "runs" / metrics["run_id"]
+    served = FoldModel.load(run / "fold_012", "trishula")
+    assert {"lemb_0", "emb_15", "lstm_p_buy", "tcn_p_sell", "rsi_14"} <= set(served.meta["features"])
+    assert served.meta["extractor_versions"]["lstm"] and served.meta["confidence"]["thresholds"].keys() == {
+        "SELL", "HOLD", "BUY"}
+    rows = decision_rows(frames, "label_3d")
+    frame = assemble_stack_frame(rows, store, ["lstm", "tcn"], allow_mixed_versions=True)
+    frame = frame[complete_rows(frame, ["lstm", "tcn"])]
+    schema = served.meta["feature_schema_hash"]
+    assert np.isfinite(served.raw_scores(frame, schema)).all()
+    with pytest.raises(MissingFeatureError, match="emb_3"):
+        served.raw_scores(frame.drop(columns="emb_3"), schema)
+
+
+# -- backtest and report (issue 6) ---------------------------------------------------------------------
+
+
+def test_backtest_trades_follow_the_signals_without_look_ahead(run_dir):
+    trades = pd.read_parquet(run_dir / "trades.parquet")
+    backtest = json.loads((run_dir / "backtest.json").read_text())
+    signals = pd.read_parquet(run_dir / "signals.parquet")
+    assert tuple(trades.columns) == TRADE_COLUMNS
+    assert backtest["summary"]["trades"] == len(trades)
+    assert backtest["summary"]["trades_long"] == int((trades["side"] == "long").sum())
+    fired = signals[signals["signal"] != "HOLD"]
+    side = fired["signal"].map({"BUY": "long", "SELL": "short"})
+    allowed = set(zip(fired["symbol"], fired["decision_time"], side, strict=True))
+    assert set(zip(trades["symbol"], trades["decision_time"], trades["side"], strict=True)) <= allowed
+    assert (trades["entry_time"] >= trades["decision_time"]).all()
+    assert (trades["exit_time"] > trades["entry_time"]).all()
+    assert set(trades["exit_type"]) <= set(EXIT_TYPES)
+    np.testing.assert_allclose(sum(v["pnl"] for v in backtest["per_symbol"].values()),
+                               backtest["summary"]["net_pnl"], rtol=1e-9, atol=1e-9)
+
+
+def test_report_numbers_equal_the_json_files(run_dir, metrics):
+    html = (run_dir / "report.html").read_text()
+    backtest = json.loads((run_dir / "backtest.json").read_text())
+    assert not re.search(r"(src|href)=[\"']https?://", html)
+    assert html.count("data:image/png;base64,") >= 9
+    for name in ("ic_over_time", "roc", "calibration", "confusion_matrix", "win_rate_by_bin", "equity_drawdown",
+                 "pnl_exits", "pnl_per_symbol", "pnl_per_month"):
+        assert (run_dir / "figures" / f"{name}.png").stat().st_size > 1000
+    cells = re.findall(r'data-key="([^"]+)" data-value="([^"]*)"', html)
+    assert len(cells) > 50
+    sources = {"comparison": {row["model"]: row for row in metrics["comparison"]},
+               "per_fold": metrics["per_fold"], "backtest": backtest}
+    checked = set()
+    for key, value in cells:
+        head, *path = key.split(".")
+        node = sources[head]
+        for part in path:
+            node = node[part]
+        assert value.replace("&#x27;", "'") == repr(node), key
+        checked.add(head if head != "backtest" else f"backtest.{path[0]}")
+    assert {"comparison", "backtest.summary", "backtest.benchmark", "backtest.exits"} <= checked
+
+
+def test_rerun_skips_every_unchanged_stage(run_dir, artifacts_dir, tmp_path, predictions):
+    done = _run(tmp_path, *E2E, f"paths.artifacts_dir={artifacts_dir}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = " ".join(done.stdout.split())
+    assert "extractors: 8 of 8 unchanged" in out
+    assert "embed: 8 extractor backfill(s) unchanged since their commit: skipped" in out
+    assert "inputs unchanged since run" in out and "report:" in out
+    again = pd.read_parquet(tmp_path / "predictions.parquet")
+    pd.testing.assert_frame_equal(again, predictions)
+
+
+def test_stack_retrains_after_an_extractor_update_and_logs_promotion(run_dir, artifacts_dir, tmp_path):
+    """A new LSTM version in the store: stack.py sees it, retrains (on Dask), and promotes only a winner."""
+    common = [f"paths.artifacts_dir={artifacts_dir}"]
+    split = "split.first_test_date=2023-10-01"
+    trained = subprocess.run(
+        [sys.executable, "train.py", "model=lstm", "fold=12", "seed=7", "trainer.max_epochs=1",
+         f"hydra.run.dir={tmp_path / 'train'}", split, *common], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    embedded = subprocess.run(
+        [sys.executable, "embed.py", "embed.kinds=[lstm]", "embed.stride_hours=24", f"hydra.run.dir={tmp_path / 'e'}",
+         *common], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert embedded.returncode == 0, embedded.stderr[-3000:]
+    done = subprocess.run(
+        [sys.executable, "stack.py", "stack.backend=dask", f"hydra.run.dir={tmp_path / 'stack'}", split, *common],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = " ".join(done.stdout.split())
+    assert "the store holds 1 lstm version(s) the champion" in out and "retraining on them" in out
+    decisions = json.loads((artifacts_dir / "trishula" / "promotions.json").read_text())
+    latest = decisions[-1]
+    assert latest["champion"] is not None and latest["metric"] == "ic_mean"
+    assert latest["challenger_value"] is not None and latest["champion_value"] is not None
+    assert latest["promoted"] == (latest["challenger_value"] > latest["champion_value"])
+    champion = json.loads((artifacts_dir / "trishula" / "champion.json").read_text())
+    assert champion["run_id"] == (latest["challenger"] if latest["promoted"] else latest["champion"])
+    assert (tmp_path / "stack" / "report.html").is_file()
