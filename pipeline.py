@@ -22,8 +22,10 @@ Every skipped stage says so. Outputs go to `paths.output_dir`; artifacts that ou
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import hydra
@@ -170,6 +172,8 @@ def train_stage(cfg: DictConfig, frames: FeatureFrames, folds: list, out: Path) 
     known = {a.meta.get("content_key"): a for a in list_extractors(registry)}
     in_use: dict[str, list[ExtractorArtifact]] = {}
     reused = 0
+    console.print(f"extractors: trainer {cfg.trainer.accelerator}, precision {cfg.trainer.precision}, "
+                  f"at most {cfg.trainer.max_epochs} epochs; every {int(cfg.pipeline.retrain_every_folds)}-th fold")
     for kind in cfg.stack.kinds:
         in_use[kind] = []
         for fold in folds:
@@ -190,7 +194,7 @@ def train_stage(cfg: DictConfig, frames: FeatureFrames, folds: list, out: Path) 
             )
             in_use[kind].append(artifact)
     if reused:
-        console.print(f"extractors: {reused} of {reused + sum(map(len, in_use.values())) - reused} unchanged "
+        console.print(f"extractors: {reused} of {sum(map(len, in_use.values()))} unchanged "
                       f"(same config, data, fold and seed): reused")
     return in_use
 
@@ -216,6 +220,12 @@ def backtest_stage(cfg: DictConfig, frames: FeatureFrames, grid: pd.DataFrame, s
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="pipeline")
 def main(cfg: DictConfig) -> None:
+    # Lightning's per-run banners (seed, devices, tips, checkpoint restores) would repeat for every
+    # fold; the job prints its own line per fold instead. Warnings and errors still show.
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # Lightning 2.6 calls a torch pytree API that torch deprecates; nothing for us to act on.
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
     out = Path(cfg.paths.output_dir)
     started = time.perf_counter()
     until = str(cfg.pipeline.until)

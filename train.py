@@ -94,7 +94,7 @@ def train_extractor(cfg: DictConfig, frames: FeatureFrames | None = None) -> Ext
     datamodule.setup("fit")  # the class weights come from this fold's train labels
     weights = None
     if cfg.model.class_weighting == "balanced":
-        weights = balanced_class_weights(torch.as_tensor(datamodule.samples["train"]["label"].to_numpy())).tolist()
+        weights = balanced_class_weights(datamodule.samples["train"]["label"].to_numpy(copy=True)).tolist()
     elif cfg.model.class_weighting != "none":
         raise ValueError(f"model.class_weighting must be 'balanced' or 'none', got {cfg.model.class_weighting!r}")
     net = instantiate(cfg.model.net)

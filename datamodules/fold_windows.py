@@ -139,6 +139,11 @@ class FoldWindowDataModule(L.LightningDataModule):
         gc.collect()
         gc.freeze()
 
+    def teardown(self, stage: str) -> None:
+        # Hand the frozen objects back to the collector: a process that trains many folds (the main
+        # job) must be able to free each fold's cycles, and frozen objects are never finalised at exit.
+        gc.unfreeze()
+
     def train_class_counts(self) -> np.ndarray:
         return np.bincount(self.samples["train"]["label"].to_numpy(), minlength=3)
 

@@ -125,7 +125,7 @@ def test_model_learns_a_tiny_real_slice(kind):
         HourlyWindowDataModule, TCNExtractor(dropout=0.0))
     dm = dm_cls(**_groups(), fold=FOLD, batch_size=64)
     dm.setup("fit")
-    labels = torch.as_tensor(dm.samples["train"]["label"].to_numpy())
+    labels = torch.tensor(dm.samples["train"]["label"].to_numpy())
     # The first 22 train samples of each class (64 in all): every class is in the slice.
     chosen = torch.cat([torch.nonzero(labels == c).flatten()[:22] for c in range(3)])[:64]
     x, y = dm.datasets["train"].__getitems__(chosen)
