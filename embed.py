@@ -45,8 +45,16 @@ def select_artifacts(all_artifacts: list[ExtractorArtifact], kinds, versions) ->
     return chosen
 
 
-def run_backfill(cfg: DictConfig, frames, selected: list[ExtractorArtifact], artifacts: list[ExtractorArtifact],
-                 trainer=None) -> list[dict]:
+def predict_trainer(cfg: DictConfig):
+    """The configured trainer (devices, precision, DDP) set up for prediction only: no logger, no
+    checkpoints, and no Lightning progress bar, which would fight the backfill's own for the console.
+    Each DDP process predicts its own shard of a chunk, so no sampler pads it with duplicates."""
+    return instantiate(cfg.trainer, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                       enable_model_summary=False, use_distributed_sampler=False)
+
+
+def run_backfill(cfg: DictConfig, frames, selected: list[ExtractorArtifact], artifacts: list[ExtractorArtifact]
+                 ) -> list[dict]:
     """Stage every selected artifact's windows, then commit them in one transaction per table.
 
     Plans already committed with the same content (artifact, data, stride, range: the plan's run
@@ -55,7 +63,7 @@ def run_backfill(cfg: DictConfig, frames, selected: list[ExtractorArtifact], art
     groups = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("data", "features", "labels")}
     fingerprint = file_fingerprint([cfg.data.hourly_path, cfg.data.fear_greed_path])
     store = FeatureStore(cfg.store.root)
-    trainer = trainer if trainer is not None else instantiate(cfg.trainer)
+    trainer = predict_trainer(cfg)
     committed = store.committed_runs()
 
     staged, skipped = [], []

@@ -31,7 +31,6 @@ from pathlib import Path
 import hydra
 import numpy as np
 import pandas as pd
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
@@ -146,7 +145,8 @@ def _print_results(metrics: dict, backtest: dict) -> None:
         f"backtest {summary['start']} .. {summary['end']}: return {format_number(summary['return'])}, "
         f"Sharpe {format_number(summary['sharpe'])}, max drawdown {format_number(summary['max_drawdown'])}, "
         f"{summary['trades']} trades ({summary['trades_long']} long / {summary['trades_short']} short); "
-        f"{benchmark['symbol']} buy & hold {format_number(benchmark['return'])}"
+        + (f"{benchmark['symbol']} buy & hold {format_number(benchmark['return'])}" if benchmark["in_data"]
+           else f"no {benchmark['symbol']} in the data to compare with (backtest.trading.benchmark_symbol)")
     )
 
 
@@ -162,6 +162,15 @@ def _train_cfg(cfg: DictConfig, kind: str, fold: int, out: Path) -> DictConfig:
     run_cfg.trainer.enable_progress_bar = False
     run_cfg.trainer.enable_model_summary = False
     return run_cfg
+
+
+def quiet_lightning() -> None:
+    """Lightning's per-run banners (seed, devices, tips, checkpoint restores) would repeat for every
+    fold; the job prints its own line per fold instead. Warnings and errors still show."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # Lightning 2.6 calls a torch pytree API that torch deprecates; nothing for us to act on.
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
 
 
 def train_stage(cfg: DictConfig, frames: FeatureFrames, folds: list, out: Path) -> dict[str, list[ExtractorArtifact]]:
@@ -220,12 +229,7 @@ def backtest_stage(cfg: DictConfig, frames: FeatureFrames, grid: pd.DataFrame, s
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="pipeline")
 def main(cfg: DictConfig) -> None:
-    # Lightning's per-run banners (seed, devices, tips, checkpoint restores) would repeat for every
-    # fold; the job prints its own line per fold instead. Warnings and errors still show.
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    # Lightning 2.6 calls a torch pytree API that torch deprecates; nothing for us to act on.
-    warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
+    quiet_lightning()
     out = Path(cfg.paths.output_dir)
     started = time.perf_counter()
     until = str(cfg.pipeline.until)
@@ -245,9 +249,7 @@ def main(cfg: DictConfig) -> None:
         return
     console.rule("backfill")
     artifacts = [a for kind in in_use for a in in_use[kind]]
-    predictor = instantiate(cfg.trainer, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                            enable_model_summary=False, use_distributed_sampler=False)
-    run_backfill(cfg, frames, artifacts, artifacts, predictor)
+    run_backfill(cfg, frames, artifacts, artifacts)
     if until == "backfill":
         return
     console.rule("Trishula")

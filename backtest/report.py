@@ -71,27 +71,35 @@ class BacktestResult:
             "fees": float(trades["fees"].sum()),
         }
 
+    def _benchmark(self, btc: np.ndarray) -> dict[str, Any]:
+        """Buy & hold of the benchmark symbol over the backtest's days; its figures are None (undefined)
+        when the data holds no such symbol."""
+        cfg = self.config
+        available = bool(np.isfinite(btc).all())
+        btc_return = float(btc[-1] / cfg.capital - 1.0) if available else None
+        return {
+            "symbol": cfg.benchmark_symbol,
+            "in_data": available,
+            "return": btc_return,
+            "annualised_return": _annualised(btc_return, len(btc) - 1, cfg.annualisation_days) if available else None,
+            "sharpe": _sharpe(btc, cfg.annualisation_days) if available else None,
+            "max_drawdown": float((btc / np.maximum.accumulate(btc) - 1.0).min()) if available else None,
+        }
+
     def to_json_dict(self) -> dict[str, Any]:
         """config, summary, benchmark, exits, per_symbol, per_month and equity_curve; JSON-serialisable."""
         cfg = self.config
         btc = self.equity["btc_equity"].to_numpy()
-        btc_return = float(btc[-1] / cfg.capital - 1.0)
-        btc_drawdown = btc / np.maximum.accumulate(btc) - 1.0
         return {
             "config": asdict(cfg),
             "summary": self.summary(),
-            "benchmark": {
-                "symbol": cfg.benchmark_symbol,
-                "return": btc_return,
-                "annualised_return": _annualised(btc_return, len(btc) - 1, cfg.annualisation_days),
-                "sharpe": _sharpe(btc, cfg.annualisation_days),
-                "max_drawdown": float(btc_drawdown.min()),
-            },
+            "benchmark": self._benchmark(btc),
             "exits": _groups(self.trades, "exit_type", EXIT_ORDER),
             "per_symbol": _groups(self.trades, "symbol", sorted(self.trades["symbol"].unique())),
             "per_month": self._per_month(),
             "equity_curve": [
-                {"date": _day(date), "equity": float(e), "drawdown": float(d), "btc_equity": float(b)}
+                {"date": _day(date), "equity": float(e), "drawdown": float(d),
+                 "btc_equity": float(b) if np.isfinite(b) else None}
                 for date, e, d, b in self.equity[["date", "equity", "drawdown", "btc_equity"]].itertuples(
                     index=False
                 )

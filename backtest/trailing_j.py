@@ -401,9 +401,10 @@ def _day_of(ns: np.ndarray) -> np.ndarray:
 
 def _benchmark(bars: _Bars, dates: np.ndarray, symbol: str) -> np.ndarray:
     """Buy & hold growth factor of `symbol` at each date's mark: the last close at or before it over the
-    close at the first mark. No costs. Shape (days,)."""
+    close at the first mark. No costs. Shape (days,); all NaN when the data holds no such symbol
+    (other coins: the backtest still stands, its comparison is undefined)."""
     if symbol not in bars.blocks.index:
-        raise ValueError(f"benchmark symbol {symbol} has no hourly bars (set benchmark_symbol)")
+        return np.full(len(dates), np.nan)
     start, end = bars.blocks.loc[symbol]
     bar_close = bars.ts[start:end] + HOUR_NS  # (bars,) when each close is known
     row = start + np.searchsorted(bar_close, dates + DAY_NS, side="right") - 1

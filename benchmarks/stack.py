@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--first-test-date", default=None, help="evaluate folds testing from this date on")
     args = parser.parse_args()
     console = Console(width=140)
+    pipeline.quiet_lightning()
     with tempfile.TemporaryDirectory(prefix="bench-stack-") as tmp:
         overrides = [
             f"data.hourly_path={args.data_dir / 'hourly.parquet'}",

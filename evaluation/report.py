@@ -258,8 +258,9 @@ def _equity_figure(backtest: Mapping) -> Figure:
     dates = pd.to_datetime(curve["date"])
     figure, (top, bottom) = _figure(10, 5.5, 2, 1, sharex=True, height_ratios=(3, 1))
     top.plot(dates, _values(curve["equity"].tolist()), label="strategy")
-    benchmark = backtest["benchmark"]["symbol"]
-    top.plot(dates, _values(curve["btc_equity"].tolist()), color="grey", label=f"{benchmark} buy & hold")
+    benchmark = backtest["benchmark"]
+    if benchmark["in_data"]:
+        top.plot(dates, _values(curve["btc_equity"].tolist()), color="grey", label=f"{benchmark['symbol']} buy & hold")
     top.set(title="Equity", ylabel="equity")
     top.legend(fontsize=8)
     bottom.fill_between(dates, _values(curve["drawdown"].tolist()), 0.0, color="C3", alpha=0.5)

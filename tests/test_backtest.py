@@ -312,6 +312,24 @@ def test_report_structure_and_undefined_ratios(tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(trades_path), result.trades, check_dtype=False)
 
 
+def test_benchmark_is_buy_and_hold_of_its_symbol_and_undefined_when_the_data_lacks_it():
+    # The first mark is the decision, day 0's close (50); AAA's last close is 104.
+    bars = path([(100, 100.5, 99.5, 100)] * 24 + [(100, 105, 100, 104)])
+    report = run_backtest(signal(), bars, BARE).to_json_dict()
+    assert report["benchmark"]["in_data"] is True
+    assert report["benchmark"]["return"] == pytest.approx(104 / 50 - 1)
+    assert report["equity_curve"][0]["btc_equity"] == pytest.approx(5000)
+    assert report["equity_curve"][-1]["btc_equity"] == pytest.approx(5000 * 104 / 50)
+
+    other = run_backtest(signal(), bars, BacktestConfig(fee_rate=0.0, slippage=0.0, benchmark_symbol="BTCUSDT"))
+    lacking = other.to_json_dict()
+    assert lacking["summary"] == report["summary"]  # the strategy's figures do not depend on the benchmark
+    assert lacking["benchmark"] == {"symbol": "BTCUSDT", "in_data": False, "return": None,
+                                    "annualised_return": None, "sharpe": None, "max_drawdown": None}
+    assert all(point["btc_equity"] is None for point in lacking["equity_curve"])
+    json.dumps(lacking, allow_nan=False)
+
+
 # --- the real sample ---------------------------------------------------------------------------------------
 
 

@@ -291,7 +291,7 @@ def _backtest() -> tuple[dict, pd.DataFrame]:
                     "annualised_return": 2.2, "sharpe": 3.14159265, "sortino": None, "calmar": 12345.678,
                     "max_drawdown": -0.02, "win_rate": 0.6, "profit_factor": 1.8, "payoff": 1.2, "trades": 5,
                     "trades_long": 3, "trades_short": 2, "fees": 5.0},
-        "benchmark": {"symbol": "BTCUSDT", "return": 0.05, "annualised_return": 4.1, "sharpe": 2.0,
+        "benchmark": {"symbol": "BTCUSDT", "in_data": True, "return": 0.05, "annualised_return": 4.1, "sharpe": 2.0,
                       "max_drawdown": -0.07},
         "exits": {"take_profit": {"trades": 3, "pnl": 300.0, "win_rate": 1.0},
                   "stop_loss": {"trades": 2, "pnl": -137.876544, "win_rate": 0.0}},
