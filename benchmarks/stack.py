@@ -75,8 +75,7 @@ def main() -> None:
         settings = StackSettings(
             label=cfg.labels.primary, params=stack_cfg["lgbm"],
             early_stopping_rounds=stack_cfg["early_stopping_rounds"],
-            target_precision=stack_cfg["confidence"]["target_precision"],
-            min_support=stack_cfg["confidence"]["min_support"], kinds=kinds, feature_schema_hash="bench",
+            confidence=stack_cfg["confidence"], kinds=kinds, feature_schema_hash="bench",
             console=console,
         )
         t0 = time.perf_counter()

@@ -140,8 +140,7 @@ def run_stack(
     else:
         settings = StackSettings(
             label=label, params=stack_cfg["lgbm"], early_stopping_rounds=stack_cfg["early_stopping_rounds"],
-            target_precision=stack_cfg["confidence"]["target_precision"],
-            min_support=stack_cfg["confidence"]["min_support"], kinds=kinds, feature_schema_hash=schema,
+            confidence=stack_cfg["confidence"], kinds=kinds, feature_schema_hash=schema,
             backend=stack_cfg["backend"], console=console,
         )
         with dask_client(stack_cfg) as client:

@@ -6,12 +6,15 @@
   at least `min_periods` of them, else no z (and no signal);
 - direction: BUY if z > threshold, SELL if z < -threshold, else HOLD;
 - confidence: per class, the lowest probability threshold whose precision on held-out rows
-  reaches the target (with at least `min_support` rows above it). A BUY or SELL direction stands
-  only if that class's probability reaches its threshold; a class whose target is out of reach
-  gets no threshold and never fires (logged, never relaxed silently).
+  reaches the class's target (with at least `min_support` rows above it). A BUY or SELL direction
+  stands only if that class's probability reaches its threshold; a class whose target is out of
+  reach gets no threshold and never fires (logged, never relaxed silently). The target is one
+  absolute precision, or a lift over the class's base rate on the train rows.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -47,10 +50,36 @@ def directions(z: pd.Series | np.ndarray, threshold: float = 1.5) -> np.ndarray:
     return np.where(z > threshold, BUY, np.where(z < -threshold, SELL, HOLD)).astype("int8")
 
 
+CONFIDENCE_MODES = ("lift", "absolute")
+
+
+def precision_targets(
+    train_labels: np.ndarray, mode: str, target_precision: float, target_lift: float
+) -> dict[str, float]:
+    """Per class, the precision its confidence threshold must reach.
+
+    absolute: `target_precision` for every class. lift: `target_lift` times the class's share of the
+    train labels, capped at 1. The classes' base rates differ (SELL is about 10 % of label_3d on the
+    sample, BUY 22 %), so one absolute figure is trivial for one class and out of reach for another;
+    a lift asks each for the same edge over guessing. Train labels only: the validation rows the
+    thresholds are fit on must not set their own bar.
+    """
+    if mode == "absolute":
+        return {name: float(target_precision) for name in CLASS_NAMES}
+    if mode != "lift":
+        raise ValueError(f"stack.confidence.mode must be one of {CONFIDENCE_MODES}, got {mode!r}")
+    if not target_lift > 0:
+        raise ValueError(f"stack.confidence.target_lift must be > 0, got {target_lift}")
+    labels = np.asarray(train_labels, dtype="int64")
+    base_rate = np.bincount(labels, minlength=len(CLASS_NAMES)) / max(len(labels), 1)
+    return {name: float(min(1.0, target_lift * base_rate[code])) for code, name in enumerate(CLASS_NAMES)}
+
+
 def fit_confidence_thresholds(
-    y_true: np.ndarray, proba: np.ndarray, target_precision: float, min_support: int = 20
+    y_true: np.ndarray, proba: np.ndarray, targets: Mapping[str, float], min_support: int = 20
 ) -> dict[str, float | None]:
-    """Per class, the lowest threshold t with precision(label == c | p_c >= t) >= target and support >= min_support."""
+    """Per class c, the lowest threshold t with precision(label == c | p_c >= t) >= targets[c] and
+    support >= min_support; None when no threshold reaches it."""
     y_true = np.asarray(y_true, dtype="int64")
     thresholds: dict[str, float | None] = {}
     for code, name in enumerate(CLASS_NAMES):
@@ -60,7 +89,7 @@ def fit_confidence_thresholds(
         support = np.arange(1, len(p) + 1)
         # Candidate cut after each distinct probability (ties go together): rows p >= p_sorted[i].
         last_of_tie = np.r_[p[order][1:] != p[order][:-1], True]
-        ok = last_of_tie & (support >= min_support) & (hits / support >= target_precision)
+        ok = last_of_tie & (support >= min_support) & (hits / support >= targets[name])
         # The lowest reaching threshold = the largest qualifying support.
         thresholds[name] = float(p[order][np.flatnonzero(ok)[-1]]) if ok.any() else None
     return thresholds

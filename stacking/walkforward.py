@@ -23,7 +23,7 @@ from rich.console import Console
 from features.labels import CLASS_NAMES
 from models.trishula import TrishulaClassifier, softmax
 from splits.walkforward import Fold
-from stacking.signals import fit_confidence_thresholds, signal_score
+from stacking.signals import fit_confidence_thresholds, precision_targets, signal_score
 from store.files import write_json_atomic
 
 PREDICTION_COLUMNS = ("symbol", "date", "fold", "model", "p_sell", "p_hold", "p_buy", "score", "label", "fwd_ret_3d")
@@ -36,8 +36,7 @@ class StackSettings:
     label: str
     params: Mapping
     early_stopping_rounds: int
-    target_precision: float
-    min_support: int
+    confidence: Mapping  # mode, target_precision, target_lift, min_support (conf/stack/default.yaml)
     kinds: Sequence[str]
     feature_schema_hash: str
     backend: str = "local"
@@ -83,6 +82,9 @@ def train_fold(
         raise ValueError(f"meta fold {fold.index}: no labelled {'validation' if train.size else 'train'} rows")
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {"fold": fold.to_dict(), "rows": {"train": len(train), "val": len(val), "test": len(test)}, "models": {}}
+    confidence = dict(settings.confidence)
+    targets = precision_targets(train[label].to_numpy(), confidence["mode"], confidence["target_precision"],
+                                confidence["target_lift"])
     for name in TRAINED_MODELS:
         columns = features[name]
         model = TrishulaClassifier(
@@ -90,9 +92,7 @@ def train_fold(
             feature_schema_hash=settings.feature_schema_hash,
         ).fit(train[columns], train[label].to_numpy(), val[columns], val[label].to_numpy())
         val_proba = model.predict_proba(val, settings.feature_schema_hash)
-        thresholds = fit_confidence_thresholds(
-            val[label].to_numpy(), val_proba, settings.target_precision, settings.min_support
-        )
+        thresholds = fit_confidence_thresholds(val[label].to_numpy(), val_proba, targets, confidence["min_support"])
         model.save(out_dir / f"{name}.txt")
         top = sorted(model.feature_importance().items(), key=lambda kv: -kv[1])[:15]
         meta = {
@@ -105,8 +105,7 @@ def train_fold(
             "params": dict(settings.params),
             "best_iteration": model.best_iteration_,
             "val_multi_logloss": model.best_score_["valid_0"]["multi_logloss"],
-            "confidence": {"target_precision": settings.target_precision, "min_support": settings.min_support,
-                           "thresholds": thresholds},
+            "confidence": {**confidence, "targets": targets, "thresholds": thresholds},
             "extractor_versions": _versions(pd.concat([train, val]), settings.kinds) if name == "trishula" else {},
             "rows": summary["rows"],
             "top_features_by_gain": dict(top),
@@ -116,11 +115,11 @@ def train_fold(
             "best_iteration": meta["best_iteration"], "val_multi_logloss": meta["val_multi_logloss"],
             "thresholds": thresholds,
         }
-        unreachable = [c for c, t in thresholds.items() if t is None and c != "HOLD"]
+        unreachable = [f"{c} (precision {targets[c]:.0%})" for c, t in thresholds.items() if t is None and c != "HOLD"]
         if unreachable:
             settings.console.print(
-                f"  fold {fold.index} {name}: precision {settings.target_precision:.0%} out of reach on validation "
-                f"for {unreachable}: that class gives no signal in this fold"
+                f"  fold {fold.index} {name}: out of reach on validation: {', '.join(unreachable)}; "
+                f"no signal from it in this fold"
             )
     return summary
 

@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 
 from evaluation import evaluate_predictions
 from features.build import load_feature_frames
+from features.labels import CLASS_NAMES
 from models.trishula import (
     FeatureSchemaError,
     MissingFeatureError,
@@ -22,7 +23,7 @@ from splits.artifacts import folds_from_config
 from stacking.folds import meta_folds
 from stacking.frame import check_out_of_sample, decision_rows
 from stacking.registry import Registry, decide_promotion
-from stacking.signals import apply_confidence, directions, fit_confidence_thresholds, rolling_zscore
+from stacking.signals import apply_confidence, directions, fit_confidence_thresholds, precision_targets, rolling_zscore
 from store.feature_store import InSampleReadError
 
 SMALL = {"n_estimators": 60, "learning_rate": 0.1, "num_leaves": 15, "min_child_samples": 20, "subsample": 0.8,
@@ -130,13 +131,28 @@ def test_confidence_threshold_is_the_lowest_reaching_the_target_precision():
     y = np.array([2, 2, 1, 2, 1, 1, 0, 0])
     p_buy = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
     proba = np.column_stack([(1 - p_buy) / 2, (1 - p_buy) / 2, p_buy])
-    assert fit_confidence_thresholds(y, proba, 0.75, min_support=1)["BUY"] == 0.6
-    assert fit_confidence_thresholds(y, proba, 0.6, min_support=1)["BUY"] == 0.5  # 3/5
-    assert fit_confidence_thresholds(y, proba, 0.75, min_support=5)["BUY"] is None  # out of reach
+    def every(target):
+        return dict.fromkeys(CLASS_NAMES, target)
+
+    assert fit_confidence_thresholds(y, proba, every(0.75), min_support=1)["BUY"] == 0.6
+    assert fit_confidence_thresholds(y, proba, every(0.6), min_support=1)["BUY"] == 0.5  # 3/5
+    assert fit_confidence_thresholds(y, proba, every(0.75), min_support=5)["BUY"] is None  # out of reach
+    # Each class is held to its own target.
+    assert fit_confidence_thresholds(y, proba, {**every(1.0), "BUY": 0.6}, min_support=1)["BUY"] == 0.5
     # Tied probabilities enter together: with .6 tied to .5, the cut at .6 holds 3/5, not 3/4.
     tied = proba.copy()
     tied[3, 2] = 0.5
-    assert fit_confidence_thresholds(y, tied, 0.75, min_support=1)["BUY"] == 0.8
+    assert fit_confidence_thresholds(y, tied, every(0.75), min_support=1)["BUY"] == 0.8
+
+
+def test_precision_targets_are_a_lift_over_the_train_base_rates_or_one_absolute_figure():
+    train = np.array([0] * 10 + [1] * 70 + [2] * 20)  # base rates SELL .1, HOLD .7, BUY .2
+    assert precision_targets(train, "lift", 0.4, 1.5) == pytest.approx({"SELL": 0.15, "HOLD": 1.0, "BUY": 0.3})
+    assert precision_targets(train, "absolute", 0.4, 1.5) == {"SELL": 0.4, "HOLD": 0.4, "BUY": 0.4}
+    with pytest.raises(ValueError, match="stack.confidence.mode"):
+        precision_targets(train, "relative", 0.4, 1.5)
+    with pytest.raises(ValueError, match="target_lift"):
+        precision_targets(train, "lift", 0.4, 0.0)
 
 
 def test_confidence_gate_turns_unconfident_directions_into_hold():
