@@ -26,6 +26,7 @@ import pandas as pd
 from store.files import write_json_atomic, write_parquet_atomic
 
 if TYPE_CHECKING:
+    from backtest.regime import RegimeConfig
     from backtest.trailing_j import BacktestConfig
 
 EXIT_ORDER: tuple[str, ...] = ("take_profit", "stop_loss", "trailing_stop", "expiry")
@@ -37,6 +38,7 @@ class BacktestResult:
     marked at that day's close), equity, drawdown, btc_equity."""
 
     config: BacktestConfig
+    regime: RegimeConfig  # the gate and sizes the trades ran under
     trades: pd.DataFrame
     equity: pd.DataFrame
 
@@ -87,11 +89,11 @@ class BacktestResult:
         }
 
     def to_json_dict(self) -> dict[str, Any]:
-        """config, summary, benchmark, exits, per_symbol, per_month and equity_curve; JSON-serialisable."""
-        cfg = self.config
+        """config, regime, summary, benchmark, exits, per_symbol, per_month and equity_curve; JSON-serialisable."""
         btc = self.equity["btc_equity"].to_numpy()
         return {
-            "config": asdict(cfg),
+            "config": asdict(self.config),
+            "regime": asdict(self.regime),
             "summary": self.summary(),
             "benchmark": self._benchmark(btc),
             "exits": _groups(self.trades, "exit_type", EXIT_ORDER),

@@ -125,7 +125,7 @@ def run_backtest(
     taken = candidates[candidates["notional"] > 0].reset_index(drop=True)
     decisions = _utc_ns(signals["decision_time"], "signals.decision_time")
     equity = _equity(taken, bars, (decisions.min(), decisions.max()), config)
-    return BacktestResult(config=config, trades=_trades(taken, bars, config), equity=equity)
+    return BacktestResult(config=config, regime=regime_config, trades=_trades(taken, bars, config), equity=equity)
 
 
 def _utc_ns(values: pd.Series, name: str) -> np.ndarray:

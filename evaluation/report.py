@@ -363,7 +363,7 @@ def _backtest_blocks(backtest: Mapping, trades: pd.DataFrame | None) -> list[Blo
         ]
     if trades is not None and not trades.empty:
         blocks += ["<h3>Trade returns</h3>", ("trade_returns", _trade_returns_figure(trades))]
-    config = json.dumps(backtest["config"], indent=2, default=str)
+    config = json.dumps({"trading": backtest["config"], "regime": backtest["regime"]}, indent=2, default=str)
     return [*blocks, "<h3>Configuration</h3>", f"<pre>{html.escape(config)}</pre>"]
 
 

@@ -300,8 +300,10 @@ def test_bad_inputs_are_errors():
 def test_report_structure_and_undefined_ratios(tmp_path):
     result = run_backtest(signal(), path([(100, 100.5, 99.5, 100), (100, 105, 100, 104)]), BARE)
     report = result.to_json_dict()
-    assert list(report) == ["config", "summary", "benchmark", "exits", "per_symbol", "per_month", "equity_curve"]
+    assert list(report) == ["config", "regime", "summary", "benchmark", "exits", "per_symbol", "per_month",
+                            "equity_curve"]
     assert report["config"] == {**BARE.__dict__}
+    assert report["regime"] == {**RegimeConfig().__dict__}
     summary = report["summary"]
     assert summary["trades"] == 1 and summary["win_rate"] == 1.0
     assert summary["profit_factor"] is None and summary["payoff"] is None  # no losing trade

@@ -287,6 +287,7 @@ def _backtest() -> tuple[dict, pd.DataFrame]:
     equity = 5000 * np.cumprod(1 + np.array([0.0, 0.01, -0.02, 0.015, 0.0, 0.01, -0.005, 0.02, 0.0, 0.003]))
     backtest = {
         "config": {"capital": 5000.0, "fee": 0.001},
+        "regime": {"bull_threshold": 0.15},
         "summary": {"start": "2024-03-01", "end": "2024-03-10", "days": 10, "net_pnl": 162.123456, "return": 0.0324,
                     "annualised_return": 2.2, "sharpe": 3.14159265, "sortino": None, "calmar": 12345.678,
                     "max_drawdown": -0.02, "win_rate": 0.6, "profit_factor": 1.8, "payoff": 1.2, "trades": 5,
