@@ -378,21 +378,25 @@ def write_report(
 
     `metrics` is `evaluate_predictions(predictions)`; `backtest` / `trades` come from the backtest and may
     be None (the backtest sections are then left out). Each file is written atomically (temporary file,
-    then rename), the report last, so a reader never sees a half-written report.
+    then rename), the report last, so a reader never sees a half-written report. PNGs of an earlier
+    report in the same folder that this one does not draw (e.g. trade returns, once there are no
+    trades) are removed, so `figures/` always matches `report.html`.
     """
     out_dir = Path(out_dir)
     blocks = _metric_blocks(metrics, predictions)
     if backtest is not None:
         blocks += _backtest_blocks(backtest, trades)
-    body = []
+    body, drawn = [], set()
     for block in blocks:
         if isinstance(block, str):
             body.append(block)
             continue
         name, figure = block
         png = _png(figure)
-        write_bytes_atomic(png, out_dir / "figures" / f"{name}.png")
+        drawn.add(write_bytes_atomic(png, out_dir / "figures" / f"{name}.png"))
         body.append(_image(png, name.replace("_", " ")))
+    for stale in set((out_dir / "figures").glob("*.png")) - drawn:
+        stale.unlink()
     document = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Trishula evaluation</title>'
         f"<style>{STYLE}</style></head><body><h1>Trishula evaluation</h1>{''.join(body)}</body></html>\n"

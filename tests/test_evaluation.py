@@ -386,6 +386,20 @@ def test_report_is_self_contained_and_shows_the_json_numbers(tmp_path: Path, wit
                 "backtest.benchmark.max_drawdown"} <= keys
 
 
+def test_a_rewritten_report_leaves_no_figure_of_the_earlier_one(tmp_path: Path):
+    predictions = _predictions()
+    metrics = evaluate_predictions(predictions)
+    backtest, trades = _backtest()
+    write_report(tmp_path, metrics, predictions, backtest, trades)
+    assert (tmp_path / "figures" / "trade_returns.png").is_file()
+    write_report(tmp_path, metrics, predictions, backtest, trades.iloc[:0])  # no trades: no trade-return figure
+    figures = {p.name for p in (tmp_path / "figures").glob("*.png")}
+    assert "trade_returns.png" not in figures and "equity_drawdown.png" in figures
+    write_report(tmp_path, metrics, predictions)  # no backtest: only the model figures stay
+    assert {p.name for p in (tmp_path / "figures").glob("*.png")} == {
+        "ic_over_time.png", "roc.png", "calibration.png", "confusion_matrix.png", "win_rate_by_bin.png"}
+
+
 def test_format_number():
     assert format_number(None) == "—"
     assert format_number(3.14159265) == "3.142"
