@@ -80,10 +80,10 @@ def run_backfill(cfg: DictConfig, frames, selected: list[ExtractorArtifact], art
         counts = stage_backfill(plan, store, trainer, fingerprint, cfg.embed.chunk_size, cfg.embed.batch_size)
         staged.append(counts)
         if trainer.is_global_zero:
-            until = plan.until if plan.until is not None else "the data end"
+            until = f"{plan.until:%Y-%m-%d %H:%M} UTC" if plan.until is not None else "the data end"
             console.print(
                 f"{counts['kind']} {counts['version']} (fold {artifact.meta['fold']}): {counts['rows']:,} rows "
-                f"for {plan.start} .. {until} in {counts['chunks']} chunk(s)"
+                f"for decisions from {plan.start:%Y-%m-%d %H:%M} UTC up to {until} in {counts['chunks']} chunk(s)"
                 + (f", {counts['resumed_chunks']} resumed" if counts["resumed_chunks"] else "")
             )
     if skipped and trainer.is_global_zero:

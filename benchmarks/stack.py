@@ -28,7 +28,6 @@ import pipeline  # noqa: E402
 from embed import run_backfill  # noqa: E402
 from stacking.folds import meta_folds  # noqa: E402
 from stacking.frame import assemble_stack_frame, complete_rows, decision_rows, feature_sets  # noqa: E402
-from stacking.run import EMBEDDING_DIMS  # noqa: E402
 from stacking.walkforward import FoldModel, StackSettings, train_fold  # noqa: E402
 from store.feature_store import FeatureStore  # noqa: E402
 
@@ -71,7 +70,7 @@ def main() -> None:
 
         stack_cfg = OmegaConf.to_container(cfg.stack, resolve=True)
         meta, _ = meta_folds(evaluated, frame["date"].min(), purge_days=evaluated[0].purge_days, **stack_cfg["split"])
-        features = feature_sets(frames, kinds, EMBEDDING_DIMS)
+        features = feature_sets(frames, kinds, {kind: store.embedding_columns(kind) for kind in kinds})
         settings = StackSettings(
             label=cfg.labels.primary, params=stack_cfg["lgbm"],
             early_stopping_rounds=stack_cfg["early_stopping_rounds"],

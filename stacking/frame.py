@@ -21,7 +21,7 @@ import pandas as pd
 
 from features.build import FeatureFrames
 from features.labels import CLASS_NAMES
-from store.feature_store import EMBEDDING_PREFIX, FeatureStore, InSampleReadError
+from store.feature_store import FeatureStore, InSampleReadError
 
 DAY = pd.Timedelta(days=1)
 # Evaluation ranks the signal against the forward 3-day return whatever the training label (SPEC §8).
@@ -34,7 +34,7 @@ class MixedVersionsError(ValueError):
 
 
 def feature_sets(
-    frames: FeatureFrames, kinds: Sequence[str], embedding_dims: Mapping[str, int]
+    frames: FeatureFrames, kinds: Sequence[str], embedding_columns: Mapping[str, Sequence[str]]
 ) -> dict[str, list[str]]:
     """The feature list of each model: tabular-only and Trishula (tabular + extractor outputs).
 
@@ -46,7 +46,7 @@ def feature_sets(
         column
         for kind in kinds
         for column in (
-            *(f"{EMBEDDING_PREFIX[kind]}{i}" for i in range(embedding_dims[kind])),
+            *embedding_columns[kind],
             *(f"{kind}_{suffix}" for suffix in PROBABILITY_SUFFIXES),
         )
     ]

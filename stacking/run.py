@@ -29,7 +29,6 @@ from store.extractors import file_fingerprint
 from store.feature_store import FeatureStore
 from store.files import write_json_atomic, write_parquet_atomic
 
-EMBEDDING_DIMS = {"lstm": 12, "tcn": 16}
 SIGNAL_NAMES = np.array(CLASS_NAMES)
 
 
@@ -121,7 +120,7 @@ def run_stack(
     if not meta:
         raise ValueError("no meta fold fits: the store's out-of-sample rows are too short for stack.split")
 
-    features = feature_sets(frames, kinds, EMBEDDING_DIMS)
+    features = feature_sets(frames, kinds, {kind: store.embedding_columns(kind) for kind in kinds})
     versions = store_versions(store, kinds, among)
     fingerprint = file_fingerprint([cfg.data.hourly_path, cfg.data.fear_greed_path])
     keyed = {k: v for k, v in stack_cfg.items() if k not in ("promotion", "force", "backend", "dask", "root")}

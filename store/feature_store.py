@@ -92,6 +92,11 @@ class FeatureStore:
             raise FileNotFoundError(f"no {kind} outputs in the store at {self.table_path(kind)}: run embed.py first")
         return DeltaTable(str(self.table_path(kind))).to_pyarrow_dataset()
 
+    def embedding_columns(self, kind: str) -> list[str]:
+        """The table's embedding columns in order (their number is the extractor config's embedding size)."""
+        prefix = EMBEDDING_PREFIX[kind]
+        return [name for name in self.dataset(kind).schema.names if name.startswith(prefix)]
+
     def read(self, kind: str) -> pd.DataFrame:
         """The whole table (small tables and tests; use `read_asof` to feed models)."""
         return self.dataset(kind).to_table().to_pandas()

@@ -171,8 +171,9 @@ def test_store_holds_raw_logits_and_reads_apply_softmax_once(artifacts, tmp_path
     keys = plan.keys.iloc[pick].reset_index(drop=True)
     stored = keys.merge(table, on=["symbol", "decision_time"], how="left")
     np.testing.assert_allclose(stored[list(LOGIT_COLUMNS)].to_numpy(), out.logits.numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(stored[[f"emb_{i}" for i in range(16)]].to_numpy(), out.embedding.numpy(),
-                               rtol=1e-5, atol=1e-6)
+    embedding = FeatureStore(store).embedding_columns("tcn")
+    assert embedding == [f"emb_{i}" for i in range(out.embedding.shape[1])]  # in order, as many as the network's
+    np.testing.assert_allclose(stored[embedding].to_numpy(), out.embedding.numpy(), rtol=1e-5, atol=1e-6)
     read = FeatureStore(store).read_asof(keys, "tcn")
     probs = read[["tcn_p_sell", "tcn_p_hold", "tcn_p_buy"]].to_numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-12)
