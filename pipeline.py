@@ -146,7 +146,8 @@ def _print_results(metrics: dict, backtest: dict) -> None:
         f"Sharpe {format_number(summary['sharpe'])}, max drawdown {format_number(summary['max_drawdown'])}, "
         f"{summary['trades']} trades ({summary['trades_long']} long / {summary['trades_short']} short); "
         + (f"{benchmark['symbol']} buy & hold {format_number(benchmark['return'])}" if benchmark["in_data"]
-           else f"no {benchmark['symbol']} in the data to compare with (backtest.trading.benchmark_symbol)")
+           else f"no {benchmark['symbol']} in the data to compare with (backtest.trading.benchmark_symbol)"),
+        soft_wrap=True,  # one line, however long: logs and greps see it whole
     )
 
 

@@ -295,3 +295,26 @@ def test_stack_retrains_after_an_extractor_update_and_logs_promotion(run_dir, ar
     champion = json.loads((artifacts_dir / "trishula" / "champion.json").read_text())
     assert champion["run_id"] == (latest["challenger"] if latest["promoted"] else latest["champion"])
     assert (tmp_path / "stack" / "report.html").is_file()
+
+
+def test_the_whole_pipeline_runs_on_other_coins_and_years(shared_data, tmp_path):
+    """Any data of the schema: 2021 bars of five coins the sample lacks (SHIB listed in May), and no
+    BTCUSDT, so the backtest has no benchmark to compare with and says so."""
+    coins = ["LTCUSDT", "TRXUSDT", "ETCUSDT", "XLMUSDT", "SHIBUSDT"]
+    hourly = pd.read_parquet(shared_data / "hourly.parquet", filters=[("symbol", "in", coins)])
+    hourly = hourly[(hourly["ts"] >= "2021-01-01") & (hourly["ts"] < "2022-01-01")]
+    hourly.to_parquet(tmp_path / "hourly.parquet", index=False)
+    out = tmp_path / "out"
+    done = _run(out, f"data.hourly_path={tmp_path / 'hourly.parquet'}",
+                f"data.fear_greed_path={shared_data / 'fear_greed.parquet'}", f"paths.artifacts_dir={tmp_path / 'art'}",
+                "split.first_test_date=2021-11-15", "pipeline.retrain_every_folds=4", "trainer.max_epochs=1")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "no BTCUSDT in the data to compare with" in " ".join(done.stdout.split())
+    predictions = pd.read_parquet(out / "predictions.parquet")
+    assert set(predictions["symbol"]) == set(coins)
+    assert predictions["date"].min() >= pd.Timestamp("2021-11-15", tz="UTC")
+    np.testing.assert_allclose(predictions[["p_sell", "p_hold", "p_buy"]].sum(axis=1), 1.0, rtol=1e-9)
+    backtest = json.loads((out / "backtest.json").read_text())
+    assert backtest["benchmark"]["in_data"] is False and backtest["benchmark"]["return"] is None
+    assert (out / "report.html").is_file()
+
