@@ -21,7 +21,7 @@ from rich.console import Console
 
 from features.build import load_feature_frames
 from store.backfill import BackfillInputError, commit_staged, make_plan, stage_backfill
-from store.extractors import ExtractorArtifact, file_fingerprint, input_spec, list_extractors, schema_hash
+from store.extractors import ExtractorArtifact, data_fingerprint, input_spec, list_extractors, schema_hash
 from store.feature_store import FeatureStore
 
 # Logs (CI, nohup) get a wide console; a terminal keeps its own width.
@@ -61,7 +61,7 @@ def run_backfill(cfg: DictConfig, frames, selected: list[ExtractorArtifact], art
     key, recorded in the store's `committed.json`) are skipped and said so, unless embed.force.
     """
     groups = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("data", "features", "labels")}
-    fingerprint = file_fingerprint([cfg.data.hourly_path, cfg.data.fear_greed_path])
+    fingerprint = data_fingerprint(cfg.data)
     store = FeatureStore(cfg.store.root)
     trainer = predict_trainer(cfg)
     committed = store.committed_runs()

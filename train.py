@@ -27,7 +27,7 @@ from models import ExtractorModule, balanced_class_weights
 from store.extractors import (
     ExtractorArtifact,
     code_revision,
-    file_fingerprint,
+    data_fingerprint,
     input_spec,
     save_extractor,
     schema_hash,
@@ -58,7 +58,7 @@ def _artifact_meta(cfg: DictConfig, dm: FoldWindowDataModule, metrics: dict, wei
         "normalization": dm.normalizer.to_dict(),
         "net": OmegaConf.to_container(cfg.model.net, resolve=True),
         "data_paths": [cfg.data.hourly_path, cfg.data.fear_greed_path],
-        "data_fingerprint": file_fingerprint([cfg.data.hourly_path, cfg.data.fear_greed_path]),
+        "data_fingerprint": data_fingerprint(cfg.data),
         "code_revision": code_revision(Path(__file__).parent),
         "samples": {part: len(frame) for part, frame in dm.samples.items()},
         "train_stride_hours": getattr(dm, "stride_hours", None),
@@ -76,7 +76,7 @@ def content_key(cfg: DictConfig) -> str:
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
     spec["trainer"] = {k: trainer.get(k) for k in ("max_epochs", "precision", "gradient_clip_val", "accelerator")}
     spec |= {"fold": cfg.fold, "seed": cfg.seed, "patience": cfg.early_stopping_patience, "compile": cfg.compile,
-             "data_fingerprint": file_fingerprint([cfg.data.hourly_path, cfg.data.fear_greed_path])}
+             "data_fingerprint": data_fingerprint(cfg.data)}
     return schema_hash(spec)
 
 

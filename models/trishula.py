@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy import special
 
 N_CLASSES = 3
 
@@ -39,10 +40,8 @@ class FeatureSchemaError(ValueError):
 
 
 def softmax(margins: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of raw multiclass scores, (n, 3) -> (n, 3); stable for large margins."""
-    shifted = margins - margins.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
+    """Row-wise softmax of raw multiclass scores, (n, 3) -> (n, 3)."""
+    return special.softmax(margins, axis=1)
 
 
 def check_features(frame: pd.DataFrame, features: Sequence[str]) -> None:

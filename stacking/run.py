@@ -25,7 +25,7 @@ from stacking.frame import assemble_stack_frame, complete_rows, decision_rows, f
 from stacking.registry import PromotionDecision, Registry, decide_promotion, run_key
 from stacking.signals import apply_confidence, directions, rolling_zscore
 from stacking.walkforward import PREDICTION_COLUMNS, StackSettings, predict_fold, train_fold
-from store.extractors import file_fingerprint
+from store.extractors import data_fingerprint
 from store.feature_store import FeatureStore
 from store.files import write_json_atomic, write_parquet_atomic
 
@@ -122,7 +122,7 @@ def run_stack(
 
     features = feature_sets(frames, kinds, {kind: store.embedding_columns(kind) for kind in kinds})
     versions = store_versions(store, kinds, among)
-    fingerprint = file_fingerprint([cfg.data.hourly_path, cfg.data.fear_greed_path])
+    fingerprint = data_fingerprint(cfg.data)
     keyed = {k: v for k, v in stack_cfg.items() if k not in ("promotion", "force", "backend", "dask", "root")}
     schema = run_key({"features": features, "config": OmegaConf.to_container(cfg.features, resolve=True),
                       "gaps": [cfg.data.gaps, cfg.data.max_gap_hours]})

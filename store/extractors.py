@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -41,6 +42,18 @@ def file_fingerprint(paths: Iterable[str | Path]) -> str:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+def data_fingerprint(data_cfg: Mapping) -> str:
+    """`file_fingerprint` of a data config's files (hourly bars, Fear & Greed), hashed once per file
+    state: a run asks for it at every stage and fold, and a changed file (size or mtime) is re-read."""
+    paths = [Path(data_cfg["hourly_path"]).resolve(), Path(data_cfg["fear_greed_path"]).resolve()]
+    return _fingerprint_of(tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths))
+
+
+@functools.lru_cache(maxsize=16)
+def _fingerprint_of(files: tuple[tuple[str, int, int], ...]) -> str:
+    return file_fingerprint(path for path, _, _ in files)
 
 
 def input_spec(frame: str, columns: Iterable[str], window: int, features_cfg: Mapping, data_cfg: Mapping) -> dict:

@@ -31,6 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
 from deltalake import DeltaTable, write_deltalake
+from scipy import special
 
 from features.labels import CLASS_NAMES
 from store.files import write_json_atomic
@@ -211,8 +212,7 @@ def _with_probabilities(decisions: pd.DataFrame, joined: pd.DataFrame, kind: str
     logits = joined[list(LOGIT_COLUMNS)].to_numpy(dtype="float64")
     probs = np.full_like(logits, np.nan)
     found = np.isfinite(logits).all(axis=1)
-    exp = np.exp(logits[found] - logits[found].max(axis=1, keepdims=True))
-    probs[found] = exp / exp.sum(axis=1, keepdims=True)
+    probs[found] = special.softmax(logits[found], axis=1)
     prefix = EMBEDDING_PREFIX[kind]
     out = decisions.copy()
     for column in [c for c in joined.columns if c.startswith(prefix)]:
