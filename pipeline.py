@@ -22,6 +22,8 @@ Every skipped stage says so. Outputs go to `paths.output_dir`; artifacts that ou
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import sys
 import time
@@ -132,14 +134,43 @@ def data_stage(cfg: DictConfig, out: Path):
     return frames, grid, evaluated, all_folds
 
 
+def report_context(cfg: DictConfig, out: Path, evaluated: list) -> dict:
+    """What the report's opening names: the data (coins, days, evaluated folds) and a digest of the config."""
+    summary = json.loads((out / "summary.json").read_text())
+    resolved = OmegaConf.to_container(cfg, resolve=False)
+    return {
+        "data": {"symbols": summary["symbols"], "days": summary["days"],
+                 "folds": [str(f.test_start.date()) for f in evaluated]},
+        "config": {
+            "digest": hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:12],
+            "hourly bars": cfg.data.hourly_path,
+            "label": f"{cfg.labels.primary} ±{cfg.labels.thresholds[cfg.labels.primary]}",
+            "extractors retrained every": f"{cfg.pipeline.retrain_every_folds} folds",
+            "extractor epochs at most": cfg.trainer.max_epochs,
+            "meta train window": cfg.stack.split.train_days or "expanding",
+            "promotion": f"{cfg.stack.promotion.metric} by > {cfg.stack.promotion.margin}, "
+                         f"paired t >= {cfg.stack.promotion.min_t}",
+        },
+    }
+
+
 def _print_results(metrics: dict, backtest: dict) -> None:
-    table = Table(title="Out-of-sample, pooled over the evaluated folds")
-    columns = ("model", "ic_mean", "icir", "ic_t_stat", "auc_buy", "auc_sell", "macro_f1", "log_loss", "rows")
+    table = Table(title="Out-of-sample, pooled over the evaluated folds (paired: Trishula minus the model, by day)")
+    columns = ("model", "ic_mean", "icir", "ic_t_stat", "paired_diff", "paired_t_stat", "auc_buy", "auc_sell",
+               "macro_f1", "log_loss", "rows")
     for column in columns:
         table.add_column(column, justify="left" if column == "model" else "right")
     for row in metrics["comparison"]:
         table.add_row(*(row["model"] if c == "model" else format_number(row[c]) for c in columns))
     console.print(table)
+    judged = metrics["verdict"]
+    if judged["reference"] is not None:
+        console.print(
+            f"{judged['reference']}: IC {format_number(judged['ic_mean'])} (t {format_number(judged['ic_t_stat'])}); "
+            f"paired |t| >= {judged['t_threshold']:g}: ahead of {judged['beats'] or 'none'}, "
+            f"behind {judged['behind'] or 'none'}, no clear difference from {judged['inconclusive'] or 'none'}",
+            soft_wrap=True,
+        )
     summary, benchmark = backtest["summary"], backtest["benchmark"]
     console.print(
         f"backtest {summary['start']} .. {summary['end']}: return {format_number(summary['return'])}, "
@@ -263,7 +294,8 @@ def main(cfg: DictConfig) -> None:
     if until == "backtest":
         return
     console.rule("report")
-    report = write_report(out, run.metrics, run.predictions, backtest, result.trades)
+    report = write_report(out, run.metrics, run.predictions, backtest, result.trades,
+                          context=report_context(cfg, out, evaluated))
     _print_results(run.metrics, backtest)
     console.print(f"pipeline finished in {time.perf_counter() - started:.0f} s; outputs in {out}")
     console.print(f"report: {report.resolve()}")

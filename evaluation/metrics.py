@@ -3,9 +3,15 @@
 - The IC is the mean of DAILY cross-sectional rank ICs (one Spearman per decision day over the symbols).
   A Spearman over all coin-days mixes the time series into the cross-section (a day when every coin
   rose and every score was high counts as skill); it is reported only as `pooled_rank_ic`, named as such.
-- Daily ICs of 3-day forward returns overlap (day d and d+1 share two of their three days), so the
+- Daily ICs of h-day forward returns overlap (day d and d+1 share h - 1 of their h days), so the
   plain t-statistic mean / (std / sqrt(T)) overstates significance; `ic_summary` uses a Newey-West
-  (HAC) standard error with `horizon_days - 1` lags.
+  (HAC) standard error with `horizon_days` lags (h - 1 lags with Bartlett weights under-state the
+  variance of an MA(h - 1) series; h is the smallest lag that keeps the last overlap's full weight
+  from being cut).
+- Models are compared PAIRED (`paired_ic_comparison`): the daily IC difference on the days both are
+  scored, with its own HAC t-stat. Two separate t-stats cannot say whether one model beats another.
+- A model may be score-only (a factor baseline: `p_sell/p_hold/p_buy` null, only `score`): it gets the
+  IC figures and None for every probability metric.
 - Every scikit-learn call passes `y_true=` / `y_pred=` by keyword: the seed system swapped them, which
   swapped BUY precision and recall.
 
@@ -15,7 +21,7 @@ Python float / int / str / None (never NaN, never a numpy scalar), so results go
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -104,12 +110,17 @@ def newey_west_t_stat(series: Sequence[float] | np.ndarray | pd.Series, lags: in
     return _num(values.mean() / np.sqrt(long_run / count))
 
 
+def hac_lags(horizon_days: int) -> int:
+    """Newey-West lags for daily statistics of h-day forward returns: h (overlap h - 1, plus one)."""
+    return int(horizon_days)
+
+
 def ic_summary(daily_ic: pd.Series, horizon_days: int = 3) -> dict[str, float | int | None]:
     """Mean, std, ICIR (= mean / std of the daily ICs, not annualised), HAC t-stat, days, positive share.
 
     ICs of h-day forward returns on consecutive days overlap by h - 1 days, so the t-statistic uses a
-    Newey-West standard error with h - 1 lags (`newey_west_t_stat`); the ICIR is a ratio of the daily
-    series only and is no significance test.
+    Newey-West standard error with `hac_lags(h)` lags (`newey_west_t_stat`); the ICIR is a ratio of the
+    daily series only and is no significance test.
     """
     values = daily_ic.dropna().to_numpy(dtype=float)
     mean = values.mean() if len(values) else None
@@ -118,10 +129,34 @@ def ic_summary(daily_ic: pd.Series, horizon_days: int = 3) -> dict[str, float | 
         "mean": _num(mean),
         "std": _num(std),
         "icir": _num(mean / std) if std else None,
-        "t_stat": newey_west_t_stat(values, lags=horizon_days - 1),
-        "t_stat_lags": horizon_days - 1,
+        "t_stat": newey_west_t_stat(values, lags=hac_lags(horizon_days)),
+        "t_stat_lags": hac_lags(horizon_days),
         "days": len(values),
         "positive_share": _num((values > 0).mean()) if len(values) else None,
+    }
+
+
+def paired_ic_comparison(
+    reference: pd.Series, other: pd.Series, horizon_days: int = 3
+) -> dict[str, float | int | None]:
+    """The daily IC of `reference` minus `other`'s on the days both are scored (paired, same cross-sections).
+
+    Both are `daily_rank_ic` series indexed by date. `diff_mean` is the mean daily difference,
+    `t_stat` its Newey-West t-stat (`hac_lags(h)` lags: the differences overlap as the ICs do),
+    `win_share` the share of common days where the reference's IC is higher. Days only one model is
+    scored on (the other's score was constant, or too few names) are counted, never silently paired.
+    """
+    joined = pd.concat({"reference": reference, "other": other}, axis=1, join="inner").dropna().sort_index()
+    diff = (joined["reference"] - joined["other"]).to_numpy(dtype=float)
+    return {
+        "diff_mean": _num(diff.mean()) if len(diff) else None,
+        "diff_std": _num(diff.std(ddof=1)) if len(diff) >= 2 else None,
+        "t_stat": newey_west_t_stat(diff, lags=hac_lags(horizon_days)),
+        "t_stat_lags": hac_lags(horizon_days),
+        "win_share": _num((diff > 0).mean()) if len(diff) else None,
+        "days": len(diff),
+        "days_reference_only": int(reference.index.difference(joined.index).size),
+        "days_other_only": int(other.index.difference(joined.index).size),
     }
 
 
@@ -267,42 +302,103 @@ def win_rate_by_bin(frame: pd.DataFrame, bins: Sequence[float] = WIN_RATE_BINS) 
     ]
 
 
+# --- per-day series of a metric (paired tests) --------------------------------------------------------------
+
+
+def _row_losses(rows: pd.DataFrame, metric: str) -> np.ndarray:
+    """Per-row value of a row-decomposable metric: log_loss, brier or accuracy."""
+    proba = np.clip(rows.loc[:, list(PROBA_COLUMNS)].to_numpy(dtype=float), 0.0, 1.0)
+    y_true = rows["label"].to_numpy(dtype=int)
+    if metric == "log_loss":
+        return -np.log(np.clip(proba[np.arange(len(y_true)), y_true], 1e-15, None))
+    if metric == "brier":
+        return np.sum((proba - np.eye(len(LABELS))[y_true]) ** 2, axis=1)
+    return (predicted_class(proba) == y_true).astype(float)
+
+
+# Metrics with a natural per-day series: the IC family (the daily IC) and the row-decomposable ones
+# (the day's mean of the per-row values). AUC and macro-F1 have none.
+DAILY_SERIES_METRICS = ("ic_mean", "icir", "ic_t_stat", "log_loss", "brier", "accuracy")
+
+
+def daily_metric_series(rows: pd.DataFrame, metric: str) -> pd.Series:
+    """One value per date of `metric` for a model's labelled rows: the daily rank IC for the IC family,
+    else the day's mean per-row log-loss, Brier score or hit rate."""
+    if metric not in DAILY_SERIES_METRICS:
+        raise ValueError(f"{metric!r} has no per-day series; one of {DAILY_SERIES_METRICS} has")
+    labelled = rows.loc[rows["label"].notna()]
+    if metric.startswith("ic"):
+        return daily_rank_ic(labelled)
+    values = pd.Series(_row_losses(labelled, metric), index=labelled.index)
+    return values.groupby(labelled["date"], sort=True).mean().rename(metric)
+
+
 # --- predictions frame ------------------------------------------------------------------------------------------
 
 
+def score_only_models(predictions: pd.DataFrame) -> list[str]:
+    """Models whose rows carry a score but no class probabilities (all three null): factor baselines."""
+    no_proba = predictions.loc[:, list(PROBA_COLUMNS)].isna().all(axis=1)
+    per_model = no_proba.groupby(predictions["model"].astype(str), sort=False).all()
+    return [str(model) for model in per_model.index[per_model]]
+
+
 def labelled_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Rows whose label (hence forward return) is known; checks the columns and the probabilities."""
+    """Rows whose label (hence forward return) is known; checks the columns and the probabilities.
+
+    A score-only model's rows have all three probabilities null; every other row must hold three
+    probabilities that sum to one.
+    """
     missing = [column for column in PREDICTION_COLUMNS if column not in predictions.columns]
     if missing:
         raise ValueError(f"predictions lack columns {missing}; expected {list(PREDICTION_COLUMNS)}")
     labelled = predictions.loc[predictions["label"].notna()]
+    scored_only = labelled["model"].astype(str).isin(score_only_models(predictions)).to_numpy()
     proba = labelled.loc[:, list(PROBA_COLUMNS)].to_numpy(dtype=float)
     bad = ~np.isfinite(proba).all(axis=1) | (proba.min(axis=1) < -_PROBA_TOLERANCE)
     bad |= np.abs(proba.sum(axis=1) - 1.0) > _PROBA_TOLERANCE
+    bad &= ~scored_only
     if bad.any():
         raise ValueError(f"{int(bad.sum())} labelled rows have p_sell + p_hold + p_buy that are not probabilities")
     return labelled
 
 
-def _metrics(rows: pd.DataFrame, horizon_days: int) -> dict[str, object]:
+# What a score-only model (no probabilities) gets for the probability metrics.
+_NO_CLASSIFICATION = {
+    "auc": dict.fromkeys(CLASS_NAMES), "macro_f1": None, "accuracy": None, "log_loss": None, "brier": None,
+    "precision": dict.fromkeys(CLASS_NAMES), "recall": dict.fromkeys(CLASS_NAMES), "confusion_matrix": None,
+    "calibration": None, "win_rate_by_bin": None,
+}
+
+
+def _metrics(rows: pd.DataFrame, horizon_days: int, score_only: bool) -> dict[str, object]:
+    ic = daily_rank_ic(rows)
+    days = int(rows["date"].nunique())
+    out = {
+        "rows": len(rows),
+        "days": days,
+        "ic": {**ic_summary(ic, horizon_days), "days_dropped": days - len(ic)},
+        "pooled_rank_ic": pooled_rank_ic(rows),
+    }
+    if score_only:
+        return {**out, **_NO_CLASSIFICATION}
     y_true = rows["label"].to_numpy(dtype=int)
     proba = np.clip(rows.loc[:, list(PROBA_COLUMNS)].to_numpy(dtype=float), 0.0, 1.0)
-    return {
-        "rows": len(rows),
-        "days": int(rows["date"].nunique()),
-        "ic": ic_summary(daily_rank_ic(rows), horizon_days),
-        "pooled_rank_ic": pooled_rank_ic(rows),
-        **classification_metrics(y_true, proba),
-        "win_rate_by_bin": win_rate_by_bin(rows),
-    }
+    return {**out, **classification_metrics(y_true, proba), "win_rate_by_bin": win_rate_by_bin(rows)}
 
 
-def _comparison_row(model: str, metrics: dict) -> dict[str, object]:
+def _comparison_row(model: str, metrics: dict, paired: dict | None) -> dict[str, object]:
     return {
         "model": model,
         "ic_mean": metrics["ic"]["mean"],
         "icir": metrics["ic"]["icir"],
         "ic_t_stat": metrics["ic"]["t_stat"],
+        "ic_days": metrics["ic"]["days"],
+        "ic_days_dropped": metrics["ic"]["days_dropped"],
+        # The reference (Trishula) minus this model, paired by day; None on the reference's own row.
+        "paired_diff": paired["diff_mean"] if paired else None,
+        "paired_t_stat": paired["t_stat"] if paired else None,
+        "paired_win_share": paired["win_share"] if paired else None,
         "pooled_rank_ic": metrics["pooled_rank_ic"],
         "auc_buy": metrics["auc"]["BUY"],
         "auc_sell": metrics["auc"]["SELL"],
@@ -314,30 +410,70 @@ def _comparison_row(model: str, metrics: dict) -> dict[str, object]:
     }
 
 
-def evaluate_predictions(predictions: pd.DataFrame, horizon_days: int = 3) -> dict[str, object]:
-    """Metrics per model, pooled over folds and per fold, plus a one-row-per-model comparison.
+def evaluate_predictions(
+    predictions: pd.DataFrame, horizon_days: int = 3, reference: str = "trishula"
+) -> dict[str, object]:
+    """Metrics per model, pooled over folds and per fold, paired comparisons, and a comparison table.
 
     `predictions` holds one row per (model, symbol, decision date) with the columns `PREDICTION_COLUMNS`.
     Rows without a label (forward return not yet known) are excluded from every metric. The pooled IC
-    is still the daily cross-sectional IC, now over all test days of all folds. Models keep their order
-    of first appearance; folds are sorted and keyed by str(fold).
+    is still the daily cross-sectional IC, now over all test days of all folds. `paired[model]` is
+    `paired_ic_comparison(reference, model)` over all test days, for every model other than
+    `reference` (empty when the reference is absent). Models keep their order of first appearance;
+    `baselines` lists the score-only ones; folds are sorted and keyed by str(fold).
     """
     labelled = labelled_predictions(predictions)
     models = [str(model) for model in pd.unique(predictions["model"])]
-    pooled, per_fold = {}, {}
+    baselines = score_only_models(predictions)
+    pooled, per_fold, daily = {}, {}, {}
     for model in models:
         rows = labelled.loc[labelled["model"].astype(str) == model]
         if rows.empty:
             raise ValueError(f"model {model!r} has no labelled prediction to evaluate")
-        pooled[model] = _metrics(rows, horizon_days)
-        per_fold[model] = {str(fold): _metrics(group, horizon_days) for fold, group in rows.groupby("fold", sort=True)}
-    return {
+        score_only = model in baselines
+        daily[model] = daily_rank_ic(rows)
+        pooled[model] = _metrics(rows, horizon_days, score_only)
+        per_fold[model] = {
+            str(fold): _metrics(group, horizon_days, score_only) for fold, group in rows.groupby("fold", sort=True)
+        }
+    paired = (
+        {m: paired_ic_comparison(daily[reference], daily[m], horizon_days) for m in models if m != reference}
+        if reference in daily else {}
+    )
+    result = {
         "horizon_days": horizon_days,
         "models": models,
+        "baselines": baselines,
+        "reference": reference if reference in daily else None,
         "pooled": pooled,
         "per_fold": per_fold,
-        "comparison": [_comparison_row(model, pooled[model]) for model in models],
+        "paired": paired,
+        "comparison": [_comparison_row(model, pooled[model], paired.get(model)) for model in models],
     }
+    return {**result, "verdict": verdict(result)}
+
+
+# A paired |t| at or above this is read as a clear difference in the verdict (about 5 % two-sided).
+VERDICT_T = 2.0
+
+
+def verdict(metrics: Mapping, t_threshold: float = VERDICT_T) -> dict[str, object]:
+    """Does the reference (Trishula) beat each other model and baseline, paired, on the same days?
+
+    `beats` / `behind` list the models whose paired t-stat (reference minus model) is >= t / <= -t;
+    the rest are `inconclusive`. The reference's own IC and its HAC t come along.
+    """
+    reference = metrics.get("reference")
+    if reference is None:
+        return {"reference": None, "beats": [], "behind": [], "inconclusive": [], "t_threshold": t_threshold}
+    ic = metrics["pooled"][reference]["ic"]
+    sides = {"beats": [], "behind": [], "inconclusive": []}
+    for model, paired in metrics["paired"].items():
+        t = paired["t_stat"]
+        side = "inconclusive" if t is None or abs(t) < t_threshold else ("beats" if t > 0 else "behind")
+        sides[side].append(model)
+    return {"reference": reference, "ic_mean": ic["mean"], "ic_t_stat": ic["t_stat"], "days": ic["days"],
+            **sides, "t_threshold": t_threshold}
 
 
 def ic_over_time(predictions: pd.DataFrame) -> pd.DataFrame:

@@ -6,6 +6,7 @@ itself. Every number in a table is rendered by `format_number` and its cell carr
 shows exactly the numbers in the JSON files. Key scheme (segments joined by "."; names must not hold "."):
 
 - `comparison.<model>.<field>`: the entry of metrics["comparison"] whose "model" is <model>;
+- `verdict.<field>`: metrics["verdict"] (the reference's IC and t);
 - `per_fold.<model>.<fold>.<path>`: metrics["per_fold"][model][fold] followed by a dotted path (`ic.mean`);
 - `backtest.<section>.<field>` and `backtest.<section>.<name>.<field>`: the backtest dict
   (summary, benchmark, exits, per_symbol, per_month).
@@ -29,16 +30,26 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
 
-from evaluation.metrics import LABELS, PROBA_COLUMNS, ic_over_time, labelled_predictions
+from evaluation.metrics import LABELS, PROBA_COLUMNS, hac_lags, ic_over_time, labelled_predictions
 from features.labels import CLASS_NAMES
 from store.files import write_bytes_atomic, write_text_atomic
 
 ROLLING_IC_WINDOW = "30D"
 DPI = 100
+ANSWER_COLUMNS = (
+    ("ic_mean", "IC mean"),
+    ("ic_t_stat", "IC t (HAC)"),
+    ("ic_days", "days"),
+    ("paired_diff", "Trishula − model"),
+    ("paired_t_stat", "paired t"),
+    ("paired_win_share", "Trishula wins (share of days)"),
+)
 COMPARISON_COLUMNS = (
     ("ic_mean", "IC mean"),
     ("icir", "ICIR"),
     ("ic_t_stat", "IC t (HAC)"),
+    ("ic_days_dropped", "days dropped"),
+    ("paired_t_stat", "paired t vs Trishula"),
     ("pooled_rank_ic", "pooled rank IC"),
     ("auc_buy", "AUC BUY"),
     ("auc_sell", "AUC SELL"),
@@ -109,11 +120,19 @@ def _get(data: Mapping, path: str) -> object:
     return data
 
 
-def _cell(key: str, value: object) -> str:
-    """A table cell showing one value, tagged with its JSON path and the exact repr of the value."""
+def _tagged(tag: str, key: str, value: object) -> str:
+    """An element showing one value, tagged with its JSON path and the exact repr of the value."""
     value = value.item() if isinstance(value, np.generic) else value
     text = html.escape(value) if isinstance(value, str) else format_number(value)
-    return f'<td data-key="{html.escape(key)}" data-value="{html.escape(repr(value))}">{text}</td>'
+    return f'<{tag} data-key="{html.escape(key)}" data-value="{html.escape(repr(value))}">{text}</{tag}>'
+
+
+def _cell(key: str, value: object) -> str:
+    return _tagged("td", key, value)
+
+
+def _span(key: str, value: object) -> str:
+    return _tagged("span", key, value)
 
 
 def _grid(
@@ -311,8 +330,63 @@ def _trade_returns_figure(trades: pd.DataFrame) -> Figure:
 Block = str | tuple[str, Figure]
 
 
+def _names(models: Sequence[str]) -> str:
+    return ", ".join(models) if models else "none"
+
+
+def _answer_blocks(metrics: Mapping, backtest: Mapping | None, context: Mapping) -> list[Block]:
+    """The report's opening: the data, the config, and whether Trishula beat its parts and the factors."""
+    data = context.get("data", {})
+    symbols = data.get("symbols", [])
+    reference = metrics.get("reference")
+    scored = sorted(map(int, metrics["per_fold"][reference])) if reference else []
+    lines = [
+        f"<b>Data</b>: {len(symbols)} coins ({html.escape(', '.join(symbols))}), "
+        f"{html.escape(' .. '.join(data.get('days', [])))}; {len(data.get('folds', []))} walk-forward folds "
+        f"selected, {len(scored)} scored" + (f" (folds {scored[0]} .. {scored[-1]}, "
+                                             f"{format_number(metrics['pooled'][reference]['days'])} test days)"
+                                             if scored else "") + ".",
+    ]
+    if context.get("config"):
+        digest = "; ".join(f"{html.escape(str(k))} = {html.escape(str(v))}" for k, v in context["config"].items())
+        lines.append(f"<b>Config</b>: {digest}.")
+    blocks: list[Block] = ["<h2>Does the stack work on this run?</h2>", *(f"<p>{line}</p>" for line in lines)]
+    judged = metrics.get("verdict", {})
+    if reference is not None:
+        t = judged["t_threshold"]
+        blocks.append(
+            f"<p><b>Answer</b>: {html.escape(reference)} scored a daily rank IC of "
+            f"{_span('verdict.ic_mean', judged['ic_mean'])} (HAC t {_span('verdict.ic_t_stat', judged['ic_t_stat'])}, "
+            f"{_span('verdict.days', judged['days'])} days). "
+            f"Paired against each model and baseline on the days both are scored (|t| ≥ {format_number(t)} counts): "
+            f"ahead of {html.escape(_names(judged['beats']))}; behind {html.escape(_names(judged['behind']))}; "
+            f"no clear difference from {html.escape(_names(judged['inconclusive']))}.</p>"
+        )
+    rows = [(entry["model"], entry["model"] + (" (baseline)" if entry["model"] in metrics.get("baselines", []) else ""),
+             entry) for entry in metrics["comparison"]]
+    blocks.append(_grid("comparison", "model", rows, ANSWER_COLUMNS))
+    if backtest is not None:
+        summary, benchmark = backtest["summary"], backtest["benchmark"]
+        held = _span("backtest.benchmark.return", benchmark["return"])
+        symbol = html.escape(benchmark["symbol"])
+        versus = (f"{symbol} buy &amp; hold {held}" if benchmark["in_data"]
+                  else f"no {symbol} in the data to compare with")
+        figures = ", ".join(f"{label} {_span(f'backtest.summary.{field}', summary[field])}" for field, label in
+                            (("return", "return"), ("sharpe", "Sharpe"), ("max_drawdown", "max drawdown"),
+                             ("trades", "trades")))
+        blocks.append(
+            f"<p><b>Backtest</b> (Trailing J on Trishula's gated signals, {html.escape(str(summary['start']))} .. "
+            f"{html.escape(str(summary['end']))}): {figures}; {versus}.</p>"
+        )
+    return blocks
+
+
 def _metric_blocks(metrics: Mapping, predictions: pd.DataFrame) -> list[Block]:
     models = metrics["models"]
+    # Probability figures are for the classifiers; the factor baselines have a score only.
+    classifiers = {**metrics, "models": [m for m in models if m not in metrics.get("baselines", [])]}
+    labelled = labelled_predictions(predictions)
+    with_proba = labelled[labelled["model"].astype(str).isin(classifiers["models"])]
     comparison = [(entry["model"], entry["model"], entry) for entry in metrics["comparison"]]
     folds = [(f"{model}.{fold}", f"{model} / fold {fold}", values)
              for model in models for fold, values in metrics["per_fold"][model].items()]
@@ -321,23 +395,25 @@ def _metric_blocks(metrics: Mapping, predictions: pd.DataFrame) -> list[Block]:
         "<h2>Model comparison (all test folds pooled)</h2>",
         _grid("comparison", "model", comparison, COMPARISON_COLUMNS),
         f'<p class="note">IC = mean of the daily cross-sectional Spearman rank IC of s = P(buy) − P(sell) '
-        f"against the {horizon}-day forward return; ICIR = mean / std of the daily ICs; the t-statistic uses a "
-        f"Newey–West standard error with {horizon - 1} lags because daily ICs of {horizon}-day returns overlap. "
+        f"(a factor baseline: its own score) against the {horizon}-day forward return; ICIR = mean / std of the "
+        f"daily ICs; the t-statistic uses a Newey–West standard error with {hac_lags(horizon)} lags because daily "
+        f"ICs of {horizon}-day returns overlap. The paired t tests Trishula's daily IC minus the model's on the "
+        "days both are scored; days dropped are days with a constant score. "
         "The pooled rank IC is one Spearman over all coin-days: a diagnostic, not the IC.</p>",
         "<h2>Per fold</h2>",
         _grid("per_fold", "model / fold", folds, FOLD_COLUMNS),
         "<h2>IC over time</h2>",
         ("ic_over_time", _ic_figure(predictions, models)),
         "<h2>ROC (one vs rest)</h2>",
-        ("roc", _roc_figure(predictions, metrics)),
+        ("roc", _roc_figure(with_proba, classifiers)),
         "<h2>Calibration</h2>",
-        ("calibration", _calibration_figure(metrics)),
+        ("calibration", _calibration_figure(classifiers)),
         '<h2>Confusion matrices</h2><p class="note">Rows = true class, columns = predicted class (argmax); '
         "counts, shaded by share of the true class.</p>",
-        ("confusion_matrix", _confusion_figure(metrics)),
+        ("confusion_matrix", _confusion_figure(classifiers)),
         '<h2>Win rate per probability bin</h2><p class="note">Calls whose top probability is below 0.5 are '
         "outside the bins; a BUY wins when the forward return is &gt; 0, a SELL when it is &lt; 0.</p>",
-        ("win_rate_by_bin", _win_rate_figure(metrics)),
+        ("win_rate_by_bin", _win_rate_figure(classifiers)),
     ]
 
 
@@ -373,17 +449,19 @@ def write_report(
     predictions: pd.DataFrame,
     backtest: dict | None = None,
     trades: pd.DataFrame | None = None,
+    context: Mapping | None = None,
 ) -> Path:
     """Write `out_dir/report.html` and `out_dir/figures/<name>.png`; return the report's path.
 
     `metrics` is `evaluate_predictions(predictions)`; `backtest` / `trades` come from the backtest and may
-    be None (the backtest sections are then left out). Each file is written atomically (temporary file,
-    then rename), the report last, so a reader never sees a half-written report. PNGs of an earlier
-    report in the same folder that this one does not draw (e.g. trade returns, once there are no
-    trades) are removed, so `figures/` always matches `report.html`.
+    be None (the backtest sections are then left out). `context` ({"data": summary with symbols, days and
+    the evaluated folds' test starts, "config": a digest}) feeds the opening answer. Each file is written
+    atomically (temporary file, then rename), the report last, so a reader never sees a half-written
+    report. PNGs of an earlier report in the same folder that this one does not draw (e.g. trade
+    returns, once there are no trades) are removed, so `figures/` always matches `report.html`.
     """
     out_dir = Path(out_dir)
-    blocks = _metric_blocks(metrics, predictions)
+    blocks = [*_answer_blocks(metrics, backtest, context or {}), *_metric_blocks(metrics, predictions)]
     if backtest is not None:
         blocks += _backtest_blocks(backtest, trades)
     body, drawn = [], set()

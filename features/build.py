@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from features.daily import LSTM_FEATURES, build_daily_features
+from features.factors import FACTORS, build_factor_scores
 from features.hourly import TCN_CHANNELS, build_hourly_features
 from features.labels import build_labels, label_columns
 from features.regime import REGIME_FEATURES, build_regime_inputs
@@ -45,7 +46,8 @@ class FeatureFrames:
     daily: pd.DataFrame
     hourly: pd.DataFrame
     horizons: dict[int, float]
-    # The column names each set was built with (names carry their windows): lstm, tcn, tabular, regime.
+    # The column names each set was built with (names carry their windows): lstm, tcn, tabular, regime,
+    # and the factor baselines (evaluation only).
     columns: dict[str, tuple[str, ...]]
 
     @property
@@ -85,12 +87,15 @@ def build_feature_frames(
     for column in shared:
         if not lstm[column].equals(tabular[column]):
             raise AssertionError(f"feature {column!r} is built two different ways by the LSTM and tabular sets")
+    # Evaluation baselines (features/factors.py), never model inputs.
+    factors = build_factor_scores(daily_bars, lstm["close_ret"])
     daily = pd.concat(
         [
             daily_bars[["symbol", "ts"]],
             lstm,
             tabular.drop(columns=shared),
             regime.reindex(daily_bars["ts"]).set_index(daily_bars.index),
+            factors,
             build_labels(daily_bars, horizons),
         ],
         axis=1,
@@ -105,6 +110,7 @@ def build_feature_frames(
         "tcn": tuple(tcn.columns),
         "tabular": tuple(tabular.columns),
         "regime": tuple(regime.columns),
+        "factors": tuple(factors.columns),
     }
     return FeatureFrames(daily=daily, hourly=hourly, horizons=horizons, columns=columns)
 
@@ -118,6 +124,7 @@ def load_feature_frames(data_cfg: Mapping, features_cfg: Mapping, thresholds: Ma
 
 
 __all__ = [
+    "FACTORS",
     "LSTM_FEATURES",
     "REGIME_FEATURES",
     "TABULAR_FEATURES",

@@ -61,7 +61,9 @@ def decision_rows(frames: FeatureFrames, label: str) -> pd.DataFrame:
             f"the stack needs the label {label!r} and the 3-day forward return (labels.thresholds.label_3d) "
             f"that evaluation ranks against; built: {frames.label_columns}"
         )
-    columns = list(dict.fromkeys([*frames.columns["tabular"], *frames.columns["regime"]]))
+    # The factor baselines ride along for evaluation (scored on the same rows); they are no model input.
+    columns = list(dict.fromkeys([*frames.columns["tabular"], *frames.columns["regime"],
+                                  *frames.columns.get("factors", ())]))
     targets = list(dict.fromkeys([label, f"fwd_ret_{label.removeprefix('label_')}", EVALUATION_RETURN]))
     rows = daily[["symbol", "ts", *columns, *targets]].rename(columns={"ts": "date"})
     rows.insert(2, "decision_time", rows["date"] + DAY)

@@ -7,9 +7,12 @@ config, the data fingerprint and the extractor versions in the store), so an unc
 finds its run and is not retrained.
 
 The champion (`<root>/champion.json`) is the run signals are served from. A challenger replaces it
-only if it beats it on the same out-of-sample rows (the folds and (symbol, day) rows both were
-tested on) by the configured metric; a tie keeps the champion. Every decision is appended, with
-both figures, to `<root>/promotions.json`.
+only if, on the same out-of-sample rows (the folds and (symbol, day) rows both were tested on), it
+beats it on the configured metric by more than `margin` AND the paired t-stat of the per-day
+difference (challenger minus champion, HAC with h lags; `evaluation.daily_metric_series`) reaches
+`min_t`. A point estimate alone is noise: over a few months of daily ICs a 0.01 difference is well
+inside one standard error. Every decision is appended, with both figures, the margin, the paired
+t-stat and the reason, to `<root>/promotions.json`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from evaluation.metrics import DAILY_SERIES_METRICS, daily_metric_series, paired_ic_comparison
 from store.files import write_json_atomic
 
 RUN_FILE = "run.json"
@@ -97,6 +101,12 @@ class PromotionDecision:
     rows: int
     reason: str
     decided_at: str
+    margin: float = 0.0
+    min_t: float = 0.0
+    # The per-day difference (challenger minus champion, signed so that > 0 favours the challenger).
+    paired_diff: float | None = None
+    paired_t_stat: float | None = None
+    paired_days: int = 0
 
 
 def decide_promotion(
@@ -107,41 +117,69 @@ def decide_promotion(
     metric: str,
     evaluate: Callable[[pd.DataFrame], dict],
     model: str = "trishula",
+    *,
+    margin: float = 0.0,
+    min_t: float = 0.0,
+    horizon_days: int = 3,
 ) -> PromotionDecision:
-    """Compare the two runs' `model` predictions on the rows both tested; promote only a strict win.
+    """Compare the two runs' `model` predictions on the rows both tested; promote only a clear win.
 
-    `evaluate` maps a predictions frame to evaluation's metrics dict (its "comparison" table).
+    `evaluate` maps a predictions frame to evaluation's metrics dict (its "comparison" table). A win
+    needs the metric better by more than `margin` and, when `min_t` > 0, the paired t-stat of the
+    per-day metric difference at least `min_t` (the metric must then have a per-day series).
     """
     if metric not in PROMOTION_METRICS:
         raise ValueError(f"stack.promotion.metric must be one of {sorted(PROMOTION_METRICS)}, got {metric!r}")
+    if margin < 0 or min_t < 0:
+        raise ValueError(f"stack.promotion.margin and min_t must be >= 0, got {margin} and {min_t}")
+    if min_t > 0 and metric not in DAILY_SERIES_METRICS:
+        raise ValueError(
+            f"stack.promotion.metric={metric} has no per-day series for the paired t-stat: use one of "
+            f"{list(DAILY_SERIES_METRICS)} or set stack.promotion.min_t=0"
+        )
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    rule = {"margin": float(margin), "min_t": float(min_t)}
     challenger = challenger_predictions[challenger_predictions["model"] == model]
     if champion_id is None or champion_predictions is None:
         return PromotionDecision(True, challenger_id, None, metric, _value(evaluate(challenger), metric, model), None,
                                  sorted(map(int, challenger["fold"].unique())), len(challenger),
-                                 "no champion yet", now)
+                                 "no champion yet", now, **rule)
     if champion_id == challenger_id:
         return PromotionDecision(False, challenger_id, champion_id, metric, None, None, [], 0,
-                                 "the challenger is the champion (inputs unchanged)", now)
+                                 "the challenger is the champion (inputs unchanged)", now, **rule)
     champion = champion_predictions[champion_predictions["model"] == model]
     keys = ["symbol", "date", "fold"]
     common = challenger[keys].merge(champion[keys], on=keys)
     if common.empty:
         return PromotionDecision(False, challenger_id, champion_id, metric, None, None, [], 0,
-                                 "no out-of-sample rows in common: the champion stays", now)
-    challenger_value = _value(evaluate(challenger.merge(common, on=keys)), metric, model)
-    champion_value = _value(evaluate(champion.merge(common, on=keys)), metric, model)
+                                 "no out-of-sample rows in common: the champion stays", now, **rule)
+    challenger_rows, champion_rows = challenger.merge(common, on=keys), champion.merge(common, on=keys)
+    challenger_value = _value(evaluate(challenger_rows), metric, model)
+    champion_value = _value(evaluate(champion_rows), metric, model)
     higher_better = PROMOTION_METRICS[metric]
+    sign = 1.0 if higher_better else -1.0
+    paired = (
+        paired_ic_comparison(sign * daily_metric_series(challenger_rows, metric),
+                             sign * daily_metric_series(champion_rows, metric), horizon_days)
+        if metric in DAILY_SERIES_METRICS else {"diff_mean": None, "t_stat": None, "days": 0}
+    )
     if challenger_value is None or champion_value is None:
-        wins = False
+        wins, why = False, "the metric is undefined on the common rows"
+    elif sign * (challenger_value - champion_value) <= margin:
+        wins, why = False, f"not better by more than the margin {margin:g}"
+    elif min_t > 0 and (paired["t_stat"] is None or paired["t_stat"] < min_t):
+        wins, why = False, f"paired t {_fmt(paired['t_stat'])} below min_t {min_t:g}"
     else:
-        wins = challenger_value > champion_value if higher_better else challenger_value < champion_value
+        wins, why = True, f"better by more than {margin:g}" + (f" with paired t >= {min_t:g}" if min_t > 0 else "")
     reason = (
         f"{metric} {_fmt(challenger_value)} vs champion {_fmt(champion_value)} "
-        f"({'higher' if higher_better else 'lower'} is better): " + ("challenger wins" if wins else "champion stays")
+        f"({'higher' if higher_better else 'lower'} is better; paired t {_fmt(paired['t_stat'])} over "
+        f"{paired['days']} days): {why}: " + ("challenger wins" if wins else "champion stays")
     )
     return PromotionDecision(wins, challenger_id, champion_id, metric, challenger_value, champion_value,
-                             sorted(map(int, common["fold"].unique())), len(common), reason, now)
+                             sorted(map(int, common["fold"].unique())), len(common), reason, now, **rule,
+                             paired_diff=paired["diff_mean"], paired_t_stat=paired["t_stat"],
+                             paired_days=int(paired["days"]))
 
 
 def _value(metrics: dict, metric: str, model: str) -> float | None:

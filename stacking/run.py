@@ -157,8 +157,9 @@ def run_stack(
         pd.read_parquet(registry.run_dir(champion_id) / "predictions.parquet")
         if champion_id and registry.has_run(champion_id) else None
     )
-    decision = decide_promotion(run_id, predictions, champion_id, champion_predictions,
-                                stack_cfg["promotion"]["metric"], evaluate_predictions)
+    promotion = stack_cfg["promotion"]
+    decision = decide_promotion(run_id, predictions, champion_id, champion_predictions, promotion["metric"],
+                                evaluate_predictions, margin=promotion["margin"], min_t=promotion["min_t"])
     if decision.champion != decision.challenger:
         registry.record(decision)
     verdict = "PROMOTED" if decision.promoted else "not promoted"

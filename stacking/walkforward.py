@@ -6,7 +6,8 @@ embeddings and probabilities). Each is saved with its feature list, feature sche
 confidence thresholds, the extractor versions its rows read and its validation metrics, then
 LOADED BACK from disk to predict the fold's test rows: predictions go through the inference path a
 served model takes, with its feature checks. The extractors alone (`lstm`, `tcn`) predict with
-their read-time probabilities. All four models are scored on the same rows.
+their read-time probabilities, and the factor baselines (features/factors.py) with their score
+alone (no probabilities). All are scored on the same rows.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
+from features.factors import FACTORS
 from features.labels import CLASS_NAMES
 from models.trishula import TrishulaClassifier, softmax
 from splits.walkforward import Fold
@@ -140,9 +142,13 @@ def predict_fold(frame: pd.DataFrame, fold: Fold, model_dir: Path, settings: Sta
     for kind in settings.kinds:
         proba = test[[f"{kind}_p_{c.lower()}" for c in CLASS_NAMES]].to_numpy(dtype="float64")
         parts.append(_prediction_rows(base, kind, proba))
+    factors = [f for f in FACTORS if f in test.columns]
+    no_proba = np.full((len(base), len(CLASS_NAMES)), np.nan)
+    for factor in factors:
+        parts.append(_prediction_rows(base, factor, no_proba, score=test[factor].to_numpy(dtype="float64")))
     predictions = pd.concat(parts, ignore_index=True)
     # Raw margins of the trained models (the extractors' rows have none here: their logits are in the store).
-    order = [*TRAINED_MODELS, *settings.kinds]
+    order = [*TRAINED_MODELS, *settings.kinds, *factors]
     for i, name in enumerate(CLASS_NAMES):
         predictions[f"raw_{name.lower()}"] = np.concatenate(
             [margins[m][:, i] if m in margins else np.full(len(base), np.nan) for m in order]
@@ -150,10 +156,13 @@ def predict_fold(frame: pd.DataFrame, fold: Fold, model_dir: Path, settings: Sta
     return predictions
 
 
-def _prediction_rows(base: pd.DataFrame, model: str, proba: np.ndarray) -> pd.DataFrame:
+def _prediction_rows(
+    base: pd.DataFrame, model: str, proba: np.ndarray, score: np.ndarray | None = None
+) -> pd.DataFrame:
+    """One model's rows; the score is P(buy) - P(sell) unless given (a factor baseline's own score)."""
     rows = base.copy()
     rows.insert(3, "model", model)
     for i, name in enumerate(CLASS_NAMES):
         rows.insert(4 + i, f"p_{name.lower()}", proba[:, i])
-    rows.insert(7, "score", signal_score(proba))
+    rows.insert(7, "score", signal_score(proba) if score is None else score)
     return rows

@@ -23,6 +23,7 @@ from evaluation import (
     ic_over_time,
     ic_summary,
     newey_west_t_stat,
+    paired_ic_comparison,
     pooled_rank_ic,
     win_rate_by_bin,
     write_report,
@@ -91,11 +92,14 @@ def test_hac_t_stat_by_hand():
     series = pd.Series([0.00, 0.02, 0.04, 0.04, 0.06, 0.08])
     hand_t = 4 / math.sqrt(46 / 27)
     assert newey_west_t_stat(series, lags=2) == pytest.approx(hand_t)
+    # ic_summary of 3-day ICs uses L = h = 3 lags: g3 = (0 - 4 + 0) / 6 = -4/6 (overlap h - 1 = 2, plus one);
+    # S = 40/6 + 2 * (3/4 * 16/6 + 2/4 * 0 + 1/4 * (-4/6)) = 62/6; Var(mean) = S / T = 62/36.
     summary = ic_summary(series, horizon_days=3)
-    assert summary["t_stat"] == pytest.approx(hand_t)
+    assert summary["t_stat_lags"] == 3
+    assert summary["t_stat"] == pytest.approx(4 / math.sqrt(62 / 36))
     # The naive t (positively autocorrelated series) is larger: mean / (std / sqrt(T)) = 4 / (sqrt(8) / sqrt(6)).
     naive_t = 4 / (math.sqrt(8) / math.sqrt(6))
-    assert summary["t_stat"] < naive_t
+    assert hand_t < naive_t
     assert summary["mean"] == pytest.approx(0.04)
     assert summary["std"] == pytest.approx(math.sqrt(8) / 100)
     assert summary["icir"] == pytest.approx(0.04 / (math.sqrt(8) / 100))
@@ -106,6 +110,44 @@ def test_hac_t_stat_by_hand():
     lag = np.abs(np.subtract.outer(np.arange(6), np.arange(6)))
     long_run = errors @ np.clip(1 - lag / 3, 0, None) @ errors / 6
     assert newey_west_t_stat(series, lags=2) == pytest.approx(series.mean() / math.sqrt(long_run / 6))
+
+
+def test_hac_t_stat_equals_statsmodels_newey_west():
+    """The reference implementation: OLS on a constant with a Bartlett-kernel HAC covariance, no small-sample
+    correction (our variance uses 1/T)."""
+    sm = pytest.importorskip("statsmodels.api")
+    rng = np.random.default_rng(11)
+    # An MA(2) series, like daily ICs of overlapping 3-day returns, with a drift.
+    shocks = rng.normal(0, 1, 252)
+    series = 0.2 + shocks[2:] + 0.8 * shocks[1:-1] + 0.5 * shocks[:-2]
+    for lags in (0, 2, 3, 10):
+        hac = {"maxlags": lags, "use_correction": False}
+        fit = sm.OLS(series, np.ones_like(series)).fit(cov_type="HAC", cov_kwds=hac)
+        assert newey_west_t_stat(series, lags=lags) == pytest.approx(float(fit.tvalues[0]), rel=1e-10)
+
+
+def test_paired_comparison_matches_a_direct_computation_on_the_common_days():
+    sm = pytest.importorskip("statsmodels.api")
+    rng = np.random.default_rng(5)
+    days = pd.date_range("2023-01-01", periods=120, tz="UTC")
+    reference = pd.Series(rng.normal(0.05, 0.2, 120), index=days)
+    other = pd.Series(rng.normal(0.0, 0.2, 120), index=days)
+    # The other model is unscored on 7 days (constant score), the reference on 3 others.
+    other = other.drop(days[[5, 17, 18, 40, 77, 78, 100]])
+    reference = reference.drop(days[[1, 2, 60]])
+    paired = paired_ic_comparison(reference, other, horizon_days=3)
+    common = reference.index.intersection(other.index)
+    diff = (reference[common] - other[common]).to_numpy()
+    assert paired["days"] == len(common) == 110
+    assert paired["days_reference_only"] == 7 and paired["days_other_only"] == 3
+    assert paired["diff_mean"] == pytest.approx(diff.mean())
+    assert paired["win_share"] == pytest.approx((diff > 0).mean())
+    assert paired["t_stat_lags"] == 3
+    fit = sm.OLS(diff, np.ones_like(diff)).fit(cov_type="HAC", cov_kwds={"maxlags": 3, "use_correction": False})
+    assert paired["t_stat"] == pytest.approx(float(fit.tvalues[0]), rel=1e-10)
+    # Antisymmetric: swapping the models flips the sign.
+    swapped = paired_ic_comparison(other, reference, horizon_days=3)
+    assert swapped["t_stat"] == pytest.approx(-paired["t_stat"])
 
 
 # --- classification ---------------------------------------------------------------------------------------------
@@ -249,6 +291,35 @@ def test_evaluate_predictions_structure_and_ranges():
     assert metrics["pooled"]["trishula"]["auc"]["BUY"] > 0.6
 
 
+def test_factor_baselines_are_scored_on_their_score_alone_and_paired_against_trishula():
+    predictions = _predictions()
+    trishula = predictions[predictions["model"] == "trishula"]
+    # A baseline whose score is the (known) forward return: a perfect ranker, with no probabilities.
+    oracle = trishula.assign(model="oracle", p_sell=np.nan, p_hold=np.nan, p_buy=np.nan, score=trishula["fwd_ret_3d"])
+    # A baseline with a constant score on the first day: that day is dropped for it, and counted.
+    flat = trishula.assign(model="flat", p_sell=np.nan, p_hold=np.nan, p_buy=np.nan,
+                           score=np.where(trishula["date"] == trishula["date"].min(), 1.0, -trishula["fwd_ret_3d"]))
+    metrics = evaluate_predictions(pd.concat([predictions, oracle, flat], ignore_index=True))
+    json.dumps(metrics, allow_nan=False)
+    _plain(metrics)
+    assert metrics["baselines"] == ["oracle", "flat"] and metrics["reference"] == "trishula"
+    oracle_metrics = metrics["pooled"]["oracle"]
+    assert oracle_metrics["ic"]["mean"] == pytest.approx(1.0)
+    assert oracle_metrics["log_loss"] is None and oracle_metrics["auc"] == {"SELL": None, "HOLD": None, "BUY": None}
+    assert metrics["pooled"]["flat"]["ic"]["days"] == 9 and metrics["pooled"]["flat"]["ic"]["days_dropped"] == 1
+    assert metrics["paired"]["flat"]["days"] == 9 and metrics["paired"]["flat"]["days_other_only"] == 0
+    assert metrics["paired"]["flat"]["days_reference_only"] == 1
+    # Paired rows: Trishula minus the model, on the days both are scored.
+    expected = daily_rank_ic(trishula) - daily_rank_ic(oracle)
+    assert metrics["paired"]["oracle"]["diff_mean"] == pytest.approx(expected.mean())
+    assert metrics["paired"]["oracle"]["win_share"] == 0.0
+    row = next(r for r in metrics["comparison"] if r["model"] == "oracle")
+    assert row["paired_t_stat"] == metrics["paired"]["oracle"]["t_stat"] < 0
+    assert next(r for r in metrics["comparison"] if r["model"] == "trishula")["paired_t_stat"] is None
+    # The verdict: Trishula is clearly behind the oracle and ahead of the reversed-return "flat" baseline.
+    assert "oracle" in metrics["verdict"]["behind"] and "flat" in metrics["verdict"]["beats"]
+
+
 def test_rows_without_label_are_excluded():
     predictions = _predictions()
     unknown = predictions.iloc[:12].copy()
@@ -378,7 +449,17 @@ def test_report_is_self_contained_and_shows_the_json_numbers(tmp_path: Path, wit
             assert shown == format_number(expected_value), key
     keys = {key for key, _, _ in parser.cells}
     assert {"comparison.trishula.ic_mean", "comparison.lstm.brier", "per_fold.lstm.4.ic.t_stat"} <= keys
-    assert len(keys) == len(parser.cells)  # one cell per value
+    # The opening answer repeats headline figures; past it, every value has one cell.
+    opening, details = text.split("<h2>Model comparison", 1)
+    assert "<h2>Does the stack work on this run?</h2>" in opening
+    body = _KeyedCells()
+    body.feed(details)
+    assert len({key for key, _, _ in body.cells}) == len(body.cells)
+    head = _KeyedCells()
+    head.feed(opening)
+    opening_keys = {key for key, _, _ in head.cells}
+    assert {"verdict.ic_mean", "comparison.lstm.paired_t_stat", "comparison.lstm.ic_mean"} <= opening_keys
+    assert ("backtest.summary.return" in opening_keys) == with_backtest
     assert any(key.startswith("backtest.") for key in keys) == with_backtest
     if with_backtest:
         assert {"backtest.summary.sharpe", "backtest.summary.sortino", "backtest.exits.stop_loss.pnl",

@@ -14,6 +14,7 @@ import pytest
 
 from backtest import EXIT_TYPES, TRADE_COLUMNS
 from features.build import LSTM_FEATURES, REGIME_FEATURES, TABULAR_FEATURES, TCN_CHANNELS, load_feature_frames
+from features.factors import FACTORS
 from models.trishula import MissingFeatureError
 from stacking.frame import MixedVersionsError, assemble_stack_frame, complete_rows, decision_rows
 from stacking.walkforward import PREDICTION_COLUMNS, FoldModel
@@ -112,16 +113,25 @@ def metrics(run_dir):
     return json.loads((run_dir / "metrics.json").read_text())
 
 
-def test_predictions_hold_four_models_on_the_same_test_rows(run_dir, predictions):
+def test_predictions_hold_four_models_and_the_factor_baselines_on_the_same_test_rows(run_dir, predictions):
     assert tuple(predictions.columns) == PREDICTION_COLUMNS
-    assert set(predictions["model"]) == {"tabular", "trishula", "lstm", "tcn"}
+    assert set(predictions["model"]) == {"tabular", "trishula", "lstm", "tcn", *FACTORS}
     keys = {m: set(map(tuple, g[["symbol", "date", "fold"]].to_numpy())) for m, g in predictions.groupby("model")}
     assert len({frozenset(k) for k in keys.values()}) == 1
     assert not predictions.duplicated(["model", "symbol", "date"]).any()
-    proba = predictions[["p_sell", "p_hold", "p_buy"]].to_numpy()
+    baselines = predictions["model"].isin(FACTORS)
+    assert predictions.loc[baselines, ["p_sell", "p_hold", "p_buy"]].isna().all().all()
+    classifiers = predictions[~baselines]
+    proba = classifiers[["p_sell", "p_hold", "p_buy"]].to_numpy()
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-9)
     assert ((proba >= 0) & (proba <= 1)).all()
-    np.testing.assert_allclose(predictions["score"], predictions["p_buy"] - predictions["p_sell"], rtol=1e-12)
+    np.testing.assert_allclose(classifiers["score"], classifiers["p_buy"] - classifiers["p_sell"], rtol=1e-12)
+    # A baseline's score is its factor, as built point in time into the daily frame.
+    daily = pd.read_parquet(run_dir / "daily_features.parquet").rename(columns={"ts": "date"})
+    for factor in FACTORS:
+        rows = predictions[predictions["model"] == factor]
+        rows = rows.merge(daily[["symbol", "date", factor]], on=["symbol", "date"])
+        np.testing.assert_array_equal(rows["score"], rows[factor])
     # Every row lies in its fold's test window, and its label / return are the real ones.
     folds = {f["index"]: f for f in json.loads((run_dir / "folds.json").read_text())["folds"]}
     for fold, rows in predictions.groupby("fold"):
@@ -136,10 +146,21 @@ def test_predictions_hold_four_models_on_the_same_test_rows(run_dir, predictions
     np.testing.assert_array_equal(joined["label"], joined["label_3d"].astype("float64"))
 
 
-def test_metrics_compare_the_four_models_per_fold_and_pooled(metrics, predictions):
-    assert metrics["models"] == ["tabular", "trishula", "lstm", "tcn"]
+def test_metrics_compare_the_models_and_baselines_per_fold_pooled_and_paired(metrics, predictions):
+    assert metrics["models"] == ["tabular", "trishula", "lstm", "tcn", *FACTORS]
+    assert metrics["baselines"] == list(FACTORS) and metrics["reference"] == "trishula"
     assert [row["model"] for row in metrics["comparison"]] == metrics["models"]
-    for model in metrics["models"]:
+    assert set(metrics["paired"]) == set(metrics["models"]) - {"trishula"}
+    for model, paired in metrics["paired"].items():
+        assert paired["days"] + paired["days_other_only"] == metrics["pooled"]["trishula"]["ic"]["days"]
+        assert paired["t_stat_lags"] == 3 and 0 <= paired["win_share"] <= 1
+        row = next(r for r in metrics["comparison"] if r["model"] == model)
+        assert row["paired_t_stat"] == paired["t_stat"]
+    assert sorted(metrics["verdict"]["beats"] + metrics["verdict"]["behind"] + metrics["verdict"]["inconclusive"]) \
+        == sorted(metrics["paired"])
+    for model in FACTORS:
+        assert metrics["pooled"][model]["log_loss"] is None and -1 <= metrics["pooled"][model]["ic"]["mean"] <= 1
+    for model in ("tabular", "trishula", "lstm", "tcn"):
         assert set(metrics["per_fold"][model]) == {str(f) for f in sorted(predictions["fold"].unique())}
         pooled = metrics["pooled"][model]
         assert pooled["rows"] == int(predictions.loc[predictions["model"] == model, "label"].notna().sum())
@@ -246,7 +267,7 @@ def test_report_numbers_equal_the_json_files(run_dir, metrics):
     cells = re.findall(r'data-key="([^"]+)" data-value="([^"]*)"', html)
     assert len(cells) > 50
     sources = {"comparison": {row["model"]: row for row in metrics["comparison"]},
-               "per_fold": metrics["per_fold"], "backtest": backtest}
+               "per_fold": metrics["per_fold"], "backtest": backtest, "verdict": metrics["verdict"]}
     checked = set()
     for key, value in cells:
         head, *path = key.split(".")
@@ -255,7 +276,8 @@ def test_report_numbers_equal_the_json_files(run_dir, metrics):
             node = node[part]
         assert value.replace("&#x27;", "'") == repr(node), key
         checked.add(head if head != "backtest" else f"backtest.{path[0]}")
-    assert {"comparison", "backtest.summary", "backtest.benchmark", "backtest.exits"} <= checked
+    assert {"comparison", "verdict", "backtest.summary", "backtest.benchmark", "backtest.exits"} <= checked
+    assert "Does the stack work on this run?" in html and html.index("Does the stack") < html.index("Per fold")
 
 
 def test_rerun_skips_every_unchanged_stage(run_dir, artifacts_dir, tmp_path, predictions):
@@ -313,7 +335,8 @@ def test_the_whole_pipeline_runs_on_other_coins_and_years(shared_data, tmp_path)
     predictions = pd.read_parquet(out / "predictions.parquet")
     assert set(predictions["symbol"]) == set(coins)
     assert predictions["date"].min() >= pd.Timestamp("2021-11-15", tz="UTC")
-    np.testing.assert_allclose(predictions[["p_sell", "p_hold", "p_buy"]].sum(axis=1), 1.0, rtol=1e-9)
+    classifiers = predictions[~predictions["model"].isin(FACTORS)]
+    np.testing.assert_allclose(classifiers[["p_sell", "p_hold", "p_buy"]].sum(axis=1), 1.0, rtol=1e-9)
     backtest = json.loads((out / "backtest.json").read_text())
     assert backtest["benchmark"]["in_data"] is False and backtest["benchmark"]["return"] is None
     assert (out / "report.html").is_file()

@@ -3,12 +3,14 @@ confidence thresholds, past-only z-scores, meta folds and promotion."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from evaluation import evaluate_predictions
+from evaluation import daily_rank_ic, evaluate_predictions, newey_west_t_stat
 from features.build import load_feature_frames
 from features.labels import CLASS_NAMES
 from models.trishula import (
@@ -249,6 +251,45 @@ def test_promotion_keeps_a_better_champion_and_swaps_for_a_better_challenger(fra
     assert partial.folds == [7]
     with pytest.raises(ValueError, match="stack.promotion.metric"):
         decide_promotion("x", good, None, None, "sharpe", evaluate_predictions)
+
+
+def test_promotion_refuses_a_challenger_inside_the_margin_or_below_min_t_and_logs_why(frames, tmp_path):
+    champion, close, clear = _predictions(frames, 0.5, 0), _predictions(frames, 0.55, 1), _predictions(frames, 3.0, 2)
+    registry = Registry(tmp_path)
+    registry.record(decide_promotion("champ", champion, None, None, "ic_mean", evaluate_predictions))
+
+    # A point-estimate win smaller than the margin is refused.
+    inside = decide_promotion("close", close, "champ", champion, "ic_mean", evaluate_predictions, margin=0.5, min_t=0)
+    assert inside.challenger_value > inside.champion_value and not inside.promoted
+    assert "not better by more than the margin 0.5" in inside.reason
+    # Past the margin, but its paired t-stat does not reach min_t.
+    weak = decide_promotion("close", close, "champ", champion, "ic_mean", evaluate_predictions, margin=0.0, min_t=50)
+    assert not weak.promoted and "below min_t 50" in weak.reason
+    assert weak.paired_t_stat is not None and weak.paired_t_stat < 50 and weak.paired_days == 28  # 2023-09-01..28
+    # The paired t is the HAC t of the daily IC difference, challenger minus champion, on the common days.
+    diff = (daily_rank_ic(close) - daily_rank_ic(champion)).dropna()
+    assert weak.paired_diff == pytest.approx(diff.mean())
+    assert weak.paired_t_stat == pytest.approx(newey_west_t_stat(diff.to_numpy(), lags=3))
+    # A clear winner passes both; lower-is-better metrics are signed so that t > 0 favours the challenger.
+    strong = decide_promotion("clear", clear, "champ", champion, "ic_mean", evaluate_predictions,
+                              margin=0.005, min_t=2.0)
+    assert strong.promoted and strong.paired_t_stat >= 2
+    by_loss = decide_promotion("clear", clear, "champ", champion, "log_loss", evaluate_predictions,
+                               margin=0.0, min_t=2.0)
+    # Its over-confident probabilities lose on log-loss: the sign says so, and the reverse comparison promotes.
+    assert by_loss.challenger_value > by_loss.champion_value and by_loss.paired_t_stat < -2 and not by_loss.promoted
+    reverse = decide_promotion("champ", champion, "clear", clear, "log_loss", evaluate_predictions, min_t=2.0)
+    assert reverse.promoted and reverse.paired_t_stat == pytest.approx(-by_loss.paired_t_stat)
+
+    for decision in (inside, weak, strong):
+        registry.record(decision)
+    log = json.loads((tmp_path / "promotions.json").read_text())
+    assert [entry["promoted"] for entry in log] == [True, False, False, True]
+    assert log[1]["margin"] == 0.5 and log[2]["min_t"] == 50 and "below min_t" in log[2]["reason"]
+    assert log[3]["paired_t_stat"] == strong.paired_t_stat
+    assert registry.champion()["run_id"] == "clear"
+    with pytest.raises(ValueError, match="no per-day series"):
+        decide_promotion("x", close, "champ", champion, "auc_buy", evaluate_predictions, min_t=1.0)
 
 
 def test_dask_backend_trains_the_same_model_class_on_two_workers(split_rows):
