@@ -34,23 +34,39 @@ class MixedVersionsError(ValueError):
 
 
 def feature_sets(
-    frames: FeatureFrames, kinds: Sequence[str], embedding_columns: Mapping[str, Sequence[str]]
+    frames: FeatureFrames, kinds: Sequence[str], embedding_columns: Mapping[str, Sequence[str]],
+    ablations: Sequence[str] = (),
 ) -> dict[str, list[str]]:
-    """The feature list of each model: tabular-only and Trishula (tabular + extractor outputs).
+    """The feature list of each trained model: tabular-only, Trishula (tabular + extractor outputs) and
+    its ablations, named `trishula_<ablation>`.
 
-    The regime inputs are market-wide context, in both. The extractor part is every embedding column
+    The regime inputs are market-wide context, in all. The extractor part is every embedding column
     and the read-time probabilities of each kind (not the logits: one transform, done in the read).
+    `no_embeddings` keeps the probabilities only; `no_<kind>` leaves that extractor out.
     """
+    known = ["no_embeddings", *(f"no_{kind}" for kind in kinds)]
+    unknown = [ablation for ablation in ablations if ablation not in known]
+    if unknown:
+        raise ValueError(f"stack.ablations {unknown} unknown: each is one of {known}")
     tabular = [*frames.columns["tabular"], *frames.columns["regime"]]
-    extractor = [
-        column
-        for kind in kinds
-        for column in (
-            *embedding_columns[kind],
-            *(f"{kind}_{suffix}" for suffix in PROBABILITY_SUFFIXES),
-        )
-    ]
-    return {"tabular": tabular, "trishula": tabular + extractor}
+
+    def extractor(used_kinds: Sequence[str], embeddings: bool) -> list[str]:
+        return [
+            column
+            for kind in used_kinds
+            for column in (
+                *(embedding_columns[kind] if embeddings else ()),
+                *(f"{kind}_{suffix}" for suffix in PROBABILITY_SUFFIXES),
+            )
+        ]
+
+    sets = {"tabular": tabular, "trishula": tabular + extractor(kinds, True)}
+    for ablation in ablations:
+        if ablation == "no_embeddings":
+            sets[f"trishula_{ablation}"] = tabular + extractor(kinds, False)
+        else:
+            sets[f"trishula_{ablation}"] = tabular + extractor([k for k in kinds if k != ablation[3:]], True)
+    return sets
 
 
 def decision_rows(frames: FeatureFrames, label: str) -> pd.DataFrame:

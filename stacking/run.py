@@ -120,7 +120,8 @@ def run_stack(
     if not meta:
         raise ValueError("no meta fold fits: the store's out-of-sample rows are too short for stack.split")
 
-    features = feature_sets(frames, kinds, {kind: store.embedding_columns(kind) for kind in kinds})
+    features = feature_sets(frames, kinds, {kind: store.embedding_columns(kind) for kind in kinds},
+                            stack_cfg["ablations"])
     versions = store_versions(store, kinds, among)
     fingerprint = data_fingerprint(cfg.data)
     keyed = {k: v for k, v in stack_cfg.items() if k not in ("promotion", "force", "backend", "dask", "root")}
@@ -139,7 +140,7 @@ def run_stack(
     else:
         settings = StackSettings(
             label=label, params=stack_cfg["lgbm"], early_stopping_rounds=stack_cfg["early_stopping_rounds"],
-            confidence=stack_cfg["confidence"], kinds=kinds, feature_schema_hash=schema,
+            confidence=stack_cfg["confidence"], kinds=kinds, feature_schema_hash=schema, models=list(features),
             backend=stack_cfg["backend"], console=console,
         )
         with dask_client(stack_cfg) as client:

@@ -1,8 +1,9 @@
 """Walk-forward training and out-of-sample prediction of the meta-learner and its baselines.
 
-Per meta fold (stacking/folds.py) two LightGBM models are trained with the same parameters on the
-same rows: `tabular` (tabular + regime features) and `trishula` (those plus the extractors'
-embeddings and probabilities). Each is saved with its feature list, feature schema hash,
+Per meta fold (stacking/folds.py) LightGBM models are trained with the same parameters on the
+same rows: `tabular` (tabular + regime features), `trishula` (those plus the extractors'
+embeddings and probabilities) and its configured ablations (`stack.ablations`, e.g.
+`trishula_no_embeddings`). Each is saved with its feature list, feature schema hash,
 confidence thresholds, the extractor versions its rows read and its validation metrics, then
 LOADED BACK from disk to predict the fold's test rows: predictions go through the inference path a
 served model takes, with its feature checks. The extractors alone (`lstm`, `tcn`) predict with
@@ -29,7 +30,6 @@ from stacking.signals import fit_confidence_thresholds, precision_targets, signa
 from store.files import write_json_atomic
 
 PREDICTION_COLUMNS = ("symbol", "date", "fold", "model", "p_sell", "p_hold", "p_buy", "score", "label", "fwd_ret_3d")
-TRAINED_MODELS = ("tabular", "trishula")
 ARTIFACT_FILE = "artifact.json"
 
 
@@ -41,6 +41,8 @@ class StackSettings:
     confidence: Mapping  # mode, target_precision, target_lift, min_support (conf/stack/default.yaml)
     kinds: Sequence[str]
     feature_schema_hash: str
+    # The trained models, in order (the keys of stacking.frame.feature_sets).
+    models: Sequence[str] = ("tabular", "trishula")
     backend: str = "local"
     dask_client: object | None = None
     console: Console = field(default_factory=Console)
@@ -87,8 +89,7 @@ def train_fold(
     confidence = dict(settings.confidence)
     targets = precision_targets(train[label].to_numpy(), confidence["mode"], confidence["target_precision"],
                                 confidence["target_lift"])
-    for name in TRAINED_MODELS:
-        columns = features[name]
+    for name, columns in features.items():
         model = TrishulaClassifier(
             settings.params, settings.early_stopping_rounds, settings.backend, settings.dask_client,
             feature_schema_hash=settings.feature_schema_hash,
@@ -134,7 +135,8 @@ def predict_fold(frame: pd.DataFrame, fold: Fold, model_dir: Path, settings: Sta
         "label": test[settings.label].astype("float64"), "fwd_ret_3d": test["fwd_ret_3d"].astype("float64"),
     })
     parts, margins = [], {}
-    for name in TRAINED_MODELS:
+    trained = list(settings.models)
+    for name in trained:
         served = FoldModel.load(model_dir, name)
         raw = served.raw_scores(test, settings.feature_schema_hash)
         margins[name] = raw
@@ -148,7 +150,7 @@ def predict_fold(frame: pd.DataFrame, fold: Fold, model_dir: Path, settings: Sta
         parts.append(_prediction_rows(base, factor, no_proba, score=test[factor].to_numpy(dtype="float64")))
     predictions = pd.concat(parts, ignore_index=True)
     # Raw margins of the trained models (the extractors' rows have none here: their logits are in the store).
-    order = [*TRAINED_MODELS, *settings.kinds, *factors]
+    order = [*trained, *settings.kinds, *factors]
     for i, name in enumerate(CLASS_NAMES):
         predictions[f"raw_{name.lower()}"] = np.concatenate(
             [margins[m][:, i] if m in margins else np.full(len(base), np.nan) for m in order]

@@ -1,0 +1,251 @@
+"""The quality benchmark: does the stack earn its place on real data, by more than noise?
+
+    python benchmarks/quality.py                                   # ../shared/data, the knobs below
+    python benchmarks/quality.py --retrain-every 4 -- trainer=gpu  # more extractor refits, on a GPU
+
+Runs the whole walk-forward (pipeline.py's stages, in process) on `../shared/data` with the
+default config and a few cost knobs, then scores every model and baseline on the same rows.
+
+Research protocol (it keeps our numbers honest):
+- Every modelling choice (features, hyper-parameters, thresholds, defaults) is made looking only at
+  the test folds before 2023-01-01: the DEVELOPMENT period.
+- 2023 is the CONFIRMATION period: scored once per change and reported, never tuned on.
+- A hidden holdout (later dates, unseen coins) judges the models with independent code; nothing is
+  tuned to anything after the shared data ends (2023-12-31).
+- Models are compared on the same (symbol, day) rows, paired by day: Trishula's daily rank IC of
+  the 3-day forward return minus each other model's and baseline's, with a Newey-West t-stat
+  (3 lags: the 3-day returns of consecutive days overlap). A figure without its t-stat and its day
+  count is not a result.
+
+Printed and written, per period: every model's and baseline's daily rank IC-3d (mean, ICIR, HAC t,
+days), the paired difference against Trishula (mean, HAC t, share of days Trishula wins), and the
+Trailing J summary of Trishula's gated signals beside BTC buy & hold; and the seconds of each stage.
+The models: `trishula`, its parts (`lstm`, `tcn`, `tabular`), its ablations (`trishula_no_embeddings`,
+`trishula_no_lstm`, `trishula_no_tcn`: the same LightGBM without those inputs, `stack.ablations`) and
+the factor baselines (`reversal_3d`, `lowvol_30d`, `mom_30d`: features/factors.py).
+
+Cost knobs (2 CPU cores, about 30 minutes; the rest is the default config):
+- `--retrain-every` (pipeline.retrain_every_folds, default 12): the extractors are refit every 12th
+  fold (every 24 weeks, 7 refits per kind over 2020-2023) instead of every 2nd; between refits the
+  store's as-of rule serves the newest earlier extractor. TCN training is most of the cost.
+- everything else is the default config: extractor epochs and early stopping, the meta-learner's
+  expanding train window and its LightGBM parameters.
+Extra Hydra overrides after `--` are passed through (e.g. `trainer=gpu`). Artifacts go to
+`artifacts/quality` (a re-run reuses unchanged extractors, backfills and stack runs), outputs to
+`outputs/quality/<time>/` (report.html with every figure), figures to
+`benchmarks/results/quality.json` and `benchmarks/results/quality.md` (committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[0] = str(ROOT)  # the repo's packages, not this folder's scripts
+
+import pandas as pd  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+import pipeline  # noqa: E402
+from embed import run_backfill  # noqa: E402
+from evaluation import PREDICTION_COLUMNS, evaluate_predictions, format_number, write_report  # noqa: E402
+from stacking.run import run_stack  # noqa: E402
+from store.files import write_json_atomic, write_text_atomic  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+CONFIRMATION_START = pd.Timestamp("2023-01-01", tz="UTC")
+PERIODS = {  # name -> [start, end) of the test dates
+    "development": (None, CONFIRMATION_START),
+    "confirmation_2023": (CONFIRMATION_START, pd.Timestamp("2024-01-01", tz="UTC")),
+}
+ABLATIONS = ["no_embeddings", "no_lstm", "no_tcn"]
+console = pipeline.console
+
+
+def _config(args: argparse.Namespace, out: Path):
+    overrides = [
+        f"data.hourly_path={args.data_dir / 'hourly.parquet'}",
+        f"data.fear_greed_path={args.data_dir / 'fear_greed.parquet'}",
+        f"paths.output_dir={out}",
+        f"paths.artifacts_dir={args.artifacts_dir}",
+        f"pipeline.retrain_every_folds={args.retrain_every}",
+        f"stack.ablations=[{','.join(ABLATIONS)}]",
+        *args.overrides,
+    ]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="pipeline", overrides=overrides), overrides
+
+
+def _in_period(frame: pd.DataFrame, period: str, column: str = "date") -> pd.DataFrame:
+    start, end = PERIODS[period]
+    dates = frame[column]
+    keep = dates < end if start is None else (dates >= start) & (dates < end)
+    return frame[keep]
+
+
+def _model_rows(metrics: dict) -> list[dict]:
+    """One row per model: its IC figures and the paired comparison against Trishula."""
+    rows = []
+    for model in metrics["models"]:
+        ic = metrics["pooled"][model]["ic"]
+        paired = metrics["paired"].get(model, {})
+        rows.append({
+            "model": model, "baseline": model in metrics["baselines"], "ic_mean": ic["mean"], "icir": ic["icir"],
+            "ic_t_stat": ic["t_stat"], "days": ic["days"], "days_dropped": ic["days_dropped"],
+            "paired_diff": paired.get("diff_mean"), "paired_t_stat": paired.get("t_stat"),
+            "paired_win_share": paired.get("win_share"), "paired_days": paired.get("days"),
+        })
+    return rows
+
+
+def _period_result(cfg, frames, grid, run, out: Path, period: str) -> dict | None:
+    """The period's figures; None when no test row falls in it (e.g. the shipped sample has no dev years)."""
+    predictions = _in_period(run.predictions, period)
+    if predictions.empty:
+        return None
+    metrics = evaluate_predictions(predictions[list(PREDICTION_COLUMNS)], horizon_days=3)
+    signals = _in_period(run.signals, period)
+    backtest = pipeline.backtest_stage(cfg, frames, grid, signals, out / period).to_json_dict()
+    folds = sorted(map(int, predictions["fold"].unique()))
+    return {
+        "test_dates": [str(predictions["date"].min().date()), str(predictions["date"].max().date())],
+        "folds": [folds[0], folds[-1]], "fold_count": len(folds), "symbols": int(predictions["symbol"].nunique()),
+        "models": _model_rows(metrics), "verdict": metrics["verdict"],
+        "backtest": {"summary": backtest["summary"], "benchmark": backtest["benchmark"]},
+    }
+
+
+def _print_period(name: str, result: dict) -> None:
+    table = Table(title=f"{name}: test {result['test_dates'][0]} .. {result['test_dates'][1]}, folds "
+                        f"{result['folds'][0]}..{result['folds'][1]} ({result['fold_count']}), "
+                        f"{result['symbols']} coins; paired = Trishula minus the model, by day")
+    columns = ("model", "ic_mean", "icir", "ic_t_stat", "days", "paired_diff", "paired_t_stat", "paired_win_share")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in result["models"]:
+        table.add_row(*(row[c] if c == "model" else format_number(row[c]) for c in columns))
+    console.print(table)
+    summary, benchmark = result["backtest"]["summary"], result["backtest"]["benchmark"]
+    console.print(
+        f"{name} backtest: return {format_number(summary['return'])}, Sharpe {format_number(summary['sharpe'])}, "
+        f"max drawdown {format_number(summary['max_drawdown'])}, {summary['trades']} trades; "
+        f"{benchmark['symbol']} buy & hold {format_number(benchmark['return'])}", soft_wrap=True,
+    )
+
+
+def _markdown(result: dict) -> str:
+    lines = [
+        "# Quality benchmark (benchmarks/quality.py)",
+        "",
+        f"Run {result['finished_at']} on {result['data']['symbols']} coins, "
+        f"{result['data']['days'][0]} .. {result['data']['days'][1]}; overrides: "
+        f"`{' '.join(result['overrides'][2:])}`; {result['total_seconds']:.0f} s in all.",
+        "Daily rank IC of the 3-day forward return; t = Newey-West (3 lags); paired = Trishula minus the model "
+        "on the days both are scored. Development = tuning years; 2023 = confirmation, never tuned on.",
+        "",
+    ]
+    for name, period in result["periods"].items():
+        summary, benchmark = period["backtest"]["summary"], period["backtest"]["benchmark"]
+        lines += [
+            f"## {name}: test {period['test_dates'][0]} .. {period['test_dates'][1]} "
+            f"({period['fold_count']} folds, {period['symbols']} coins)",
+            "",
+            "| model | IC | ICIR | t | days | Trishula − model | paired t | Trishula wins |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for row in period["models"]:
+            name_cell = row["model"] + (" (baseline)" if row["baseline"] else "")
+            cells = [format_number(row[c]) for c in ("ic_mean", "icir", "ic_t_stat", "days", "paired_diff",
+                                                     "paired_t_stat", "paired_win_share")]
+            lines.append(f"| {name_cell} | " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            f"Trailing J on Trishula's signals: return {format_number(summary['return'])}, Sharpe "
+            f"{format_number(summary['sharpe'])}, max drawdown {format_number(summary['max_drawdown'])}, "
+            f"{summary['trades']} trades; {benchmark['symbol']} buy & hold {format_number(benchmark['return'])}.",
+            "",
+        ]
+    lines += ["## Seconds per stage", "", "| stage | seconds | share |", "| --- | ---: | ---: |"]
+    lines += [f"| {stage} | {seconds:.0f} | {seconds / result['total_seconds']:.0%} |"
+              for stage, seconds in result["seconds"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--retrain-every", type=int, default=12, help="pipeline.retrain_every_folds")
+    parser.add_argument("--artifacts-dir", type=Path, default=ROOT / "artifacts" / "quality")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides (after --)")
+    args = parser.parse_args()
+    if not (args.data_dir / "hourly.parquet").is_file():
+        raise SystemExit(f"no hourly.parquet in {args.data_dir}: the quality benchmark needs ../shared/data")
+    out = ROOT / "outputs" / "quality" / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    cfg, overrides = _config(args, out)
+    pipeline.quiet_lightning()
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+
+    def timed(stage: str, call):
+        began = time.perf_counter()
+        console.rule(stage)
+        value = call()
+        seconds[stage] = round(time.perf_counter() - began, 1)
+        return value
+
+    frames, grid, evaluated, all_folds = timed("data", lambda: pipeline.data_stage(cfg, out))
+    every = int(cfg.pipeline.retrain_every_folds)
+    last = max(f.index for f in evaluated)
+    training_folds = [f for f in all_folds if f.index <= last and f.index % every == 0]
+    in_use = {}
+    for kind in cfg.stack.kinds:
+        kind_cfg = copy.deepcopy(cfg)
+        kind_cfg.stack.kinds = [kind]
+        in_use |= timed(f"extractors_{kind}", lambda c=kind_cfg: pipeline.train_stage(c, frames, training_folds, out))
+    artifacts = [a for kind in in_use for a in in_use[kind]]
+    timed("backfill", lambda: run_backfill(cfg, frames, artifacts, artifacts))
+    run = timed("stack", lambda: run_stack(cfg, frames, console, out,
+                                           among={k: [a.version for a in v] for k, v in in_use.items()}))
+    scored = timed("evaluation_and_backtest", lambda: {
+        name: _period_result(cfg, frames, grid, run, out, name) for name in PERIODS
+    })
+    periods = {name: result for name, result in scored.items() if result is not None}
+    for name in scored.keys() - periods.keys():
+        console.print(f"{name}: no test rows in this run")
+    timed("report", lambda: write_report(out, run.metrics, run.predictions, None, None,
+                                         context=pipeline.report_context(cfg, out, evaluated)))
+    total = round(time.perf_counter() - started, 1)
+    summary = json.loads((out / "summary.json").read_text())
+    epochs = {kind: [a.meta["metrics"]["epochs"] for a in in_use[kind]] for kind in in_use}
+    result = {
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "overrides": overrides,
+        "data": {"symbols": len(summary["symbols"]), "days": summary["days"]},
+        "extractor_fits": {kind: len(v) for kind, v in in_use.items()},
+        "extractor_epochs": epochs,
+        "stack_run": run.run_id,
+        "periods": periods,
+        "seconds": seconds,
+        "total_seconds": total,
+        "output_dir": str(out),
+    }
+    for name, period in periods.items():
+        _print_period(name, period)
+    console.print(" | ".join(f"{stage} {s:.0f} s ({s / total:.0%})" for stage, s in seconds.items())
+                  + f" | total {total:.0f} s", soft_wrap=True)
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(result, args.results_dir / "quality.json")
+    write_text_atomic(_markdown(result), args.results_dir / "quality.md")
+    console.print(f"figures in {args.results_dir / 'quality.json'} and quality.md; report {out / 'report.html'}")
+
+
+if __name__ == "__main__":
+    main()
