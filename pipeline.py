@@ -12,8 +12,8 @@ Stages, all from one config (so `data.*` and `paths.*` given once reach every st
    training rows); an artifact with the same content key (config, data, fold, seed) is reused;
 3. backfill: their embeddings and raw logits into the feature store (a plan already committed is
    skipped);
-4. Trishula: the meta-learner per evaluated fold, the four-model evaluation and promotion (a run
-   with unchanged inputs is reused);
+4. Trishula: the meta-learner per evaluated fold, the evaluation against its parts and the factor
+   baselines (paired by day), and promotion (a run with unchanged inputs is reused);
 5. backtest: Trailing J on the signals, gated and sized by the regime detector;
 6. report: report.html with every figure, also saved as PNG.
 Every skipped stage says so. Outputs go to `paths.output_dir`; artifacts that outlive a run

@@ -7,9 +7,10 @@
 
 Per walk-forward fold it reads the store point in time, trains the tabular-only and the stacked
 LightGBM models, saves them (artifacts/trishula/runs/<run_id>/), predicts the fold's test rows
-through the saved models, and writes to the run directory: metrics.json (four models, per fold
-and pooled), predictions.parquet, signals.parquet and report.html. A run whose inputs (config,
-data, extractor versions in the store) are unchanged is reused, not retrained.
+through the saved models, and writes to the run directory: metrics.json (the models, their parts
+and the factor baselines, per fold, pooled and paired against Trishula), predictions.parquet,
+signals.parquet and report.html. A run whose inputs (config, data, extractor versions in the
+store) are unchanged is reused, not retrained.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from evaluation import write_report
+from evaluation import format_number, write_report
 from features.build import load_feature_frames
 from stacking.run import run_stack
 
@@ -39,8 +40,9 @@ def main(cfg: DictConfig) -> None:
     report = write_report(out, run.metrics, run.predictions, None, None)
     for row in run.metrics["comparison"]:
         console.print(
-            f"  {row['model']:>9}: IC {row['ic_mean']}  ICIR {row['icir']}  macro-F1 {row['macro_f1']}  "
-            f"log-loss {row['log_loss']}  rows {row['rows']}"
+            f"  {row['model']:>22}: IC {format_number(row['ic_mean'])} (t {format_number(row['ic_t_stat'])})  "
+            f"Trishula minus it {format_number(row['paired_diff'])} (paired t {format_number(row['paired_t_stat'])})  "
+            f"macro-F1 {format_number(row['macro_f1'])}  log-loss {format_number(row['log_loss'])}  rows {row['rows']}"
         )
     console.print(f"stack: metrics, predictions and signals in {out}; report at {report}")
 

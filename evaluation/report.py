@@ -334,9 +334,14 @@ def _names(models: Sequence[str]) -> str:
     return ", ".join(models) if models else "none"
 
 
-def _answer_blocks(metrics: Mapping, backtest: Mapping | None, context: Mapping) -> list[Block]:
-    """The report's opening: the data, the config, and whether Trishula beat its parts and the factors."""
-    data = context.get("data", {})
+def _answer_blocks(
+    metrics: Mapping, predictions: pd.DataFrame, backtest: Mapping | None, context: Mapping
+) -> list[Block]:
+    """The report's opening: the data, the config, and whether Trishula beat its parts and the factors.
+
+    Without a data context (stack.py) the coins and days are those of the predictions."""
+    tested = [str(predictions["date"].min().date()), str(predictions["date"].max().date())]
+    data = context.get("data", {"symbols": sorted(map(str, predictions["symbol"].unique())), "days": tested})
     symbols = data.get("symbols", [])
     reference = metrics.get("reference")
     scored = sorted(map(int, metrics["per_fold"][reference])) if reference else []
@@ -461,7 +466,7 @@ def write_report(
     returns, once there are no trades) are removed, so `figures/` always matches `report.html`.
     """
     out_dir = Path(out_dir)
-    blocks = [*_answer_blocks(metrics, backtest, context or {}), *_metric_blocks(metrics, predictions)]
+    blocks = [*_answer_blocks(metrics, predictions, backtest, context or {}), *_metric_blocks(metrics, predictions)]
     if backtest is not None:
         blocks += _backtest_blocks(backtest, trades)
     body, drawn = [], set()

@@ -1,5 +1,6 @@
 """One Trishula run from config: assemble the stacked frame, train and predict every meta fold,
-derive signals, evaluate the four models, and decide promotion. Used by `stack.py` and `pipeline.py`.
+derive signals, evaluate every model and factor baseline (paired against Trishula), and decide
+promotion. Used by `stack.py` and `pipeline.py`.
 """
 
 from __future__ import annotations

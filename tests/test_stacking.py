@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from evaluation import daily_rank_ic, evaluate_predictions, newey_west_t_stat
 from features.build import load_feature_frames
+from features.factors import FACTORS
 from features.labels import CLASS_NAMES
 from models.trishula import (
     FeatureSchemaError,
@@ -23,7 +24,7 @@ from models.trishula import (
 )
 from splits.artifacts import folds_from_config
 from stacking.folds import meta_folds
-from stacking.frame import check_out_of_sample, decision_rows
+from stacking.frame import check_out_of_sample, decision_rows, feature_sets
 from stacking.registry import Registry, decide_promotion
 from stacking.signals import apply_confidence, directions, fit_confidence_thresholds, precision_targets, rolling_zscore
 from store.feature_store import InSampleReadError
@@ -251,6 +252,23 @@ def test_promotion_keeps_a_better_champion_and_swaps_for_a_better_challenger(fra
     assert partial.folds == [7]
     with pytest.raises(ValueError, match="stack.promotion.metric"):
         decide_promotion("x", good, None, None, "sharpe", evaluate_predictions)
+
+
+def test_ablations_drop_exactly_the_named_extractor_inputs(frames):
+    embeddings = {"lstm": [f"lemb_{i}" for i in range(12)], "tcn": [f"emb_{i}" for i in range(16)]}
+    probabilities = {kind: [f"{kind}_p_sell", f"{kind}_p_hold", f"{kind}_p_buy"] for kind in embeddings}
+    sets = feature_sets(frames, ["lstm", "tcn"], embeddings, ["no_embeddings", "no_lstm", "no_tcn"])
+    assert list(sets) == ["tabular", "trishula", "trishula_no_embeddings", "trishula_no_lstm", "trishula_no_tcn"]
+    tabular = sets["tabular"]
+    assert set(sets["trishula"]) == {*tabular, *embeddings["lstm"], *embeddings["tcn"], *probabilities["lstm"],
+                                     *probabilities["tcn"]}
+    assert set(sets["trishula_no_embeddings"]) == {*tabular, *probabilities["lstm"], *probabilities["tcn"]}
+    assert set(sets["trishula_no_lstm"]) == {*tabular, *embeddings["tcn"], *probabilities["tcn"]}
+    assert set(sets["trishula_no_tcn"]) == {*tabular, *embeddings["lstm"], *probabilities["lstm"]}
+    assert not set(FACTORS) & {column for columns in sets.values() for column in columns}
+    assert list(feature_sets(frames, ["lstm", "tcn"], embeddings)) == ["tabular", "trishula"]
+    with pytest.raises(ValueError, match="no_gru"):
+        feature_sets(frames, ["lstm", "tcn"], embeddings, ["no_gru"])
 
 
 def test_promotion_refuses_a_challenger_inside_the_margin_or_below_min_t_and_logs_why(frames, tmp_path):
