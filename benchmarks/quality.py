@@ -1,6 +1,6 @@
 """The quality benchmark: does the stack earn its place on real data, by more than noise?
 
-    python benchmarks/quality.py                                   # ../shared/data, the knobs below
+    python benchmarks/quality.py --fresh                           # ../shared/data, the knobs below
     python benchmarks/quality.py --retrain-every 4 -- trainer=gpu  # more extractor refits, on a GPU
 
 Runs the whole walk-forward (pipeline.py's stages, in process) on `../shared/data` with the
@@ -22,7 +22,8 @@ days), the paired difference against Trishula (mean, HAC t, share of days Trishu
 Trailing J summary of Trishula's gated signals beside BTC buy & hold; and the seconds of each stage.
 The models: `trishula`, its parts (`lstm`, `tcn`, `tabular`), its ablations (`trishula_no_embeddings`,
 `trishula_no_lstm`, `trishula_no_tcn`: the same LightGBM without those inputs, `stack.ablations`) and
-the factor baselines (`reversal_3d`, `lowvol_30d`, `mom_30d`: features/factors.py).
+the baselines (`blend_parts`: the equal-weight mean of the parts' per-day ranks; `reversal_3d`,
+`lowvol_30d`, `mom_30d`: features/factors.py).
 
 Cost knobs (2 CPU cores, about 30 minutes; the rest is the default config):
 - `--retrain-every` (pipeline.retrain_every_folds, default 12): the extractors are refit every 12th
@@ -31,7 +32,8 @@ Cost knobs (2 CPU cores, about 30 minutes; the rest is the default config):
 - everything else is the default config: extractor epochs and early stopping, the meta-learner's
   expanding train window and its LightGBM parameters.
 Extra Hydra overrides after `--` are passed through (e.g. `trainer=gpu`). Artifacts go to
-`artifacts/quality` (a re-run reuses unchanged extractors, backfills and stack runs), outputs to
+`artifacts/quality` (a re-run reuses unchanged extractors, backfills and stack runs: fast for a
+change to the meta-learner only; `--fresh` starts from nothing, for stage seconds that count), outputs to
 `outputs/quality/<time>/` (report.html with every figure), figures to
 `benchmarks/results/quality.json` and `benchmarks/results/quality.md` (committed).
 """
@@ -42,6 +44,7 @@ import argparse
 import copy
 import datetime as dt
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -184,10 +187,14 @@ def main() -> None:
     parser.add_argument("--retrain-every", type=int, default=12, help="pipeline.retrain_every_folds")
     parser.add_argument("--artifacts-dir", type=Path, default=ROOT / "artifacts" / "quality")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    parser.add_argument("--fresh", action="store_true",
+                        help="delete the artifacts dir first, so every stage runs and its seconds count")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides (after --)")
     args = parser.parse_args()
     if not (args.data_dir / "hourly.parquet").is_file():
         raise SystemExit(f"no hourly.parquet in {args.data_dir}: the quality benchmark needs ../shared/data")
+    if args.fresh and args.artifacts_dir.exists():
+        shutil.rmtree(args.artifacts_dir)
     out = ROOT / "outputs" / "quality" / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     cfg, overrides = _config(args, out)
     pipeline.quiet_lightning()
@@ -228,6 +235,8 @@ def main() -> None:
     result = {
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "overrides": overrides,
+        # Without --fresh, unchanged extractors, backfills and stack runs are reused and their stages are fast.
+        "fresh": args.fresh,
         "data": {"symbols": len(summary["symbols"]), "days": summary["days"]},
         "extractor_fits": {kind: len(v) for kind, v in in_use.items()},
         "extractor_epochs": epochs,

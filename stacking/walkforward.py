@@ -7,8 +7,9 @@ embeddings and probabilities) and its configured ablations (`stack.ablations`, e
 confidence thresholds, the extractor versions its rows read and its validation metrics, then
 LOADED BACK from disk to predict the fold's test rows: predictions go through the inference path a
 served model takes, with its feature checks. The extractors alone (`lstm`, `tcn`) predict with
-their read-time probabilities, and the factor baselines (features/factors.py) with their score
-alone (no probabilities). All are scored on the same rows.
+their read-time probabilities; the factor baselines (features/factors.py) and `blend_parts` (the
+equal-weight mean of the parts' per-day ranks: tabular, lstm, tcn) with their score alone (no
+probabilities). All are scored on the same rows.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from store.files import write_json_atomic
 
 PREDICTION_COLUMNS = ("symbol", "date", "fold", "model", "p_sell", "p_hold", "p_buy", "score", "label", "fwd_ret_3d")
 ARTIFACT_FILE = "artifact.json"
+# The blend baseline: an equal-weight average of the per-day ranks of Trishula's parts.
+BLEND = "blend_parts"
 
 
 @dataclass
@@ -128,7 +131,7 @@ def train_fold(
 
 
 def predict_fold(frame: pd.DataFrame, fold: Fold, model_dir: Path, settings: StackSettings) -> pd.DataFrame:
-    """The four models' predictions on the fold's test rows (trained models loaded from `model_dir`)."""
+    """Every model's and baseline's predictions on the fold's test rows (trained models loaded from `model_dir`)."""
     test = frame[fold.mask(frame["date"], "test")].reset_index(drop=True)
     base = pd.DataFrame({
         "symbol": test["symbol"], "date": test["date"], "fold": np.int32(fold.index),
@@ -148,14 +151,24 @@ def predict_fold(frame: pd.DataFrame, fold: Fold, model_dir: Path, settings: Sta
     no_proba = np.full((len(base), len(CLASS_NAMES)), np.nan)
     for factor in factors:
         parts.append(_prediction_rows(base, factor, no_proba, score=test[factor].to_numpy(dtype="float64")))
+    # The equal-weight blend of the parts (tabular and each extractor): the first bar a stacker must clear.
+    blended = ["tabular", *settings.kinds]
+    part_scores = pd.DataFrame({p["model"].iat[0]: p["score"] for p in parts if p["model"].iat[0] in blended})
+    parts.append(_prediction_rows(base, BLEND, no_proba, score=rank_blend(part_scores, base["date"])))
     predictions = pd.concat(parts, ignore_index=True)
     # Raw margins of the trained models (the extractors' rows have none here: their logits are in the store).
-    order = [*trained, *settings.kinds, *factors]
+    order = [*trained, *settings.kinds, *factors, BLEND]
     for i, name in enumerate(CLASS_NAMES):
         predictions[f"raw_{name.lower()}"] = np.concatenate(
             [margins[m][:, i] if m in margins else np.full(len(base), np.nan) for m in order]
         )
     return predictions
+
+
+def rank_blend(scores: pd.DataFrame, dates: pd.Series) -> np.ndarray:
+    """Equal-weight mean of each column's per-day cross-sectional rank (as a share of the day's names, so
+    days with different coin counts weigh alike); a row missing a part averages the others."""
+    return scores.groupby(dates.to_numpy()).rank(pct=True).mean(axis=1).to_numpy(dtype="float64")
 
 
 def _prediction_rows(

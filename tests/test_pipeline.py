@@ -115,17 +115,22 @@ def metrics(run_dir):
 
 def test_predictions_hold_four_models_and_the_factor_baselines_on_the_same_test_rows(run_dir, predictions):
     assert tuple(predictions.columns) == PREDICTION_COLUMNS
-    assert set(predictions["model"]) == {"tabular", "trishula", "lstm", "tcn", *FACTORS}
+    assert set(predictions["model"]) == {"tabular", "trishula", "lstm", "tcn", *FACTORS, "blend_parts"}
     keys = {m: set(map(tuple, g[["symbol", "date", "fold"]].to_numpy())) for m, g in predictions.groupby("model")}
     assert len({frozenset(k) for k in keys.values()}) == 1
     assert not predictions.duplicated(["model", "symbol", "date"]).any()
-    baselines = predictions["model"].isin(FACTORS)
+    baselines = predictions["model"].isin([*FACTORS, "blend_parts"])
     assert predictions.loc[baselines, ["p_sell", "p_hold", "p_buy"]].isna().all().all()
     classifiers = predictions[~baselines]
     proba = classifiers[["p_sell", "p_hold", "p_buy"]].to_numpy()
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-9)
     assert ((proba >= 0) & (proba <= 1)).all()
     np.testing.assert_allclose(classifiers["score"], classifiers["p_buy"] - classifiers["p_sell"], rtol=1e-12)
+    # The blend: per day, the mean of the parts' score ranks as shares of the day's names (by hand).
+    wide = predictions.pivot_table(index=["date", "symbol"], columns="model", values="score")
+    day_size = wide.groupby(level="date")["tabular"].transform("size")
+    ranks = [wide[part].groupby(level="date").rank() / day_size for part in ("tabular", "lstm", "tcn")]
+    np.testing.assert_allclose(wide["blend_parts"], sum(ranks) / 3, rtol=1e-12)
     # A baseline's score is its factor, as built point in time into the daily frame.
     daily = pd.read_parquet(run_dir / "daily_features.parquet").rename(columns={"ts": "date"})
     for factor in FACTORS:
@@ -147,8 +152,8 @@ def test_predictions_hold_four_models_and_the_factor_baselines_on_the_same_test_
 
 
 def test_metrics_compare_the_models_and_baselines_per_fold_pooled_and_paired(metrics, predictions):
-    assert metrics["models"] == ["tabular", "trishula", "lstm", "tcn", *FACTORS]
-    assert metrics["baselines"] == list(FACTORS) and metrics["reference"] == "trishula"
+    assert metrics["models"] == ["tabular", "trishula", "lstm", "tcn", *FACTORS, "blend_parts"]
+    assert metrics["baselines"] == [*FACTORS, "blend_parts"] and metrics["reference"] == "trishula"
     assert [row["model"] for row in metrics["comparison"]] == metrics["models"]
     assert set(metrics["paired"]) == set(metrics["models"]) - {"trishula"}
     for model, paired in metrics["paired"].items():
@@ -158,7 +163,7 @@ def test_metrics_compare_the_models_and_baselines_per_fold_pooled_and_paired(met
         assert row["paired_t_stat"] == paired["t_stat"]
     assert sorted(metrics["verdict"]["beats"] + metrics["verdict"]["behind"] + metrics["verdict"]["inconclusive"]) \
         == sorted(metrics["paired"])
-    for model in FACTORS:
+    for model in (*FACTORS, "blend_parts"):
         assert metrics["pooled"][model]["log_loss"] is None and -1 <= metrics["pooled"][model]["ic"]["mean"] <= 1
     for model in ("tabular", "trishula", "lstm", "tcn"):
         assert set(metrics["per_fold"][model]) == {str(f) for f in sorted(predictions["fold"].unique())}
@@ -335,7 +340,7 @@ def test_the_whole_pipeline_runs_on_other_coins_and_years(shared_data, tmp_path)
     predictions = pd.read_parquet(out / "predictions.parquet")
     assert set(predictions["symbol"]) == set(coins)
     assert predictions["date"].min() >= pd.Timestamp("2021-11-15", tz="UTC")
-    classifiers = predictions[~predictions["model"].isin(FACTORS)]
+    classifiers = predictions[~predictions["model"].isin([*FACTORS, "blend_parts"])]
     np.testing.assert_allclose(classifiers[["p_sell", "p_hold", "p_buy"]].sum(axis=1), 1.0, rtol=1e-9)
     backtest = json.loads((out / "backtest.json").read_text())
     assert backtest["benchmark"]["in_data"] is False and backtest["benchmark"]["return"] is None
