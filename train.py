@@ -32,6 +32,7 @@ from store.extractors import (
     save_extractor,
     schema_hash,
 )
+from store.lineage import source_hash
 
 CONFIG_GROUPS = ("data", "features", "labels", "split")
 
@@ -59,7 +60,9 @@ def _artifact_meta(cfg: DictConfig, dm: FoldWindowDataModule, metrics: dict, wei
         "net": OmegaConf.to_container(cfg.model.net, resolve=True),
         "data_paths": [cfg.data.hourly_path, cfg.data.fear_greed_path],
         "data_fingerprint": data_fingerprint(cfg.data),
+        "dataset": dm.dataset,
         "code_revision": code_revision(Path(__file__).parent),
+        "source_hash": source_hash("extractor"),
         "samples": {part: len(frame) for part, frame in dm.samples.items()},
         "train_stride_hours": getattr(dm, "stride_hours", None),
         "class_weights": weights,
@@ -70,13 +73,16 @@ def _artifact_meta(cfg: DictConfig, dm: FoldWindowDataModule, metrics: dict, wei
 
 
 def content_key(cfg: DictConfig) -> str:
-    """A hash of everything a trained extractor depends on: same key, same training (on CPU, bit for bit)."""
+    """A hash of everything a trained extractor depends on: same key, same training (on CPU, bit for bit).
+
+    The source that shapes training (`store.lineage.SOURCES["extractor"]`) is part of it: after a
+    fix there, nothing the old code trained is reused."""
     spec = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in (*CONFIG_GROUPS, "model")}
     spec["split"] = {k: v for k, v in spec["split"].items() if k not in ("first_test_date", "last_test_date")}
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
     spec["trainer"] = {k: trainer.get(k) for k in ("max_epochs", "precision", "gradient_clip_val", "accelerator")}
     spec |= {"fold": cfg.fold, "seed": cfg.seed, "patience": cfg.early_stopping_patience, "compile": cfg.compile,
-             "data_fingerprint": data_fingerprint(cfg.data)}
+             "data_fingerprint": data_fingerprint(cfg.data), "source": source_hash("extractor")}
     return schema_hash(spec)
 
 

@@ -22,7 +22,7 @@ from features.labels import build_labels, label_columns
 from features.regime import REGIME_FEATURES, build_regime_inputs
 from features.tabular import TABULAR_FEATURES, build_tabular_features
 from marketdata.daily import daily_from_hourly
-from marketdata.load import load_market_data
+from marketdata.load import dataset_id, load_market_data
 
 DAY = pd.Timedelta(days=1)
 
@@ -47,6 +47,8 @@ class FeatureFrames:
     horizons: dict[int, float]
     # The column names each set was built with (names carry their windows): lstm, tcn, tabular, regime.
     columns: dict[str, tuple[str, ...]]
+    # The data lineage the frames were built from (marketdata.load.dataset_id).
+    dataset: str = ""
 
     @property
     def label_columns(self) -> list[str]:
@@ -106,7 +108,9 @@ def build_feature_frames(
         "tabular": tuple(tabular.columns),
         "regime": tuple(regime.columns),
     }
-    return FeatureFrames(daily=daily, hourly=hourly, horizons=horizons, columns=columns)
+    return FeatureFrames(daily=daily, hourly=hourly, horizons=horizons, columns=columns,
+                         dataset=dataset_id(hourly_grid[~hourly_grid["is_filled"]] if "is_filled" in hourly_grid
+                                            else hourly_grid))
 
 
 

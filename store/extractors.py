@@ -67,6 +67,13 @@ def input_spec(frame: str, columns: Iterable[str], window: int, features_cfg: Ma
     }
 
 
+def current_schema_hash(meta: Mapping, columns: Iterable[str], features_cfg: Mapping, data_cfg: Mapping) -> str:
+    """The schema hash an artifact's inputs (its frame and window) have under the current feature config
+    and built `columns`: equal to its `feature_schema_hash` iff its features are made the same way now."""
+    inputs = meta["inputs"]
+    return schema_hash(input_spec(inputs["frame"], columns, inputs["window"], features_cfg, data_cfg))
+
+
 def schema_hash(spec: Mapping) -> str:
     """A stable hash of an input spec: the same features computed the same way hash the same."""
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
