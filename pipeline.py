@@ -215,6 +215,15 @@ def train_stage(cfg: DictConfig, frames: FeatureFrames, folds: list, out: Path) 
     return in_use
 
 
+def extractor_folds(cfg: DictConfig, evaluated: list, all_folds: list) -> list:
+    """The folds whose extractors the run uses: every `pipeline.retrain_every_folds`-th up to the last evaluated."""
+    every = int(cfg.pipeline.retrain_every_folds)
+    if every < 1:
+        raise ValueError(f"pipeline.retrain_every_folds must be >= 1, got {every}")
+    last = max(f.index for f in evaluated)
+    return [f for f in all_folds if f.index <= last and f.index % every == 0]
+
+
 def backtest_stage(cfg: DictConfig, frames: FeatureFrames, grid: pd.DataFrame, signals: pd.DataFrame, out: Path):
     """Trailing J on the signals, each sized by the regime known at its decision time."""
     bt_cfg = OmegaConf.to_container(cfg.backtest, resolve=True)
@@ -245,11 +254,7 @@ def main(cfg: DictConfig) -> None:
     frames, grid, evaluated, all_folds = data_stage(cfg, out)
     if until == "data":
         return
-    every = int(cfg.pipeline.retrain_every_folds)
-    if every < 1:
-        raise ValueError(f"pipeline.retrain_every_folds must be >= 1, got {every}")
-    last = max(f.index for f in evaluated)
-    training_folds = [f for f in all_folds if f.index <= last and f.index % every == 0]
+    training_folds = extractor_folds(cfg, evaluated, all_folds)
     console.rule("extractors")
     in_use = train_stage(cfg, frames, training_folds, out)
     if until == "extractors":

@@ -7,10 +7,15 @@
   on and never a newer one; rows before it read the older versions as usual (a pin cannot be out
   of sample for rows before its own training ended, so it caps the as-of rule instead).
 - `task_scope`: the registry scope of a run, its dataset and task config (label, split, kinds).
+- `roll_forward`: a challenger with the champion's very config (model settings and code) that
+  adds later folds is the champion carried forward to new data (the scheduled retrain of daily
+  operation): on their common rows its models are the champion's, so the rule cannot prefer
+  either; it replaces the champion, and the log says why.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -18,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from features.build import FeatureFrames
-from stacking.registry import scope_key
+from stacking.registry import Registry, scope_key
 from store.extractors import current_schema_hash, list_extractors
 from store.feature_store import FeatureStore
 
@@ -71,3 +76,17 @@ def task_scope(cfg: DictConfig, dataset: str) -> str:
     label = str(cfg.labels.primary)
     return scope_key(dataset, {"label": label, "threshold": cfg.labels.thresholds[label], "split": split,
                                "kinds": list(cfg.stack.kinds)})
+
+
+def roll_forward(decision, registry: Registry, config_key: str):
+    """`decision`, promoted as a roll-forward when the challenger carries the champion's config to later folds."""
+    if decision.promoted or decision.champion is None or not registry.has_run(decision.champion):
+        return decision
+    champion, challenger = registry.run_meta(decision.champion), registry.run_meta(decision.challenger)
+    last = {name: max(s["fold"]["index"] for s in meta["folds"]) for name, meta in
+            (("champion", champion), ("challenger", challenger))}
+    if champion.get("config_key") != config_key or last["challenger"] <= last["champion"]:
+        return decision
+    return dataclasses.replace(decision, promoted=True, reason=(
+        f"roll-forward: the champion's config on new data, adding folds up to {last['challenger']} "
+        f"(the rule on common rows: {decision.reason})"))

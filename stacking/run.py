@@ -22,7 +22,7 @@ from splits.artifacts import folds_from_config
 from splits.walkforward import Fold
 from stacking.folds import meta_folds
 from stacking.frame import assemble_stack_frame, complete_rows, decision_rows, feature_sets
-from stacking.lineage import cap_at_pins, readable_versions, task_scope
+from stacking.lineage import cap_at_pins, readable_versions, roll_forward, task_scope
 from stacking.registry import PromotionDecision, Registry, decide_promotion, run_key
 from stacking.signals import apply_confidence, directions, rolling_zscore
 from stacking.walkforward import PREDICTION_COLUMNS, StackSettings, predict_fold, train_fold
@@ -134,6 +134,8 @@ def run_stack(
     schema = run_key({"features": features, "config": OmegaConf.to_container(cfg.features, resolve=True),
                       "gaps": [cfg.data.gaps, cfg.data.max_gap_hours]})
     code = source_hash("trishula")
+    config_key = run_key({"stack": keyed, "labels": OmegaConf.to_container(cfg.labels), "schema": schema,
+                          "split": OmegaConf.to_container(cfg.split), "source": code})
     run_id = run_key({"stack": keyed, "labels": OmegaConf.to_container(cfg.labels), "schema": schema,
                       "split": OmegaConf.to_container(cfg.split), "data": fingerprint, "store": versions,
                       "folds": [m.to_dict() for m in meta], "dataset": frames.dataset, "source": code})
@@ -160,7 +162,8 @@ def run_stack(
                                                                "data_fingerprint": fingerprint,
                                                                "dataset": frames.dataset, "source_hash": code,
                                                                "code_revision": code_revision(ROOT),
-                                                               "scope": registry.scope}, console))
+                                                               "scope": registry.scope, "config_key": config_key},
+                                                              console))
     run_dir = registry.run_dir(run_id)
     predictions = pd.read_parquet(run_dir / "predictions.parquet")
     signals = pd.read_parquet(run_dir / "signals.parquet")
@@ -173,6 +176,7 @@ def run_stack(
     )
     decision = decide_promotion(run_id, predictions, champion_id, champion_predictions,
                                 stack_cfg["promotion"]["metric"], evaluate_predictions)
+    decision = roll_forward(decision, registry, config_key)
     if decision.champion != decision.challenger:
         registry.record(decision)
     verdict = "PROMOTED" if decision.promoted else "not promoted"
