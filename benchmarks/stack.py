@@ -54,7 +54,7 @@ def main() -> None:
         out = Path(cfg.paths.output_dir)
         started = time.perf_counter()
         frames, _, evaluated, all_folds = pipeline.data_stage(cfg, out)
-        folds = [f for f in all_folds if f.index <= evaluated[-1].index and f.index % args.every == 0]
+        folds = pipeline.extractor_folds(cfg, evaluated, all_folds)
         in_use = pipeline.train_stage(cfg, frames, folds, out)
         artifacts = [a for kind in in_use for a in in_use[kind]]
         run_backfill(cfg, frames, artifacts, artifacts, frames.dataset)
