@@ -77,8 +77,8 @@ def _append_target(cfg: DictConfig) -> str | None:
         return str(cfg.daily.dataset)
     known = sorted(p.stem for p in (Path(cfg.store.root) / "history").glob("*.parquet"))
     if len(known) != 1:
-        raise DailyStop(EXIT_NO_CHAMPION, f"daily.append=true: the store at {cfg.store.root} holds {len(known)} bar "
-                                          f"histories {known}; name the one to extend with daily.dataset=<id>")
+        raise ValueError(f"daily.append=true: the store at {cfg.store.root} holds {len(known)} bar histories "
+                         f"{known}; name the one to extend with daily.dataset=<id>")
     return known[0]
 
 

@@ -31,7 +31,8 @@ from tests.conftest import ROOT, SAMPLE
 pytestmark = pytest.mark.slow
 
 FIRST_DAY, LAST_DAY = pd.Timestamp("2023-12-18", tz="UTC"), pd.Timestamp("2023-12-23", tz="UTC")
-COMMON = ("split.first_test_date=2023-11-20", "pipeline.retrain_every_folds=4", "trainer.max_epochs=1")
+COMMON = ("split.first_test_date=2023-11-20", "pipeline.retrain_every_folds=4", "trainer.max_epochs=1",
+          "stack.lgbm.n_estimators=80")
 SIGNAL_COLUMNS = ["symbol", "date", "decision_time", "fold", "p_sell", "p_hold", "p_buy", "score", "raw_sell",
                   "raw_hold", "raw_buy", "z", "direction", "signal"]
 
@@ -208,3 +209,22 @@ def test_stack_does_not_read_a_store_of_another_dataset(env, tmp_path):
         run_stack(cfg, frames, console, tmp_path)
     assert "made from other data" in console.export_text()
     assert np.isin(FeatureStore(env["art"] / "store").versions("lstm")["dataset"], [frames.dataset]).sum() == 0
+
+
+def test_restating_history_rebuilds_the_store_rows_after_the_changed_bar(env):
+    """data.restate=true: the history takes the new bar, the store's rows from it on are rebuilt."""
+    changed = env["base"] / "changed.parquet"  # ETHUSDT 2023-12-20 10:00, written by the test above
+    store = FeatureStore(env["art"] / "store")
+    before = store.read("lstm").set_index(["version", "symbol", "decision_time"])["written_at"]
+    result = run_daily(_config(env["base"], env["art"], changed, "data.restate=true"))
+    assert result.day == LAST_DAY and not result.retrained
+    history = BarHistory.of(env["art"] / "store", result.dataset).read()
+    bar = history[(history["symbol"] == "ETHUSDT") & (history["ts"] == pd.Timestamp("2023-12-20 10:00", tz="UTC"))]
+    assert bar["close"].iloc[0] == pd.read_parquet(changed).set_index(["symbol", "ts"]).loc[
+        ("ETHUSDT", pd.Timestamp("2023-12-20 10:00", tz="UTC")), "close"]
+    after = store.read("lstm").set_index(["version", "symbol", "decision_time"])["written_at"]
+    assert after.index.sort_values().equals(before.index.sort_values())  # every row is back, none twice
+    late = after.index.get_level_values("decision_time") > pd.Timestamp("2023-12-20 10:00", tz="UTC")
+    assert late.sum() > 0
+    assert (after[late] > before.reindex(after.index)[late]).all()  # rebuilt
+    assert (after[~late] == before.reindex(after.index)[~late]).all()  # untouched
