@@ -26,7 +26,7 @@ def source_copy(tmp_path, monkeypatch):
     for part in {p for parts in lineage.SOURCES.values() for p in parts}:
         source = ROOT / part
         if source.is_dir():
-            shutil.copytree(source, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(source, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
         else:
             (tmp_path / part).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source, tmp_path / part)
