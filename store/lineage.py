@@ -165,13 +165,37 @@ def checked_market_data(data_cfg: Mapping, store_root: str | Path, *, append_to:
         market.dropped = pd.concat([appended.dropped, market.dropped], ignore_index=True)
     if merged.new_bars or not merged.changes.empty or not history.exists():
         history.write(merged.bars)
-    if not merged.changes.empty:
-        first = merged.changes.iloc[0]
-        deleted = FeatureStore(store_root).delete_from(dataset, first["ts"])
+    restated_fg = _check_fear_greed(Path(store_root) / "history" / f"{dataset}.fear_greed.parquet",
+                                    market.fear_greed, restate, str(data_cfg["fear_greed_path"]))
+    firsts = [t for t in (None if merged.changes.empty else merged.changes["ts"].iloc[0], restated_fg)
+              if t is not None]
+    if firsts:
+        deleted = FeatureStore(store_root).delete_from(dataset, min(firsts))
         if console is not None:
-            console.print(f"restated {len(merged.changes)} bar(s) from {first['symbol']} at {first['ts']}: "
-                          f"{deleted:,} store row(s) after it deleted, to be rebuilt")
+            console.print(f"restated {len(merged.changes)} bar(s) and the Fear & Greed values from "
+                          f"{restated_fg}: {deleted:,} store row(s) after {min(firsts)} deleted, to be rebuilt")
     if console is not None:
         for message in market.dropped["message"]:
             console.print(f"[bold yellow]dropped[/]: {message}")
     return market, dataset
+
+
+def _check_fear_greed(path: Path, fear_greed: pd.DataFrame, restate: bool, source: str) -> pd.Timestamp | None:
+    """Fear & Greed values used so far (`path`) must be unchanged, as bars must; the file is re-read
+    whole every run, so a value it lacks up to its last date counts as changed. Returns the first
+    restated date (None: nothing changed) and records the values now in use."""
+    used = pd.read_parquet(path) if path.is_file() else fear_greed.iloc[:0]
+    joined = used.merge(fear_greed, on="date", how="left", suffixes=("_used", ""))
+    changed = joined[(joined["value"] != joined["value_used"]) & (joined["date"] <= fear_greed["date"].max())]
+    if not changed.empty and not restate:
+        raise HistoryChangedError(
+            f"{source}: the Fear & Greed value of {changed['date'].iloc[0].date()} was used by an earlier run and has "
+            f"changed or is missing ({len(changed)} such date(s)); fix the file, or restate history explicitly "
+            f"(data.restate=true) to rebuild everything that depends on it")
+    new = fear_greed[~fear_greed["date"].isin(used["date"])]
+    if changed.empty and new.empty and path.is_file():
+        return None
+    kept = used[~used["date"].isin(fear_greed["date"])] if restate else used
+    merged = pd.concat([kept, fear_greed if restate else new], ignore_index=True).sort_values("date")
+    write_parquet_atomic(merged[["date", "value"]], path)
+    return None if changed.empty else pd.Timestamp(changed["date"].iloc[0], tz="UTC")

@@ -151,3 +151,19 @@ def test_a_crash_in_a_forced_rerun_never_loses_the_run_and_the_log_agrees(tmp_pa
 
 def _no_metrics(predictions):
     return {"comparison": [{"model": "trishula", "ic_mean": 0.1}]}
+
+
+def test_a_changed_past_fear_greed_value_is_refused_too(tmp_path):
+    from store.lineage import checked_market_data
+
+    data = {"hourly_path": str(SAMPLE / "hourly.parquet"), "fear_greed_path": str(SAMPLE / "fear_greed.parquet"),
+            "gaps": "fill_flat", "max_gap_hours": 23}
+    market, dataset = checked_market_data(data, tmp_path)
+    fear_greed = pd.read_parquet(SAMPLE / "fear_greed.parquet")
+    fear_greed.loc[fear_greed["date"] == pd.Timestamp("2023-06-01").date(), "value"] += 1
+    fear_greed.to_parquet(tmp_path / "fg.parquet", index=False)
+    with pytest.raises(HistoryChangedError, match="Fear & Greed value of 2023-06-01"):
+        checked_market_data({**data, "fear_greed_path": str(tmp_path / "fg.parquet")}, tmp_path)
+    checked_market_data(data, tmp_path)  # the values used before still pass
+    assert checked_market_data({**data, "fear_greed_path": str(tmp_path / "fg.parquet"), "restate": True},
+                               tmp_path)[1] == dataset
