@@ -75,7 +75,7 @@ def _append_target(cfg: DictConfig) -> str | None:
         return None
     if cfg.daily.dataset:
         return str(cfg.daily.dataset)
-    known = sorted(p.stem for p in (Path(cfg.store.root) / "history").glob("*.parquet"))
+    known = BarHistory.datasets(cfg.store.root)
     if len(known) != 1:
         raise ValueError(f"daily.append=true: the store at {cfg.store.root} holds {len(known)} bar histories "
                          f"{known}; name the one to extend with daily.dataset=<id>")

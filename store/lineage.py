@@ -4,9 +4,10 @@
   (`dataset_id`). Appending new bars keeps the id; other coins, another span or another source
   give another id. Every store row, extractor artifact, Trishula run and champion carries it.
 - **Bar history** (`BarHistory`): every bar a run has used, per dataset, beside the store
-  (`<store>/history/<dataset>.parquet`). A later run's bars must equal the ones already used: a
-  changed or vanished past bar is an error naming the symbol and the time (results made from the
-  old bar would be mixed with new ones), unless the run explicitly restates history. This makes
+  (`<store>/history/<dataset>/bars.parquet`, and the Fear & Greed values in `fear_greed.parquet`
+  beside it). A later run's bars must equal the ones already used: a changed or vanished past
+  bar is an error naming the symbol and the time (results made from the old bar would be mixed
+  with new ones), unless the run explicitly restates history. This makes
   "append only" checkable, so backfills may add only what is missing.
 - **Code**: `source_hash(*parts)` hashes the source files that shape a result; content keys
   include it, so a fix in those files makes the next run recompute instead of reusing what the
@@ -77,7 +78,12 @@ class BarHistory:
 
     @classmethod
     def of(cls, store_root: str | Path, dataset: str) -> BarHistory:
-        return cls(Path(store_root) / "history" / f"{dataset}.parquet")
+        return cls(Path(store_root) / "history" / dataset / "bars.parquet")
+
+    @staticmethod
+    def datasets(store_root: str | Path) -> list[str]:
+        """The datasets whose bar history the store keeps."""
+        return sorted(p.parent.name for p in (Path(store_root) / "history").glob("*/bars.parquet"))
 
     def exists(self) -> bool:
         return self.path.is_file()
@@ -165,7 +171,7 @@ def checked_market_data(data_cfg: Mapping, store_root: str | Path, *, append_to:
         market.dropped = pd.concat([appended.dropped, market.dropped], ignore_index=True)
     if merged.new_bars or not merged.changes.empty or not history.exists():
         history.write(merged.bars)
-    restated_fg = _check_fear_greed(Path(store_root) / "history" / f"{dataset}.fear_greed.parquet",
+    restated_fg = _check_fear_greed(history.path.with_name("fear_greed.parquet"),
                                     market.fear_greed, restate, str(data_cfg["fear_greed_path"]))
     firsts = [t for t in (None if merged.changes.empty else merged.changes["ts"].iloc[0], restated_fg)
               if t is not None]
