@@ -37,18 +37,18 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from backfill import run_backfill
 from backtest import BacktestConfig, RegimeConfig, classify_regime, regime_for_decisions, run_backtest, write_backtest
-from embed import run_backfill
 from evaluation import write_report
 from evaluation.report import format_number
 from features.build import FeatureFrames, build_feature_frames
 from features.labels import CLASS_NAMES
-from marketdata import load_market_data
 from marketdata.gaps import summarise_gaps
 from splits.artifacts import fold_record, folds_from_config
 from stacking.run import run_stack
 from store import write_json_atomic, write_parquet_atomic
 from store.extractors import ExtractorArtifact, list_extractors
+from store.lineage import checked_market_data
 from train import content_key, train_extractor
 
 # Logs (CI, nohup) get a wide console; a terminal keeps its own width.
@@ -84,7 +84,9 @@ def data_stage(cfg: DictConfig, out: Path):
     """Load, validate, build features and folds; write them. (frames, hourly grid, evaluated folds, all folds)"""
     started = time.perf_counter()
     with console.status("loading and validating market data"):
-        grid, gaps, fear_greed = load_market_data(**cfg.data)
+        market, dataset = checked_market_data(OmegaConf.to_container(cfg.data, resolve=True), cfg.store.root,
+                                              console=console)
+    grid, gaps, fear_greed = market.grid, market.gaps, market.fear_greed
     console.print(_gap_table(grid, gaps))
     if cfg.labels.primary not in cfg.labels.thresholds:
         raise ValueError(f"labels.primary={cfg.labels.primary} is not among labels.thresholds")
@@ -112,7 +114,9 @@ def data_stage(cfg: DictConfig, out: Path):
     write_json_atomic({"folds": records}, out / "folds.json")
     label = cfg.labels.primary
     summary = {
+        "dataset": dataset,
         "symbols": sorted(frames.daily["symbol"].unique()),
+        "dropped_symbols": market.dropped.astype({"ts": str}).to_dict("records"),
         "days": [str(frames.daily["ts"].min().date()), str(frames.daily["ts"].max().date())],
         "daily_rows": len(frames.daily),
         "hourly_rows": len(frames.hourly),
@@ -212,7 +216,7 @@ def train_stage(cfg: DictConfig, frames: FeatureFrames, folds: list, out: Path) 
     registry = Path(cfg.paths.artifacts_dir) / "extractors"
     known = {a.meta.get("content_key"): a for a in list_extractors(registry)}
     in_use: dict[str, list[ExtractorArtifact]] = {}
-    reused = 0
+    reused = []
     console.print(f"extractors: trainer {cfg.trainer.accelerator}, precision {cfg.trainer.precision}, "
                   f"at most {cfg.trainer.max_epochs} epochs; every {int(cfg.pipeline.retrain_every_folds)}-th fold")
     for kind in cfg.stack.kinds:
@@ -222,7 +226,7 @@ def train_stage(cfg: DictConfig, frames: FeatureFrames, folds: list, out: Path) 
             key = content_key(run_cfg)
             if key in known:
                 in_use[kind].append(known[key])
-                reused += 1
+                reused.append(known[key])
                 continue
             started = time.perf_counter()
             with console.status(f"training {kind} on fold {fold.index} (test from {fold.test_start.date()})"):
@@ -235,9 +239,20 @@ def train_stage(cfg: DictConfig, frames: FeatureFrames, folds: list, out: Path) 
             )
             in_use[kind].append(artifact)
     if reused:
-        console.print(f"extractors: {reused} of {sum(map(len, in_use.values()))} unchanged "
-                      f"(same config, data, fold and seed): reused")
+        made_by = sorted({f"source {a.meta.get('source_hash')} at revision {a.meta.get('code_revision')}"
+                          for a in reused})
+        console.print(f"extractors: {len(reused)} of {sum(map(len, in_use.values()))} unchanged "
+                      f"(same config, data, code, fold and seed): reused, made by {'; '.join(made_by)}")
     return in_use
+
+
+def extractor_folds(cfg: DictConfig, evaluated: list, all_folds: list) -> list:
+    """The folds whose extractors the run uses: every `pipeline.retrain_every_folds`-th up to the last evaluated."""
+    every = int(cfg.pipeline.retrain_every_folds)
+    if every < 1:
+        raise ValueError(f"pipeline.retrain_every_folds must be >= 1, got {every}")
+    last = max(f.index for f in evaluated)
+    return [f for f in all_folds if f.index <= last and f.index % every == 0]
 
 
 def backtest_stage(cfg: DictConfig, frames: FeatureFrames, grid: pd.DataFrame, signals: pd.DataFrame, out: Path):
@@ -270,18 +285,14 @@ def main(cfg: DictConfig) -> None:
     frames, grid, evaluated, all_folds = data_stage(cfg, out)
     if until == "data":
         return
-    every = int(cfg.pipeline.retrain_every_folds)
-    if every < 1:
-        raise ValueError(f"pipeline.retrain_every_folds must be >= 1, got {every}")
-    last = max(f.index for f in evaluated)
-    training_folds = [f for f in all_folds if f.index <= last and f.index % every == 0]
+    training_folds = extractor_folds(cfg, evaluated, all_folds)
     console.rule("extractors")
     in_use = train_stage(cfg, frames, training_folds, out)
     if until == "extractors":
         return
     console.rule("backfill")
     artifacts = [a for kind in in_use for a in in_use[kind]]
-    run_backfill(cfg, frames, artifacts, artifacts)
+    run_backfill(cfg, frames, artifacts, artifacts, frames.dataset)
     if until == "backfill":
         return
     console.rule("Trishula")

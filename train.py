@@ -15,6 +15,7 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+import pandas as pd
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
@@ -22,16 +23,20 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from datamodules import FoldWindowDataModule
-from features.build import FeatureFrames
+from features.build import FeatureFrames, parse_horizons
 from models import ExtractorModule, balanced_class_weights
+from splits.artifacts import folds_from_config
 from store.extractors import (
     ExtractorArtifact,
     code_revision,
     data_fingerprint,
+    data_prefix_fingerprint,
+    data_span,
     input_spec,
     save_extractor,
     schema_hash,
 )
+from store.lineage import source_hash
 
 CONFIG_GROUPS = ("data", "features", "labels", "split")
 
@@ -59,7 +64,9 @@ def _artifact_meta(cfg: DictConfig, dm: FoldWindowDataModule, metrics: dict, wei
         "net": OmegaConf.to_container(cfg.model.net, resolve=True),
         "data_paths": [cfg.data.hourly_path, cfg.data.fear_greed_path],
         "data_fingerprint": data_fingerprint(cfg.data),
+        "dataset": dm.dataset,
         "code_revision": code_revision(Path(__file__).parent),
+        "source_hash": source_hash("extractor"),
         "samples": {part: len(frame) for part, frame in dm.samples.items()},
         "train_stride_hours": getattr(dm, "stride_hours", None),
         "class_weights": weights,
@@ -70,14 +77,36 @@ def _artifact_meta(cfg: DictConfig, dm: FoldWindowDataModule, metrics: dict, wei
 
 
 def content_key(cfg: DictConfig) -> str:
-    """A hash of everything a trained extractor depends on: same key, same training (on CPU, bit for bit)."""
+    """A hash of everything a trained extractor depends on: same key, same training (on CPU, bit for bit).
+
+    Data: only the bars and Fear & Greed values its fold's training can see (up to its validation
+    labels' end), so appending new bars keeps the keys of the folds trained before them. Code: the
+    source that shapes training (`store.lineage.SOURCES["extractor"]`): after a fix there, nothing
+    the old code trained is reused."""
     spec = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in (*CONFIG_GROUPS, "model")}
     spec["split"] = {k: v for k, v in spec["split"].items() if k not in ("first_test_date", "last_test_date")}
+    # The data by content, not by where it lies (the daily command serves the same bars from its history).
+    spec["data"] = {k: spec["data"].get(k) for k in ("gaps", "max_gap_hours", "on_bad_symbol")}
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
     spec["trainer"] = {k: trainer.get(k) for k in ("max_epochs", "precision", "gradient_clip_val", "accelerator")}
     spec |= {"fold": cfg.fold, "seed": cfg.seed, "patience": cfg.early_stopping_patience, "compile": cfg.compile,
-             "data_fingerprint": data_fingerprint(cfg.data)}
+             "data_fingerprint": data_prefix_fingerprint(cfg.data, training_data_end(cfg)),
+             "source": source_hash("extractor")}
     return schema_hash(spec)
+
+
+def training_data_end(cfg: DictConfig) -> pd.Timestamp:
+    """The first time fold `cfg.fold`'s training does not read: its last validation day's close plus the
+    longest label horizon (features before it are point in time, labels reach that far)."""
+    first, last = data_span(cfg.data)
+    longest = max(parse_horizons(cfg.labels.thresholds))
+    split = {**OmegaConf.to_container(cfg.split, resolve=True), "first_test_date": None, "last_test_date": None,
+             "open_last_fold": True}
+    folds = {f.index: f for f in folds_from_config(pd.DataFrame({"ts": [first.floor("D"), last.floor("D")]}), split,
+                                                   longest)}
+    if cfg.fold not in folds:
+        raise ValueError(f"fold {cfg.fold} is not among the folds the split config produces ({sorted(folds)})")
+    return folds[cfg.fold].val_end + pd.Timedelta(days=1 + longest)
 
 
 def train_extractor(cfg: DictConfig, frames: FeatureFrames | None = None) -> ExtractorArtifact | None:

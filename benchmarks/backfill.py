@@ -28,11 +28,11 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
+from backfill import commit_staged, make_plan, stage_backfill  # noqa: E402
 from features.build import load_feature_frames  # noqa: E402
 from models import TCNExtractor  # noqa: E402
 from splits import Normalizer  # noqa: E402
 from splits.artifacts import folds_from_config  # noqa: E402
-from store.backfill import commit_staged, make_plan, stage_backfill  # noqa: E402
 from store.extractors import input_spec, save_extractor, schema_hash  # noqa: E402
 from store.feature_store import FeatureStore  # noqa: E402
 

@@ -25,7 +25,7 @@ from omegaconf import OmegaConf  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 import pipeline  # noqa: E402
-from embed import run_backfill  # noqa: E402
+from backfill import run_backfill  # noqa: E402
 from stacking.folds import meta_folds  # noqa: E402
 from stacking.frame import assemble_stack_frame, complete_rows, decision_rows, feature_sets  # noqa: E402
 from stacking.walkforward import FoldModel, StackSettings, train_fold  # noqa: E402
@@ -54,10 +54,10 @@ def main() -> None:
         out = Path(cfg.paths.output_dir)
         started = time.perf_counter()
         frames, _, evaluated, all_folds = pipeline.data_stage(cfg, out)
-        folds = [f for f in all_folds if f.index <= evaluated[-1].index and f.index % args.every == 0]
+        folds = pipeline.extractor_folds(cfg, evaluated, all_folds)
         in_use = pipeline.train_stage(cfg, frames, folds, out)
         artifacts = [a for kind in in_use for a in in_use[kind]]
-        run_backfill(cfg, frames, artifacts, artifacts)
+        run_backfill(cfg, frames, artifacts, artifacts, frames.dataset)
         setup_seconds = time.perf_counter() - started
 
         kinds = list(cfg.stack.kinds)

@@ -65,6 +65,7 @@ class FoldWindowDataModule(L.LightningDataModule):
         self.label = self.cfg["labels"]["primary"]
         self.fold: Fold | None = None
         self.normalizer: Normalizer | None = None
+        self.dataset = ""  # the frames' data lineage, known after setup
         self.samples: dict[str, pd.DataFrame] = {}
         self.datasets: dict[str, WindowDataset] = {}
 
@@ -88,6 +89,7 @@ class FoldWindowDataModule(L.LightningDataModule):
         if self.datasets:
             return
         frames = self._frames()
+        self.dataset = frames.dataset
         frame = getattr(frames, self.frame_kind)
         if self.columns is None:
             self.columns = frames.columns[self.column_set]

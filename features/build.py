@@ -23,7 +23,7 @@ from features.labels import build_labels, label_columns
 from features.regime import REGIME_FEATURES, build_regime_inputs
 from features.tabular import TABULAR_FEATURES, build_tabular_features
 from marketdata.daily import daily_from_hourly
-from marketdata.load import load_market_data
+from marketdata.load import dataset_id, load_market_data
 
 DAY = pd.Timedelta(days=1)
 
@@ -49,6 +49,8 @@ class FeatureFrames:
     # The column names each set was built with (names carry their windows): lstm, tcn, tabular, regime,
     # and the factor baselines (evaluation only).
     columns: dict[str, tuple[str, ...]]
+    # The data lineage the frames were built from (marketdata.load.dataset_id).
+    dataset: str = ""
 
     @property
     def label_columns(self) -> list[str]:
@@ -112,7 +114,9 @@ def build_feature_frames(
         "regime": tuple(regime.columns),
         "factors": tuple(factors.columns),
     }
-    return FeatureFrames(daily=daily, hourly=hourly, horizons=horizons, columns=columns)
+    return FeatureFrames(daily=daily, hourly=hourly, horizons=horizons, columns=columns,
+                         dataset=dataset_id(hourly_grid[~hourly_grid["is_filled"]] if "is_filled" in hourly_grid
+                                            else hourly_grid))
 
 
 

@@ -61,13 +61,18 @@ def summarise_gaps(hourly: pd.DataFrame, gaps: pd.DataFrame) -> pd.DataFrame:
     return out[["bars", "gaps", "missing_bars", "longest_gap", "zero_volume_bars"]]
 
 
+def too_long_gaps(gaps: pd.DataFrame, policy: GapPolicy | str, max_gap_hours: int) -> pd.DataFrame:
+    """The gaps the policy does not fill (all of them under `error`)."""
+    return gaps if GapPolicy(policy) is GapPolicy.ERROR else gaps[gaps["missing_bars"] > max_gap_hours]
+
+
 def apply_gap_policy(
     hourly: pd.DataFrame, policy: GapPolicy | str = GapPolicy.FILL_FLAT, max_gap_hours: int = 23
 ) -> pd.DataFrame:
     """Return the hourly frame on a complete per-symbol grid with a boolean `is_filled` column."""
     policy = GapPolicy(policy)
     gaps = find_gaps(hourly)
-    too_long = gaps if policy is GapPolicy.ERROR else gaps[gaps["missing_bars"] > max_gap_hours]
+    too_long = too_long_gaps(gaps, policy, max_gap_hours)
     if not too_long.empty:
         first = too_long.iloc[0]
         limit = "no gap is allowed" if policy is GapPolicy.ERROR else f"max_gap_hours={max_gap_hours}"

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from marketdata.gaps import apply_gap_policy, find_gaps
-from marketdata.validate import DataValidationError, check_bars, check_columns
+from marketdata.gaps import apply_gap_policy, find_gaps, too_long_gaps
+from marketdata.validate import DataValidationError, bad_symbols, check_bars, check_columns
 
 HOUR = pd.Timedelta(hours=1)
 FEAR_GREED_COLUMNS = ("date", "value", "classification")
+BAR_COLUMNS = ("symbol", "ts", "open", "high", "low", "close", "volume")
+BAD_SYMBOL_POLICIES = ("error", "drop")
+# The data config keys the loader reads (the others, e.g. data.restate, belong to other stages).
+LOADER_KEYS = ("hourly_path", "fear_greed_path", "gaps", "max_gap_hours", "on_bad_symbol")
+
+
+def dataset_id(hourly: pd.DataFrame) -> str:
+    """The data lineage (store/lineage.py) of validated hourly bars: a hash of the bars at the first
+    timestamp. Appending bars keeps it; other coins, another start or another source change it."""
+    first = hourly[hourly["ts"] == hourly["ts"].min()].sort_values("symbol")
+    digest = hashlib.sha256(pd.util.hash_pandas_object(first[list(BAR_COLUMNS)], index=False).to_numpy().tobytes())
+    return f"{first['ts'].iloc[0]:%Y%m%d}-{digest.hexdigest()[:10]}"
 
 
 def _read_parquet(path: str | Path) -> pd.DataFrame:
@@ -26,10 +41,22 @@ def load_hourly(path: str | Path) -> pd.DataFrame:
 
     `ts` is the bar open in UTC; a bar `ts=t` covers [t, t+1h) and is known at t+1h.
     """
+    return _load_hourly(path, "error")[0]
+
+
+def _load_hourly(path: str | Path, on_bad_symbol: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(validated bars sorted by (symbol, ts), the symbols dropped with their first problem)."""
+    if on_bad_symbol not in BAD_SYMBOL_POLICIES:
+        raise ValueError(f"data.on_bad_symbol must be one of {BAD_SYMBOL_POLICIES}, got {on_bad_symbol!r}")
     source = str(path)
     frame = check_columns(_read_parquet(path), source)
-    check_bars(frame, source, HOUR)
-    return frame.sort_values(["symbol", "ts"], kind="stable", ignore_index=True)
+    if on_bad_symbol == "error":
+        check_bars(frame, source, HOUR)
+        dropped = bad_symbols(frame.iloc[:0], source, HOUR)
+    else:
+        dropped = bad_symbols(frame, source, HOUR)
+        frame = frame[~frame["symbol"].isin(dropped["symbol"])]
+    return frame.sort_values(["symbol", "ts"], kind="stable", ignore_index=True), dropped
 
 
 def load_fear_greed(path: str | Path) -> pd.DataFrame:
@@ -73,14 +100,68 @@ def load_fear_greed(path: str | Path) -> pd.DataFrame:
     return out
 
 
-def load_market_data(
-    hourly_path: str | Path, fear_greed_path: str | Path, gaps: str = "fill_flat", max_gap_hours: int = 23
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(hourly bars on the gap-policy grid, the gap report, Fear & Greed) from the configured files."""
-    hourly = load_hourly(hourly_path)
+@dataclass
+class MarketData:
+    grid: pd.DataFrame        # hourly bars on the gap-policy grid (`is_filled` marks the filled ones)
+    gaps: pd.DataFrame        # the gap report of the kept symbols
+    fear_greed: pd.DataFrame
+    dropped: pd.DataFrame     # symbol, ts, problem, rows, message: coins left out (data.on_bad_symbol=drop)
+
+    @property
+    def bars(self) -> pd.DataFrame:
+        """The recorded bars (the file's, validated), without the gap fills."""
+        return self.grid.loc[~self.grid["is_filled"], list(self.grid.columns.drop("is_filled"))]
+
+
+def load_market(
+    hourly_path: str | Path, fear_greed_path: str | Path, gaps: str = "fill_flat", max_gap_hours: int = 23,
+    on_bad_symbol: str = "error", hourly: pd.DataFrame | None = None,
+) -> MarketData:
+    """The configured files, validated, with the gap policy applied.
+
+    on_bad_symbol: `error` stops at the first bad bar or too long gap (naming file, symbol and time);
+    `drop` leaves each such coin out and reports it (one bad coin does not stop the fleet).
+    hourly: bars already loaded and validated (e.g. a bar history) instead of reading `hourly_path`.
+    """
+    if hourly is None:
+        hourly, dropped = _load_hourly(hourly_path, on_bad_symbol)
+    else:
+        dropped = bad_symbols(hourly.iloc[:0], str(hourly_path), HOUR)
     gap_report = find_gaps(hourly)
+    if on_bad_symbol == "drop":
+        long_gaps = too_long_gaps(gap_report, gaps, max_gap_hours).drop_duplicates("symbol")
+        if not long_gaps.empty:
+            more = pd.DataFrame({
+                "symbol": long_gaps["symbol"].to_numpy(), "ts": long_gaps["first_missing"].to_numpy(),
+                "problem": "gap too long", "rows": long_gaps["missing_bars"].to_numpy(),
+            })
+            more["message"] = [f"{hourly_path}: gap of {n} missing hourly bar(s) for {s} from {t} (data.gaps={gaps}, "
+                               f"max_gap_hours={max_gap_hours})" for s, t, n in
+                               zip(more["symbol"], more["ts"], more["rows"], strict=True)]
+            dropped = pd.concat([dropped, more], ignore_index=True)
+            hourly = hourly[~hourly["symbol"].isin(more["symbol"])].reset_index(drop=True)
+            gap_report = find_gaps(hourly)
+    if hourly.empty:
+        raise DataValidationError(f"{hourly_path}: no symbol left after dropping the bad ones: "
+                                  f"{list(dropped['message'])}")
     try:
         grid = apply_gap_policy(hourly, gaps, max_gap_hours)
     except DataValidationError as err:
         raise DataValidationError(f"{hourly_path}: {err}") from err
-    return grid, gap_report, load_fear_greed(fear_greed_path)
+    return MarketData(grid, gap_report, load_fear_greed(fear_greed_path), dropped)
+
+
+def market_data_from_config(data_cfg: Mapping, hourly: pd.DataFrame | None = None) -> MarketData:
+    return load_market(**{k: data_cfg[k] for k in LOADER_KEYS if k in data_cfg}, hourly=hourly)
+
+
+def load_market_data(
+    hourly_path: str | Path, fear_greed_path: str | Path, gaps: str = "fill_flat", max_gap_hours: int = 23,
+    on_bad_symbol: str = "error", **_other_stages,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(hourly bars on the gap-policy grid, the gap report, Fear & Greed) from the configured files.
+
+    Takes the whole `data` config group; keys of other stages (data.restate) are ignored here.
+    """
+    data = load_market(hourly_path, fear_greed_path, gaps, max_gap_hours, on_bad_symbol)
+    return data.grid, data.gaps, data.fear_greed

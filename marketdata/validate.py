@@ -55,23 +55,43 @@ def check_columns(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     return out
 
 
+def bar_problems(frame: pd.DataFrame, bar: pd.Timedelta) -> list[tuple[str, np.ndarray]]:
+    """(problem, boolean mask of offending rows) for each value and ordering check, in file order."""
+    values = frame[list(VALUE_COLUMNS)].to_numpy()
+    ts = frame["ts"]
+    previous = frame.groupby("symbol", sort=False)["ts"].shift(1)
+    o, h, lo, c, v = (frame[col].to_numpy() for col in VALUE_COLUMNS)
+    return [
+        ("missing value (NaN or inf) in OHLCV", ~np.isfinite(values).all(axis=1)),
+        (f"bar time not aligned to the {bar} grid", (ts.dt.floor(bar) != ts).to_numpy()),
+        ("duplicate bar", frame.duplicated(["symbol", "ts"], keep="first").to_numpy()),
+        ("non-monotonic time (bar earlier than the one before it)", (ts < previous).to_numpy()),
+        ("non-positive price", np.minimum(np.minimum(o, h), np.minimum(lo, c)) <= 0),
+        ("high < low", h < lo),
+        ("close outside [low, high]", (c < lo) | (c > h)),
+        ("open outside [low, high]", (o < lo) | (o > h)),
+        ("negative volume", v < 0),
+    ]
+
+
 def check_bars(frame: pd.DataFrame, source: str, bar: pd.Timedelta) -> None:
     """Value and ordering checks on a canonical frame, in file order (before any sorting)."""
-    values = frame[list(VALUE_COLUMNS)].to_numpy()
-    _check(source, "missing value (NaN or inf) in OHLCV", frame, ~np.isfinite(values).all(axis=1))
-    ts = frame["ts"]
-    _check(source, f"bar time not aligned to the {bar} grid", frame, (ts.dt.floor(bar) != ts).to_numpy())
-    _check(source, "duplicate bar", frame, frame.duplicated(["symbol", "ts"], keep="first").to_numpy())
-    previous = frame.groupby("symbol", sort=False)["ts"].shift(1)
-    _check(source, "non-monotonic time (bar earlier than the one before it)", frame, (ts < previous).to_numpy())
-    o, h, lo, c, v = (frame[col].to_numpy() for col in VALUE_COLUMNS)
-    _check(source, "non-positive price", frame, (np.minimum(np.minimum(o, h), np.minimum(lo, c)) <= 0))
-    _check(source, "high < low", frame, h < lo)
-    _check(source, "close outside [low, high]", frame, (c < lo) | (c > h))
-    _check(source, "open outside [low, high]", frame, (o < lo) | (o > h))
-    _check(source, "negative volume", frame, v < 0)
+    for problem, bad in bar_problems(frame, bar):
+        if bad.any():
+            _fail(source, problem, frame, bad)
 
 
-def _check(source: str, problem: str, frame: pd.DataFrame, bad: np.ndarray) -> None:
-    if bad.any():
-        _fail(source, problem, frame, bad)
+def bad_symbols(frame: pd.DataFrame, source: str, bar: pd.Timedelta) -> pd.DataFrame:
+    """One row per symbol failing a check (its first problem): symbol, ts, problem, rows, message."""
+    found = []
+    for problem, bad in bar_problems(frame, bar):
+        if bad.any():
+            rows = frame.loc[bad, ["symbol", "ts"]].assign(problem=problem)
+            counts = rows.groupby("symbol")["ts"].transform("size")
+            found.append(rows.assign(rows=counts).drop_duplicates("symbol"))
+    if not found:
+        return pd.DataFrame(columns=["symbol", "ts", "problem", "rows", "message"])
+    out = pd.concat(found, ignore_index=True).drop_duplicates("symbol", ignore_index=True)
+    out["message"] = [f"{source}: {p} for {s} at {t} ({n} row(s) affected)"
+                      for s, t, p, n in zip(out["symbol"], out["ts"], out["problem"], out["rows"], strict=True)]
+    return out

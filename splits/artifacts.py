@@ -27,6 +27,7 @@ def folds_from_config(daily: pd.DataFrame, split_cfg: Mapping, longest_horizon_d
         window=split_cfg["window"],
         first_test_date=split_cfg.get("first_test_date"),
         last_test_date=split_cfg.get("last_test_date"),
+        open_last_fold=bool(split_cfg.get("open_last_fold", False)),
     )
 
 

@@ -81,8 +81,13 @@ def make_folds(
     window: WindowKind | str = WindowKind.ROLLING,
     first_test_date=None,
     last_test_date=None,
+    open_last_fold: bool = False,
 ) -> list[Fold]:
-    """All folds whose test window fits inside [first_day, last_day], restricted by the test dates."""
+    """All folds whose test window fits inside [first_day, last_day], restricted by the test dates.
+
+    open_last_fold: also the fold whose test window has begun but not ended by `last_day` (the days
+    after the last full test window, which daily operation serves); its test_end lies after the data.
+    """
     window = WindowKind(window)
     if min(train_days, val_days, test_days, step_days) < 1:
         raise ValueError("train_days, val_days, test_days and step_days must all be >= 1")
@@ -95,7 +100,7 @@ def make_folds(
     lower, upper = _day(first_test_date), _day(last_test_date)
     anchor = first + (train_days + purge_days + val_days + purge_days) * DAY
     # Fold k's test window ends at anchor + k * step + test_days - 1, which must not pass `last`.
-    n_folds = max(0, ((last - anchor) // DAY - (test_days - 1)) // step_days + 1)
+    n_folds = max(0, ((last - anchor) // DAY - (0 if open_last_fold else test_days - 1)) // step_days + 1)
     folds = []
     for k in range(n_folds):
         test_start = anchor + k * step_days * DAY

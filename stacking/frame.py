@@ -95,6 +95,7 @@ def assemble_stack_frame(
     allow_mixed_versions: bool = False,
     max_staleness_hours: float = 1.0,
     among: Mapping[str, Sequence[str]] | None = None,
+    dataset: str | None = None,
 ) -> pd.DataFrame:
     """`rows` joined with each kind's point-in-time outputs.
 
@@ -102,12 +103,13 @@ def assemble_stack_frame(
     for); the other kinds take, per row, the newest eligible version. A frame whose rows read more
     than one version of a kind is refused unless `allow_mixed_versions` says the caller means it.
     among: kind -> the versions to consider (None: every version in the store).
+    dataset: read only rows made from this data lineage (None: any; `run_stack` always passes it).
     """
     pinned = dict(pinned or {})
     frame = rows
     for kind in kinds:
         frame = store.read_asof(frame, kind, version=pinned.get(kind), max_staleness_hours=max_staleness_hours,
-                                among=None if among is None else among.get(kind))
+                                among=None if among is None else among.get(kind), dataset=dataset)
         check_out_of_sample(frame, kind)
         versions = frame[f"{kind}_version"].dropna().unique()
         if len(versions) > 1 and not allow_mixed_versions:

@@ -6,13 +6,20 @@ renamed into place (whole or absent). `run_id` is a hash of everything the run d
 config, the data fingerprint and the extractor versions in the store), so an unchanged input
 finds its run and is not retrained.
 
-The champion (`<root>/champion.json`) is the run signals are served from. A challenger replaces it
-only if, on the same out-of-sample rows (the folds and (symbol, day) rows both were tested on), it
-beats it on the configured metric by more than `margin` AND the paired t-stat of the per-day
-difference (challenger minus champion, HAC with h lags; `evaluation.daily_metric_series`) reaches
-`min_t`. A point estimate alone is noise: over a few months of daily ICs a 0.01 difference is well
-inside one standard error. Every decision is appended, with both figures, the margin, the paired
-t-stat and the reason, to `<root>/promotions.json`.
+A forced re-run of the same id moves the old run aside before the new one is renamed in, and
+removes it only after: a crash at any point leaves one of them in place (an old run left aside is
+put back by the next `Registry`).
+
+The champion is the run signals are served from, one per scope: the dataset (data lineage) and the
+task config (label, split, extractor kinds), `<root>/scopes/<scope>.json`. Runs on other data or
+for another task never compete with it; runs with other model settings do. A challenger replaces
+it only if, on the same out-of-sample rows (the folds and (symbol, day) rows both were tested on
+and both know the label of), it beats it on the configured metric by more than `margin` AND the
+paired t-stat of the per-day difference (challenger minus champion, HAC with h lags;
+`evaluation.daily_metric_series`) reaches `min_t`. A point estimate alone is noise: over a few
+months of daily ICs a 0.01 difference is well inside one standard error. The champion and the log
+of every decision (with both figures, the margin, the paired t-stat and the reason) are one file,
+written atomically: they always agree.
 """
 
 from __future__ import annotations
@@ -44,9 +51,29 @@ def run_key(spec: Mapping) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def scope_key(dataset: str, task: Mapping) -> str:
+    """The champion's scope: the dataset and a hash of the task config (what makes runs comparable)."""
+    return f"{dataset}-{run_key(task)[:8]}"
+
+
 class Registry:
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, scope: str = "default"):
         self.root = Path(root)
+        self.scope = scope
+        self._recover()
+
+    def _recover(self) -> None:
+        """Put back a run a crash left aside during a forced re-run (the new one never arrived)."""
+        for aside in (self.root / "runs").glob(".old-*"):
+            run_id = aside.name.split("-")[1]
+            if not self.run_dir(run_id).exists():
+                os.replace(aside, self.run_dir(run_id))
+            else:
+                shutil.rmtree(aside, ignore_errors=True)
+
+    @property
+    def state_path(self) -> Path:
+        return self.root / "scopes" / f"{self.scope}.json"
 
     def run_dir(self, run_id: str) -> Path:
         return self.root / "runs" / run_id
@@ -55,38 +82,49 @@ class Registry:
         return (self.run_dir(run_id) / RUN_FILE).is_file()
 
     def write_run(self, run_id: str, fill: Callable[[Path], dict]) -> Path:
-        """`fill(tmp_dir)` writes the run's files and returns run.json's content; then the folder is renamed in."""
+        """`fill(tmp_dir)` writes the run's files and returns run.json's content; then the folder is renamed in.
+
+        An earlier run of the same id (a forced re-run) is moved aside first and removed only once the
+        new one is in place."""
         final = self.run_dir(run_id)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{run_id}.", dir=final.parent))
         try:
             meta = fill(tmp)
             (tmp / RUN_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
-            if final.exists():  # an earlier identical run (forced re-run): replace it whole
-                shutil.rmtree(final)
+            aside = final.parent / f".old-{run_id}-{tmp.name.rsplit('.', 1)[-1]}"
+            if final.exists():
+                os.replace(final, aside)
             os.replace(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        shutil.rmtree(aside, ignore_errors=True)
         return final
 
     def run_meta(self, run_id: str) -> dict:
         return json.loads((self.run_dir(run_id) / RUN_FILE).read_text())
 
-    def champion(self) -> dict | None:
-        path = self.root / "champion.json"
-        return json.loads(path.read_text()) if path.is_file() else None
+    def _state(self) -> dict:
+        path = self.state_path
+        return json.loads(path.read_text()) if path.is_file() else {"scope": self.scope, "champion": None,
+                                                                      "promotions": []}
 
-    def record(self, decision: PromotionDecision) -> None:
-        log_path = self.root / "promotions.json"
-        history = json.loads(log_path.read_text()) if log_path.is_file() else []
-        write_json_atomic([*history, asdict(decision)], log_path)
+    def champion(self) -> dict | None:
+        return self._state()["champion"]
+
+    def promotions(self) -> list[dict]:
+        return self._state()["promotions"]
+
+    def record(self, decision: PromotionDecision, extra: Mapping | None = None) -> None:
+        """Log the decision and, if promoted, the new champion: one atomic write, so both always agree."""
+        state = self._state()
+        state["promotions"].append(asdict(decision))
         if decision.promoted:
-            write_json_atomic(
-                {"run_id": decision.challenger, "metric": decision.metric, "value": decision.challenger_value,
-                 "promoted_at": decision.decided_at},
-                self.root / "champion.json",
-            )
+            state["champion"] = {"run_id": decision.challenger, "metric": decision.metric,
+                                 "value": decision.challenger_value, "promoted_at": decision.decided_at,
+                                 **dict(extra or {})}
+        write_json_atomic(state, self.state_path)
 
 
 @dataclass(frozen=True)
@@ -149,7 +187,10 @@ def decide_promotion(
                                  "the challenger is the champion (inputs unchanged)", now, **rule)
     champion = champion_predictions[champion_predictions["model"] == model]
     keys = ["symbol", "date", "fold"]
-    common = challenger[keys].merge(champion[keys], on=keys)
+    # Rows both runs know the label of: a run made before a label was known has it missing, and the
+    # two runs must be scored on the same rows.
+    common = challenger.loc[challenger["label"].notna(), keys].merge(
+        champion.loc[champion["label"].notna(), keys], on=keys)
     if common.empty:
         return PromotionDecision(False, challenger_id, champion_id, metric, None, None, [], 0,
                                  "no out-of-sample rows in common: the champion stays", now, **rule)

@@ -23,14 +23,17 @@ from splits.artifacts import folds_from_config
 from splits.walkforward import Fold
 from stacking.folds import meta_folds
 from stacking.frame import assemble_stack_frame, complete_rows, decision_rows, feature_sets
+from stacking.lineage import cap_at_pins, readable_versions, roll_forward, task_scope
 from stacking.registry import PromotionDecision, Registry, decide_promotion, run_key
 from stacking.signals import apply_confidence, directions, rolling_zscore
 from stacking.walkforward import PREDICTION_COLUMNS, StackSettings, predict_fold, train_fold
-from store.extractors import data_fingerprint
+from store.extractors import code_revision, data_fingerprint
 from store.feature_store import FeatureStore
 from store.files import write_json_atomic, write_parquet_atomic
+from store.lineage import source_hash
 
 SIGNAL_NAMES = np.array(CLASS_NAMES)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -102,10 +105,14 @@ def run_stack(
         if not store.exists(kind):
             raise FileNotFoundError(f"the store at {cfg.store.root} has no {kind} outputs: run embed.py first")
 
+    # Lineage enforced: only versions made from this data and these features, capped at any pin.
+    readable = readable_versions(store, kinds, frames, cfg, console)
+    among = {k: [v for v in readable[k] if among is None or v in among[k]] for k in kinds}
+    among = cap_at_pins(store, among, stack_cfg["pinned_versions"])
     rows = decision_rows(frames, label)
     frame = assemble_stack_frame(
-        rows, store, kinds, pinned=stack_cfg["pinned_versions"], allow_mixed_versions=stack_cfg["allow_mixed_versions"],
-        max_staleness_hours=cfg.store.max_staleness_hours, among=among,
+        rows, store, kinds, allow_mixed_versions=stack_cfg["allow_mixed_versions"],
+        max_staleness_hours=cfg.store.max_staleness_hours, among=among, dataset=frames.dataset,
     )
     frame = frame[complete_rows(frame, kinds)].reset_index(drop=True)
     if frame.empty:
@@ -128,16 +135,22 @@ def run_stack(
     keyed = {k: v for k, v in stack_cfg.items() if k not in ("promotion", "force", "backend", "dask", "root")}
     schema = run_key({"features": features, "config": OmegaConf.to_container(cfg.features, resolve=True),
                       "gaps": [cfg.data.gaps, cfg.data.max_gap_hours]})
+    code = source_hash("trishula")
+    config_key = run_key({"stack": keyed, "labels": OmegaConf.to_container(cfg.labels), "schema": schema,
+                          "split": OmegaConf.to_container(cfg.split), "source": code})
     run_id = run_key({"stack": keyed, "labels": OmegaConf.to_container(cfg.labels), "schema": schema,
                       "split": OmegaConf.to_container(cfg.split), "data": fingerprint, "store": versions,
-                      "folds": [m.to_dict() for m in meta]})
-    registry = Registry(stack_cfg["root"])
+                      "folds": [m.to_dict() for m in meta], "dataset": frames.dataset, "source": code})
+    registry = Registry(stack_cfg["root"], task_scope(cfg, frames.dataset))
     champion = registry.champion()
     _report_newer_extractors(registry, champion, versions, console)
 
     reused = registry.has_run(run_id) and not stack_cfg["force"]
     if reused:
-        console.print(f"stack: inputs unchanged since run {run_id}: reusing it (stack.force=true retrains)")
+        made_by = registry.run_meta(run_id)
+        console.print(f"stack: inputs unchanged since run {run_id}: reusing it, made by source "
+                      f"{made_by.get('source_hash')} at revision {made_by.get('code_revision')} "
+                      "(stack.force=true retrains)")
     else:
         settings = StackSettings(
             label=label, params=stack_cfg["lgbm"], early_stopping_rounds=stack_cfg["early_stopping_rounds"],
@@ -148,7 +161,11 @@ def run_stack(
             settings.dask_client = client
             registry.write_run(run_id, lambda tmp: _train_all(tmp, frame, meta, features, settings, stack_cfg,
                                                               {"run_id": run_id, "store": versions, "schema": schema,
-                                                               "data_fingerprint": fingerprint}, console))
+                                                               "data_fingerprint": fingerprint,
+                                                               "dataset": frames.dataset, "source_hash": code,
+                                                               "code_revision": code_revision(ROOT),
+                                                               "scope": registry.scope, "config_key": config_key},
+                                                              console))
     run_dir = registry.run_dir(run_id)
     predictions = pd.read_parquet(run_dir / "predictions.parquet")
     signals = pd.read_parquet(run_dir / "signals.parquet")
@@ -162,6 +179,7 @@ def run_stack(
     promotion = stack_cfg["promotion"]
     decision = decide_promotion(run_id, predictions, champion_id, champion_predictions, promotion["metric"],
                                 evaluate_predictions, margin=promotion["margin"], min_t=promotion["min_t"])
+    decision = roll_forward(decision, registry, config_key)
     if decision.champion != decision.challenger:
         registry.record(decision)
     verdict = "PROMOTED" if decision.promoted else "not promoted"

@@ -26,6 +26,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -45,15 +47,55 @@ def file_fingerprint(paths: Iterable[str | Path]) -> str:
 
 
 def data_fingerprint(data_cfg: Mapping) -> str:
-    """`file_fingerprint` of a data config's files (hourly bars, Fear & Greed), hashed once per file
-    state: a run asks for it at every stage and fold, and a changed file (size or mtime) is re-read."""
-    paths = [Path(data_cfg["hourly_path"]).resolve(), Path(data_cfg["fear_greed_path"]).resolve()]
-    return _fingerprint_of(tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths))
+    """A 64-hex fingerprint of the data's content: the hourly bars (whatever file or row order holds
+    them) and the Fear & Greed file. Hashed once per file state (size, mtime)."""
+    return data_prefix_fingerprint(data_cfg, None)
 
 
-@functools.lru_cache(maxsize=16)
-def _fingerprint_of(files: tuple[tuple[str, int, int], ...]) -> str:
-    return file_fingerprint(path for path, _, _ in files)
+def data_prefix_fingerprint(data_cfg: Mapping, until: pd.Timestamp | None) -> str:
+    """The fingerprint of the bars before `until` and the Fear & Greed values dated before it (None:
+    all). A result that depends only on data before a time (an extractor trained on its fold's
+    windows) keeps its key when later bars are appended."""
+    bars = _content_hashes(_state(data_cfg["hourly_path"]), "ts")
+    fear_greed = _content_hashes(_state(data_cfg["fear_greed_path"]), "date")
+    parts = [_prefix(bars, until), _prefix(fear_greed, until)]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def data_span(data_cfg: Mapping) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The first and last bar times of the hourly file (UTC)."""
+    times = _content_hashes(_state(data_cfg["hourly_path"]), "ts")[0]
+    return pd.Timestamp(times[0], tz="UTC"), pd.Timestamp(times[-1], tz="UTC")
+
+
+def _state(path) -> tuple[str, int, int]:
+    path = Path(path).resolve()
+    return str(path), path.stat().st_size, path.stat().st_mtime_ns
+
+
+@functools.lru_cache(maxsize=8)
+def _content_hashes(state: tuple[str, int, int], time_column: str) -> tuple[np.ndarray, np.ndarray]:
+    """(times sorted, running sums of two independent row hashes): a multiset hash of every prefix."""
+    frame = pd.read_parquet(state[0])
+    frame = frame.sort_values([time_column, *(["symbol"] if "symbol" in frame else [])], kind="stable",
+                              ignore_index=True)
+    hashes = [pd.util.hash_pandas_object(frame, index=False, hash_key=key).to_numpy() for key in _HASH_KEYS]
+    with np.errstate(over="ignore"):  # sums wrap around modulo 2**64 by design
+        sums = np.stack([np.cumsum(h, dtype=np.uint64) for h in hashes], axis=1)
+    times = pd.DatetimeIndex(pd.to_datetime(frame[time_column], utc=True)).as_unit("ns").asi8
+    return times, sums
+
+
+_HASH_KEYS = ("trishula-rows-01", "trishula-rows-02")
+
+
+def _prefix(hashes: tuple[np.ndarray, np.ndarray], until) -> list[int]:
+    times, sums = hashes
+    if until is not None:
+        until = pd.Timestamp(until)
+        until = (until.tz_localize("UTC") if until.tzinfo is None else until).as_unit("ns").value
+    n = len(times) if until is None else int(np.searchsorted(times, until, side="left"))
+    return [n, *(int(v) for v in sums[n - 1])] if n else [0, 0, 0]
 
 
 def input_spec(frame: str, columns: Iterable[str], window: int, features_cfg: Mapping, data_cfg: Mapping) -> dict:
@@ -65,6 +107,13 @@ def input_spec(frame: str, columns: Iterable[str], window: int, features_cfg: Ma
         "features": dict(features_cfg),
         "data_gaps": {"policy": data_cfg["gaps"], "max_gap_hours": data_cfg["max_gap_hours"]},
     }
+
+
+def current_schema_hash(meta: Mapping, columns: Iterable[str], features_cfg: Mapping, data_cfg: Mapping) -> str:
+    """The schema hash an artifact's inputs (its frame and window) have under the current feature config
+    and built `columns`: equal to its `feature_schema_hash` iff its features are made the same way now."""
+    inputs = meta["inputs"]
+    return schema_hash(input_spec(inputs["frame"], columns, inputs["window"], features_cfg, data_cfg))
 
 
 def schema_hash(spec: Mapping) -> str:

@@ -10,7 +10,9 @@ Rows hold the embedding (`lemb_*` for the LSTM, `emb_*` for the TCN) and the RAW
 (`logit_sell`, `logit_hold`, `logit_buy`): softmax is applied exactly once, in `read_asof`. Every
 row carries its lineage: kind, version, fold, train and validation ends, the time from which the
 extractor may be used (`eligible_from`), the artifact's weights hash, the feature schema hash,
-the data fingerprint, the code revision and when it was written.
+the dataset (data lineage, `store/lineage.py`), the data fingerprint, the code revision and
+source hash, and when it was written. Reads filter on the caller's dataset and feature schema:
+rows made from other data or other features are never read.
 
 Point in time: an extractor trained and early-stopped on data and labels up to
 `labels_end = val_end + 1 day + horizon` may stand for decision time t only if
@@ -40,10 +42,22 @@ EMBEDDING_PREFIX = {"lstm": "lemb_", "tcn": "emb_"}
 LOGIT_COLUMNS = tuple(f"logit_{name.lower()}" for name in CLASS_NAMES)
 LINEAGE_COLUMNS = (
     "kind", "version", "fold", "train_end", "val_end", "eligible_from", "artifact_sha256",
-    "feature_schema_hash", "data_fingerprint", "code_revision", "written_at",
+    "feature_schema_hash", "dataset", "data_fingerprint", "code_revision", "source_hash", "written_at",
 )
 KEY_COLUMNS = ("symbol", "ts", "decision_time")
 COMMITTED_FILE = "committed.json"
+
+
+def _quoted(values: Sequence[str]) -> str:
+    if not values or any("'" in str(v) for v in values):
+        raise ValueError(f"bad value list {values!r}")
+    return ", ".join(f"'{v}'" for v in values)
+
+
+def lineage_filter(dataset: str | None = None, schema_hash: str | None = None) -> str:
+    """A SQL condition (leading AND) keeping the rows of one dataset and one feature schema."""
+    return "".join(f" AND {column} IN ({_quoted([value])})" for column, value in
+                   (("dataset", dataset), ("feature_schema_hash", schema_hash)) if value is not None)
 
 
 class InSampleReadError(ValueError):
@@ -65,7 +79,8 @@ def output_schema(kind: str, embedding_dim: int) -> pa.Schema:
     fields += [
         ("kind", pa.string()), ("version", pa.string()), ("fold", pa.int32()), ("train_end", ts), ("val_end", ts),
         ("eligible_from", ts), ("artifact_sha256", pa.string()), ("feature_schema_hash", pa.string()),
-        ("data_fingerprint", pa.string()), ("code_revision", pa.string()), ("written_at", ts),
+        ("dataset", pa.string()), ("data_fingerprint", pa.string()), ("code_revision", pa.string()),
+        ("source_hash", pa.string()), ("written_at", ts),
     ]
     return pa.schema(fields)
 
@@ -102,14 +117,29 @@ class FeatureStore:
         """The whole table (small tables and tests; use `read_asof` to feed models)."""
         return self.dataset(kind).to_table().to_pandas()
 
-    def versions(self, kind: str) -> pd.DataFrame:
+    def versions(self, kind: str, dataset: str | None = None, schema_hash: str | None = None) -> pd.DataFrame:
+        """Per version (of `dataset` and feature schema `schema_hash` when given): fold, eligibility, rows."""
         if not self.exists(kind):
-            return pd.DataFrame(columns=["version", "fold", "eligible_from", "rows"])
+            return pd.DataFrame(columns=["version", "fold", "eligible_from", "rows", "dataset", "feature_schema_hash"])
         with duckdb.connect() as con:
             con.register("outputs", self.dataset(kind))
             return con.sql(
-                "SELECT version, any_value(fold) AS fold, any_value(eligible_from) AS eligible_from, count(*) AS rows "
-                "FROM outputs GROUP BY version ORDER BY eligible_from, version"
+                "SELECT version, any_value(fold) AS fold, any_value(eligible_from) AS eligible_from, count(*) AS rows, "
+                "any_value(dataset) AS dataset, any_value(feature_schema_hash) AS feature_schema_hash "
+                f"FROM outputs WHERE true{lineage_filter(dataset, schema_hash)} "
+                "GROUP BY version ORDER BY eligible_from, version"
+            ).df()
+
+    def decision_times(self, kind: str, versions: Sequence[str], dataset: str) -> pd.DataFrame:
+        """version, symbol, decision_time, source_hash of the stored rows of `versions` in `dataset`."""
+        if not self.exists(kind):
+            return pd.DataFrame(columns=["version", "symbol", "decision_time", "source_hash"])
+        with duckdb.connect() as con:
+            con.register("outputs", self.dataset(kind))
+            return con.sql(
+                "SELECT version, symbol, decision_time, source_hash FROM outputs "
+                f"WHERE version IN ({_quoted(versions)})"
+                f"{lineage_filter(dataset)}"
             ).df()
 
     def committed_runs(self) -> dict[str, dict[str, str]]:
@@ -123,20 +153,39 @@ class FeatureStore:
         committed.setdefault(kind, {}).update(run_keys)
         write_json_atomic(committed, self.root / COMMITTED_FILE)
 
-    def replace_versions(self, kind: str, versions: list[str], batches: pa.RecordBatchReader) -> None:
-        """In one transaction, replace every row of `versions` with `batches` (streamed, bounded memory).
+    def replace_versions(self, kind: str, tails: Mapping[str, pd.Timestamp | None], dataset: str,
+                         batches: pa.RecordBatchReader) -> None:
+        """In one transaction, replace the rows of each version in `tails` (of `dataset`) from its
+        decision time on (None: all its rows) with `batches` (streamed, bounded memory).
 
-        Delta checks that every new row matches the predicate, so nothing of another version can
-        be written or removed by mistake.
+        A whole backfill passes None; an append passes the first decision time it adds, so it
+        rewrites its own tail only (a re-run after a crash writes the same rows again). Delta checks
+        that every new row matches the predicate, so nothing of another version, another dataset or
+        before the tail can be written or removed by mistake.
         """
-        if not versions or any("'" in v for v in versions):
-            raise ValueError(f"bad version list {versions!r}")
+        clauses = [
+            f"(version = {_quoted([v])}"
+            + ("" if t is None else f" AND decision_time >= '{pd.Timestamp(t).isoformat()}'") + ")"
+            for v, t in tails.items()
+        ]
+        if not clauses:
+            raise ValueError("no version to replace")
         path = str(self.table_path(kind))
         if self.exists(kind):
-            listed = ", ".join(f"'{v}'" for v in versions)
-            write_deltalake(path, batches, mode="overwrite", predicate=f"version IN ({listed})")
+            predicate = f"({' OR '.join(clauses)}) AND dataset = {_quoted([dataset])}"
+            write_deltalake(path, batches, mode="overwrite", predicate=predicate)
         else:
             write_deltalake(path, batches, mode="error")
+
+    def delete_from(self, dataset: str, since: pd.Timestamp) -> int:
+        """Delete every row of `dataset` whose window reaches `since` (a restated bar); returns rows deleted."""
+        deleted = 0
+        for kind in EMBEDDING_PREFIX:
+            if self.exists(kind):
+                metrics = DeltaTable(str(self.table_path(kind))).delete(
+                    f"dataset = {_quoted([dataset])} AND decision_time > '{pd.Timestamp(since).isoformat()}'")
+                deleted += int(metrics.get("num_deleted_rows", 0) or 0)
+        return deleted
 
     def read_asof(
         self,
@@ -145,13 +194,16 @@ class FeatureStore:
         version: str | None = None,
         max_staleness_hours: float = 1.0,
         among: Sequence[str] | None = None,
+        dataset: str | None = None,
+        schema_hash: str | None = None,
     ) -> pd.DataFrame:
         """The extractor outputs each decision row (symbol, decision_time) may use, point in time.
 
         Per (symbol, stored decision time) the newest eligible version is kept; each decision row
         takes the latest such row at or before its decision time, if it is at most
         `max_staleness_hours` old (else the outputs are missing, never filled). `among` limits the
-        versions considered (e.g. the extractors one pipeline run trained); `version` pins one
+        versions considered (e.g. the extractors one pipeline run trained); `dataset` and
+        `schema_hash` keep the rows made from the caller's data and features; `version` pins one
         extractor: decision rows it is not out of sample for are refused with InSampleReadError.
         Returns the decision rows with the embedding, the raw logits, probabilities
         (`<kind>_p_sell`, ...: softmax of the stored logits, applied here and only here) and
@@ -161,10 +213,12 @@ class FeatureStore:
         if missing:
             raise ValueError(f"decision rows need columns {missing}")
         with duckdb.connect() as con:
-            return self._read_asof(con, decisions, kind, version, max_staleness_hours, among)
+            return self._read_asof(con, decisions, kind, version, max_staleness_hours, among,
+                                   lineage_filter(dataset, schema_hash))
 
-    def _read_asof(self, con, decisions, kind, version, max_staleness_hours, among) -> pd.DataFrame:
-        con.register("outputs", self.dataset(kind))
+    def _read_asof(self, con, decisions, kind, version, max_staleness_hours, among, lineage) -> pd.DataFrame:
+        con.register("all_outputs", self.dataset(kind))
+        con.sql(f"CREATE TEMP VIEW outputs AS SELECT * FROM all_outputs WHERE true{lineage}")
         query_rows = decisions[["symbol", "decision_time"]].reset_index(drop=True)
         query_rows["decision_time"] = query_rows["decision_time"].astype("datetime64[ms, UTC]")
         query_rows["row_id"] = np.arange(len(query_rows))
@@ -183,11 +237,9 @@ class FeatureStore:
                     f"{early['symbol'].iloc[0]} at {early['decision_time'].iloc[0]} "
                     f"({len(early)} decision row(s); its training data and labels end within the purge)"
                 )
-            source = f"SELECT * FROM outputs WHERE version = '{version}'"
+            source = f"SELECT * FROM outputs WHERE version = {_quoted([version])}"
         else:
-            if among is not None and (not among or any("'" in v for v in among)):
-                raise ValueError(f"bad version list {among!r}")
-            listed = "" if among is None else " AND version IN (" + ", ".join(f"'{v}'" for v in among) + ")"
+            listed = "" if among is None else f" AND version IN ({_quoted(among)})"
             source = (
                 f"SELECT * FROM outputs WHERE decision_time >= eligible_from{listed} "
                 "QUALIFY row_number() OVER (PARTITION BY symbol, decision_time "

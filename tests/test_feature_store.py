@@ -15,8 +15,8 @@ import torch
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
+from backfill import make_plan
 from features.build import load_feature_frames
-from store.backfill import make_plan
 from store.extractors import input_spec, list_extractors, schema_hash
 from store.feature_store import LOGIT_COLUMNS, FeatureStore, InSampleReadError, eligible_from
 from tests.conftest import ROOT, compose

@@ -87,6 +87,17 @@ def test_config_purge_defaults_to_the_longest_horizon(frames):
     assert {f.purge_days for f in longer} == {20}
 
 
+def test_the_open_last_fold_holds_the_days_after_the_last_full_test_window():
+    closed = make_folds(FIRST, LAST)
+    opened = make_folds(FIRST, LAST, open_last_fold=True)
+    assert opened[:-1] == closed and opened[-1].index == closed[-1].index + 1
+    assert opened[-1].test_start <= LAST < opened[-1].test_end
+    # Its train and validation windows, and their labels, are known by its first test day.
+    assert opened[-1].val_end + (1 + 14) * DAY <= opened[-1].test_start
+    # On the last day of a full window, no fold is open.
+    assert make_folds(FIRST, closed[-1].test_end, open_last_fold=True) == closed
+
+
 def test_fold_round_trips_through_its_record():
     fold = make_folds(FIRST, LAST)[3]
     assert Fold.from_dict(fold.to_dict()) == fold

@@ -17,6 +17,7 @@ from features.build import LSTM_FEATURES, REGIME_FEATURES, TABULAR_FEATURES, TCN
 from features.factors import FACTORS
 from models.trishula import MissingFeatureError
 from stacking.frame import MixedVersionsError, assemble_stack_frame, complete_rows, decision_rows
+from stacking.lineage import cap_at_pins
 from stacking.walkforward import PREDICTION_COLUMNS, FoldModel
 from store.feature_store import FeatureStore, InSampleReadError
 from tests.conftest import ROOT, SAMPLE, compose
@@ -58,11 +59,11 @@ def test_pipeline_writes_features_labels_and_folds(run_dir):
     assert sorted(daily["symbol"].unique()) == sorted(pd.read_parquet(SAMPLE / "hourly.parquet")["symbol"].unique())
     assert not daily.duplicated(["symbol", "ts"]).any() and not hourly.duplicated(["symbol", "ts"]).any()
     folds = json.loads((run_dir / "folds.json").read_text())["folds"]
-    assert [f["index"] for f in folds] == [8, 9, 10, 11, 12]
+    assert [f["index"] for f in folds] == [8, 9, 10, 11, 12, 13]  # 13: the open fold, tested up to the data end
     assert set(folds[0]["normalization"]) == {"daily", "hourly"}
     assert folds[0]["normalization"]["hourly"]["columns"] == list(TCN_CHANNELS)
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["daily_rows"] == len(daily) and summary["folds"] == 5
+    assert summary["daily_rows"] == len(daily) and summary["folds"] == 6
     assert sum(summary["primary_label_counts"].values()) == int(daily["label_3d"].notna().sum())
     # Nothing half-written is left behind.
     assert not list(run_dir.glob(".*.tmp"))
@@ -72,7 +73,7 @@ def test_overrides_reach_the_stages(tmp_path):
     done = _run(tmp_path, "split.first_test_date=2023-10-01", "split.window=expanding", "pipeline.until=data")
     assert done.returncode == 0, done.stderr[-3000:]
     folds = json.loads((tmp_path / "folds.json").read_text())["folds"]
-    assert [f["index"] for f in folds] == [8, 9, 10, 11, 12]
+    assert [f["index"] for f in folds] == [8, 9, 10, 11, 12, 13]
     assert {f["train_start"] for f in folds} == {"2022-12-01"}
     assert not (tmp_path / "metrics.json").exists()  # the run stopped after the data plane
 
@@ -224,6 +225,21 @@ def test_in_sample_pins_and_unannounced_mixing_are_refused(stacked):
         assemble_stack_frame(rows, store, ["lstm", "tcn"], allow_mixed_versions=False)
 
 
+def test_a_pin_serves_its_version_from_its_eligibility_on_and_never_a_newer_one(stacked):
+    """stack.pinned_versions caps the as-of rule: earlier rows read older versions, later ones the pin."""
+    frames, store = stacked
+    versions = store.versions("lstm")
+    pin = versions["version"].iloc[-2]  # fold 8's: fold 12's is newer
+    among = cap_at_pins(store, {"lstm": list(versions["version"])}, {"lstm": pin})
+    assert among["lstm"] == list(versions["version"].iloc[:-1])
+    rows = decision_rows(frames, "label_3d")
+    frame = assemble_stack_frame(rows, store, ["lstm"], allow_mixed_versions=True, among=among)
+    read = frame[frame["lstm_version"].notna()]
+    after = read["decision_time"] >= versions["eligible_from"].iloc[-2]
+    assert (read.loc[after, "lstm_version"] == pin).all() and after.sum() > 100
+    assert (read.loc[~after, "lstm_version"] != pin).all() and (~after).sum() > 100
+
+
 def test_served_model_refuses_a_missing_feature(run_dir, artifacts_dir, stacked, metrics):
     frames, store = stacked
     run = artifacts_dir / "trishula" / "runs" / metrics["run_id"]
@@ -289,7 +305,7 @@ def test_rerun_skips_every_unchanged_stage(run_dir, artifacts_dir, tmp_path, pre
     done = _run(tmp_path, *E2E, f"paths.artifacts_dir={artifacts_dir}")
     assert done.returncode == 0, done.stderr[-3000:]
     out = " ".join(done.stdout.split())
-    assert "extractors: 8 of 8 unchanged" in out
+    assert "extractors: 8 of 8 unchanged" in out and "reused, made by source" in out
     assert "embed: 8 extractor backfill(s) unchanged since their commit: skipped" in out
     assert "inputs unchanged since run" in out and "report:" in out
     again = pd.read_parquet(tmp_path / "predictions.parquet")
@@ -314,12 +330,12 @@ def test_stack_retrains_after_an_extractor_update_and_logs_promotion(run_dir, ar
     assert done.returncode == 0, done.stderr[-3000:]
     out = " ".join(done.stdout.split())
     assert "the store holds 1 lstm version(s) the champion" in out and "retraining on them" in out
-    decisions = json.loads((artifacts_dir / "trishula" / "promotions.json").read_text())
-    latest = decisions[-1]
+    [state] = [json.loads(p.read_text()) for p in (artifacts_dir / "trishula" / "scopes").glob("*.json")]
+    latest = state["promotions"][-1]
     assert latest["champion"] is not None and latest["metric"] == "ic_mean"
     assert latest["challenger_value"] is not None and latest["champion_value"] is not None
     assert latest["promoted"] == (latest["challenger_value"] > latest["champion_value"])
-    champion = json.loads((artifacts_dir / "trishula" / "champion.json").read_text())
+    champion = state["champion"]  # one file with the log: they always agree
     assert champion["run_id"] == (latest["challenger"] if latest["promoted"] else latest["champion"])
     assert (tmp_path / "stack" / "report.html").is_file()
 

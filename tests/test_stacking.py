@@ -193,7 +193,7 @@ def test_meta_folds_keep_purges_and_skip_short_train_windows(frames, cfg):
     folds = folds_from_config(frames.daily, cfg.split, 14)
     first = folds[0].test_start + pd.Timedelta(days=3)
     made, skipped = meta_folds(folds, first, val_days=21, purge_days=14, min_train_days=30)
-    assert skipped == [f.index for f in folds if f.index < 6] and [m.index for m in made] == list(range(6, 13))
+    assert skipped == [f.index for f in folds if f.index < 6] and [m.index for m in made] == list(range(6, 14))
     for meta, fold in zip(made, folds[6:], strict=True):
         assert (meta.test_start, meta.test_end) == (fold.test_start, fold.test_end)
         assert (meta.val_start - meta.train_end).days == 15 and (meta.test_start - meta.val_end).days == 15

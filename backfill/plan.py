@@ -1,8 +1,12 @@
 """Backfill one trained extractor into the feature store: safe to kill, resume and repeat.
 
+Runs the networks, so it lives beside `embed.py`'s concern, not in `store/` (storage only).
+
 1. Plan: the decision rows the extractor is responsible for: from its `eligible_from` to the
    next (later) artifact's of the same kind, or to the end of the data for the newest one; each
-   needs a complete window. The inputs are normalised with the artifact's own statistics (the
+   needs a complete window. `BackfillPlan.tail` keeps the rows from the first one the store does
+   not hold yet (made by this code, for this dataset): the daily append, or nothing.
+   The inputs are normalised with the artifact's own statistics (the
    ones it was trained with, never refit), after checking that the configured features have the
    artifact's schema hash.
 2. Stage: the rows are cut into chunks of `chunk_size` windows; each chunk goes through
@@ -10,8 +14,8 @@
    shard) and a prediction writer saves it as Parquet under a staging folder named by the run's
    content (artifact, data, plan). A finished chunk is marked done; a re-run skips done chunks.
 3. Commit (`commit_staged`, once every extractor of the run is staged): per extractor kind, one
-   Delta transaction replaces the run's versions' rows with the staged files, streamed in bounded
-   memory. Until then the store is as it was; after it, the staging folders are removed.
+   Delta transaction replaces the run's versions' rows (their tails, for an append) with the staged
+   files, streamed in bounded memory. Until then the store is as it was; after it, the staging folders are removed.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from splits import Normalizer
 from store.extractors import ExtractorArtifact, code_revision
 from store.feature_store import EMBEDDING_PREFIX, LOGIT_COLUMNS, FeatureStore, eligible_from, output_schema
 from store.files import write_arrow_atomic
+from store.lineage import source_hash
 
 BAR = {"daily": pd.Timedelta(days=1), "hourly": pd.Timedelta(hours=1)}
 
@@ -61,9 +66,33 @@ class BackfillPlan:
     start: pd.Timestamp
     until: pd.Timestamp | None
     run_key: str
+    dataset: str
+    tail_from: pd.Timestamp | None = None  # an append: the rows from this decision time on (None: all)
 
     def chunks(self, chunk_size: int) -> list[np.ndarray]:
         return [np.arange(i, min(i + chunk_size, len(self.ends))) for i in range(0, len(self.ends), chunk_size)]
+
+    def tail(self, store: FeatureStore) -> BackfillPlan | None:
+        """The plan cut to its rows from the first one the store lacks (None: it holds them all).
+
+        Stored rows count only if this dataset's and made by this source: rows of older code are
+        missing, so they are rewritten, never served.
+        """
+        stored = store.decision_times(self.kind, [self.artifact.version], self.dataset)
+        stored = stored[stored["source_hash"] == source_hash("backfill")]
+        key = pd.MultiIndex.from_frame(self.keys[["symbol", "decision_time"]])
+        have = key.isin(pd.MultiIndex.from_frame(stored[["symbol", "decision_time"]].astype(
+            {"decision_time": self.keys["decision_time"].dtype})))
+        if have.all():
+            return None
+        first = self.keys["decision_time"][~have].min()
+        if not have.any():
+            return self  # nothing stored: the whole plan, replacing the version's rows
+        keep = (self.keys["decision_time"] >= first).to_numpy()
+        tail_key = f"{self.run_key}-tail{hashlib.sha256(str(first).encode()).hexdigest()[:8]}"
+        return BackfillPlan(self.artifact, self.kind, self.values, self.ends[keep],
+                            self.keys[keep].reset_index(drop=True), self.window, self.channels_first, self.start,
+                            self.until, tail_key, self.dataset, first)
 
 
 def make_plan(
@@ -74,8 +103,14 @@ def make_plan(
     data_fingerprint: str,
     stride_hours: int = 1,
     chunk_size: int = 50_000,
+    dataset: str | None = None,
 ) -> BackfillPlan:
     meta = artifact.meta
+    if dataset is not None and meta.get("dataset") != dataset:
+        raise BackfillInputError(
+            f"{meta['kind']} {artifact.version} was trained on dataset {meta.get('dataset')}, not on this data's "
+            f"{dataset}: an extractor serves the data lineage it was trained on only"
+        )
     if meta["feature_schema_hash"] != current_schema_hash:
         raise BackfillInputError(
             f"{meta['kind']} {artifact.version}: the configured features (schema {current_schema_hash}) differ "
@@ -114,11 +149,12 @@ def make_plan(
     })
     plan_spec = {
         "version": artifact.version, "data": data_fingerprint, "stride": stride_hours, "chunk": chunk_size,
-        "start": str(start), "until": str(until), "rows": int(ends.size),
+        "start": str(start), "until": str(until), "rows": int(ends.size), "dataset": dataset,
+        "source": source_hash("backfill"),
     }
     run_key = f"{artifact.version}-{hashlib.sha256(json.dumps(plan_spec).encode()).hexdigest()[:12]}"
     return BackfillPlan(artifact, meta["kind"], torch.from_numpy(values), ends, keys, inputs["window"],
-                        inputs["frame"] == "hourly", start, until, run_key)
+                        inputs["frame"] == "hourly", start, until, run_key, dataset or meta.get("dataset", ""))
 
 
 class _ShardedChunk(L.LightningDataModule):
@@ -166,8 +202,9 @@ def _lineage(plan: BackfillPlan, data_fingerprint: str, written_at: pd.Timestamp
         "kind": plan.kind, "version": plan.artifact.version, "fold": int(meta["fold"]),
         "train_end": pd.Timestamp(meta["train_end"], tz="UTC"), "val_end": pd.Timestamp(meta["val_end"], tz="UTC"),
         "eligible_from": plan.start, "artifact_sha256": meta["weights_sha256"],
-        "feature_schema_hash": meta["feature_schema_hash"], "data_fingerprint": data_fingerprint,
-        "code_revision": code_revision(Path(__file__).parents[1]), "written_at": written_at,
+        "feature_schema_hash": meta["feature_schema_hash"], "dataset": plan.dataset,
+        "data_fingerprint": data_fingerprint, "code_revision": code_revision(Path(__file__).parents[1]),
+        "source_hash": source_hash("backfill"), "written_at": written_at,
     }
 
 
@@ -234,7 +271,8 @@ def stage_backfill(
     trainer.callbacks.remove(writer)
     trainer.strategy.barrier()
     return {"version": plan.artifact.version, "kind": plan.kind, "rows": int(len(plan.ends)), "chunks": len(chunks),
-            "resumed_chunks": int(sum(done)), "staging": staging, "schema": schema, "run_key": plan.run_key}
+            "resumed_chunks": int(sum(done)), "staging": staging, "schema": schema, "run_key": plan.run_key,
+            "dataset": plan.dataset, "tail_from": plan.tail_from}
 
 
 def commit_staged(store: FeatureStore, staged: list[dict]) -> None:
@@ -248,7 +286,7 @@ def commit_staged(store: FeatureStore, staged: list[dict]) -> None:
             if (s["staging"] / f"{path.name.split('-rank')[0]}.done").exists()
         )
         reader = pads.dataset(files, schema=mine[0]["schema"], format="parquet").scanner().to_reader()
-        store.replace_versions(kind, [s["version"] for s in mine], reader)
+        store.replace_versions(kind, {s["version"]: s["tail_from"] for s in mine}, mine[0]["dataset"], reader)
         store.record_committed(kind, {s["version"]: s["run_key"] for s in mine})
         for s in mine:
             shutil.rmtree(s["staging"])

@@ -1,0 +1,283 @@
+"""Daily operation: the champion's signals for the day that just closed, as the backtest has them.
+
+    python daily.py                                             # the shipped sample, after the main job
+    python daily.py data.hourly_path=/data/new.parquet daily.append=true    # an append of new bars
+    python daily.py data=full data.max_data_age_hours=2 daily.retrain=skip
+    python daily.py daily.retrain=only                          # the scheduled retrain as a batch job
+
+1. bars: the whole file, or an append, merged into the dataset's bar history; every bar an
+   earlier run used must be unchanged (else exit 5 naming symbol and time; `data.restate=true`
+   takes the new values and rebuilds the store rows after them); stale data exits 2;
+2. features over the whole history (point in time: a day's features are the backtest's);
+3. the champion of this dataset and task (none: exit 3); if it has no model for the latest day
+   (a new fold's test window has begun), the scheduled retrain (`daily.retrain`, exit 4 if skipped);
+4. backfill of the decision times the store lacks, for the extractors the champion serves with;
+5. signals of the latest closed day through the walk-forward's own path (`stacking/serving.py`),
+   with the regime and size multiplier, written to `<out>/<dataset>/signals/<date>.parquet`, and
+   the Trailing J orders for the next bar to `orders/<date>.parquet`; both printed.
+Re-running a day rewrites the same files with the same numbers (nothing is appended twice).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydra
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf, open_dict
+from rich.console import Console
+from rich.table import Table
+
+from backfill import run_backfill
+from backtest import BacktestConfig, RegimeConfig, classify_regime, regime_for_decisions
+from features.build import FeatureFrames, build_feature_frames
+from splits.artifacts import folds_from_config
+from stacking.frame import assemble_stack_frame, complete_rows, decision_rows
+from stacking.lineage import task_scope
+from stacking.registry import Registry
+from stacking.serving import ServedRun, walkforward_signals
+from store.extractors import list_extractors
+from store.feature_store import FeatureStore, eligible_from
+from store.files import write_parquet_atomic
+from store.lineage import BarHistory, HistoryChangedError, checked_market_data
+
+console = Console(width=None if sys.stdout.isatty() else 140)
+HOUR, DAY = pd.Timedelta(hours=1), pd.Timedelta(days=1)
+EXIT_STALE, EXIT_NO_CHAMPION, EXIT_NO_MODEL, EXIT_HISTORY = 2, 3, 4, 5
+SIDE = {"BUY": "long", "SELL": "short"}
+
+
+class DailyStop(Exception):
+    """The daily run cannot serve; `code` is the process exit status."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class DailyResult:
+    day: pd.Timestamp | None
+    dataset: str
+    run_id: str | None
+    signals: pd.DataFrame | None
+    orders: pd.DataFrame | None
+    retrained: bool
+
+
+def _append_target(cfg: DictConfig) -> str | None:
+    """The dataset an append file extends (None: the file is the whole history)."""
+    if not cfg.daily.append:
+        return None
+    if cfg.daily.dataset:
+        return str(cfg.daily.dataset)
+    known = BarHistory.datasets(cfg.store.root)
+    if len(known) != 1:
+        raise ValueError(f"daily.append=true: the store at {cfg.store.root} holds {len(known)} bar histories "
+                         f"{known}; name the one to extend with daily.dataset=<id>")
+    return known[0]
+
+
+def _check_fresh(bars: pd.DataFrame, max_age_hours) -> None:
+    if max_age_hours is None:
+        return
+    latest = bars["ts"].max()
+    age = (pd.Timestamp.now(tz="UTC") - (latest + HOUR)) / HOUR
+    if age > float(max_age_hours):
+        stale = bars.groupby("symbol")["ts"].max().sort_values().index[0]
+        raise DailyStop(EXIT_STALE, f"stale data: the latest bar closed {age:.1f} h ago ({latest + HOUR}, e.g. "
+                                    f"{stale}), more than data.max_data_age_hours={max_age_hours}; no signal served")
+
+
+def _champion(cfg: DictConfig, dataset: str) -> tuple[Registry, ServedRun | None]:
+    registry = Registry(cfg.stack.root, task_scope(cfg, dataset))
+    champion = registry.champion()
+    if champion is None or not registry.has_run(champion["run_id"]):
+        return registry, None
+    return registry, ServedRun.load(registry, champion["run_id"])
+
+
+def retrain(cfg: DictConfig, frames: FeatureFrames, out: Path) -> None:
+    """The scheduled retrain: the main job's extractor, backfill and Trishula stages on the history."""
+    from pipeline import extractor_folds, train_stage  # the main job's stages, not a copy
+    from stacking.run import run_stack
+
+    longest = max(frames.horizons)
+    evaluated = folds_from_config(frames.daily, cfg.split, longest)
+    all_folds = folds_from_config(frames.daily, {**OmegaConf.to_container(cfg.split), "first_test_date": None,
+                                                 "last_test_date": None}, longest)
+    in_use = train_stage(cfg, frames, extractor_folds(cfg, evaluated, all_folds), out)
+    artifacts = [a for kind in in_use for a in in_use[kind]]
+    run_backfill(cfg, frames, artifacts, artifacts, frames.dataset, out=console)
+    run_stack(cfg, frames, console, out, among={k: [a.version for a in v] for k, v in in_use.items()})
+
+
+def serve_backfill(cfg: DictConfig, frames: FeatureFrames, run: ServedRun, first_day: pd.Timestamp) -> None:
+    """Append what the store lacks for the extractors the champion serves with, from `first_day` on."""
+    by_version = {a.version: a for a in list_extractors(Path(cfg.paths.artifacts_dir) / "extractors")}
+    served = [by_version[v] for versions in run.versions.values() for v in versions if v in by_version]
+    missing = sorted({v for versions in run.versions.values() for v in versions} - set(by_version))
+    if missing:
+        raise DailyStop(EXIT_NO_CHAMPION, f"the champion {run.run_id} serves with extractor versions {missing} that "
+                                          f"are not under {cfg.paths.artifacts_dir}/extractors")
+    # Only versions that can stand for a decision from `first_day` on: each serves until the next
+    # of its kind becomes eligible.
+    needed = []
+    for kind in run.versions:
+        mine = sorted((a for a in served if a.meta["kind"] == kind), key=lambda a: (eligible_from(a.meta), a.version))
+        starts = [eligible_from(a.meta) for a in mine]
+        needed += [a for i, a in enumerate(mine) if i + 1 == len(mine) or starts[i + 1] > first_day + DAY]
+    run_backfill(cfg, frames, needed, served, frames.dataset, out=console)
+
+
+def latest_signals(cfg: DictConfig, frames: FeatureFrames, run: ServedRun, day: pd.Timestamp) -> pd.DataFrame:
+    """Day `day`'s signals: its rows and the z window before it, through the walk-forward's path."""
+    rows = decision_rows(frames, cfg.labels.primary)
+    rows = rows[(rows["date"] >= run.window_start(day)) & (rows["date"] <= day)].reset_index(drop=True)
+    kinds = list(run.meta["stack"]["kinds"])
+    frame = assemble_stack_frame(rows, FeatureStore(cfg.store.root), kinds, allow_mixed_versions=True,
+                                 max_staleness_hours=cfg.store.max_staleness_hours, among=run.versions,
+                                 dataset=frames.dataset)
+    frame = frame[complete_rows(frame, kinds)].reset_index(drop=True)
+    signals = walkforward_signals(frame, run, cfg.labels.primary)
+    return signals[signals["date"] == day].reset_index(drop=True)
+
+
+def with_regime(cfg: DictConfig, frames: FeatureFrames, signals: pd.DataFrame) -> pd.DataFrame:
+    """The regime known at each decision and the size multiplier of the signal's side."""
+    regime_cfg = RegimeConfig(**OmegaConf.to_container(cfg.backtest.regime, resolve=True))
+    inputs = frames.daily.groupby("ts")[list(frames.columns["regime"])].first()
+    out = signals.copy()
+    out["regime"] = regime_for_decisions(classify_regime(inputs, regime_cfg), out["decision_time"]).to_numpy()
+    multipliers = regime_cfg.multipliers()
+    long_m = out["regime"].map({regime: m[0] for regime, m in multipliers.items()})
+    short_m = out["regime"].map({regime: m[1] for regime, m in multipliers.items()})
+    out["size_multiplier"] = np.where(out["signal"] == "SELL", short_m, np.where(out["signal"] == "BUY", long_m, 0.0))
+    return out
+
+
+def next_bar_orders(cfg: DictConfig, signals: pd.DataFrame, closes: pd.Series) -> pd.DataFrame:
+    """Trailing J orders for the bar after the decision: side, notional, and the exit levels at the
+    reference price (the day's close; the fill is the next bar's open, so levels move with it).
+
+    Sized as the backtest sizes a fresh book: slot = capital x deploy_rate / (max_long + max_short),
+    times the regime multiplier; at most max_long longs and max_short shorts, highest |z| first.
+    """
+    trading = BacktestConfig(**OmegaConf.to_container(cfg.backtest.trading, resolve=True))
+    column = str(cfg.backtest.signal_column)
+    fired = signals[signals[column].isin(list(SIDE)) & (signals["size_multiplier"] > 0)].copy()
+    fired["side"] = fired[column].map(SIDE)
+    fired = fired.assign(strength=fired["z"].abs()).sort_values(["strength", "symbol"], ascending=[False, True])
+    limit = np.where(fired["side"] == "long", trading.max_long, trading.max_short)
+    fired = fired[fired.groupby("side").cumcount().to_numpy() < limit].sort_values(["side", "symbol"])
+    slot = trading.capital * trading.deploy_rate / (trading.max_long + trading.max_short)
+    sign = np.where(fired["side"] == "long", 1.0, -1.0)
+    price = fired["symbol"].map(closes).to_numpy()
+    return pd.DataFrame({
+        "symbol": fired["symbol"].to_numpy(), "side": fired["side"].to_numpy(),
+        "entry_time": (fired["decision_time"]).to_numpy(), "entry": "open of the next bar",
+        "notional": slot * fired["size_multiplier"].to_numpy(), "reference_price": price,
+        "take_profit": price * (1 + sign * trading.take_profit), "stop_loss": price * (1 - sign * trading.stop_loss),
+        "trail_activation": price * (1 + sign * np.where(sign > 0, trading.trail_activation_long,
+                                                          trading.trail_activation_short)),
+        "trail_pct": np.where(sign > 0, trading.trail_long, trading.trail_short),
+        "expires_after_hours": trading.max_hold_hours, "z": fired["z"].to_numpy(),
+        "regime": fired["regime"].to_numpy(), "size_multiplier": fired["size_multiplier"].to_numpy(),
+    })
+
+
+def run_daily(cfg: DictConfig) -> DailyResult:
+    from pipeline import quiet_lightning
+
+    quiet_lightning()
+    started = time.perf_counter()
+    data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+    try:
+        market, dataset = checked_market_data(data_cfg, cfg.store.root, append_to=_append_target(cfg),
+                                              console=console)
+    except HistoryChangedError as err:
+        raise DailyStop(EXIT_HISTORY, str(err)) from err
+    history = BarHistory.of(cfg.store.root, dataset)
+    with open_dict(cfg):  # every later stage (fingerprints, a retrain) reads the whole history
+        cfg.data.hourly_path = str(history.path)
+    _check_fresh(market.bars, cfg.data.max_data_age_hours)
+    groups = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("features", "labels")}
+    frames = build_feature_frames(market.grid, market.fear_greed, groups["features"], groups["labels"]["thresholds"])
+    day = frames.daily["ts"].max()
+    console.print(f"daily: dataset {dataset}, {market.bars['symbol'].nunique()} symbols, bars up to "
+                  f"{market.bars['ts'].max() + HOUR} UTC: serving {day.date()} (decided at {day + DAY})")
+
+    registry, run = _champion(cfg, dataset)
+    if run is None:
+        raise DailyStop(EXIT_NO_CHAMPION, f"no eligible champion for dataset {dataset} and this task (scope "
+                                          f"{registry.scope}) under {cfg.stack.root}: run `python pipeline.py` "
+                                          f"with the same data and config first")
+    mode = str(cfg.daily.retrain)
+    retrained = False
+    if run.fold_for(day) is None:
+        if mode == "skip":
+            raise DailyStop(EXIT_NO_MODEL, f"the champion {run.run_id} has no model for {day.date()} (its last test "
+                                           f"window ends {run.folds[-1].test_end.date()}): a new fold's retrain is "
+                                           f"due (daily.retrain=only, or python pipeline.py)")
+        console.rule(f"scheduled retrain: {day.date()} is past the champion's folds")
+        retrain(cfg, frames, Path(cfg.paths.output_dir))
+        retrained = True
+        registry, run = _champion(cfg, dataset)
+        if run.fold_for(day) is None:
+            raise DailyStop(EXIT_NO_MODEL, f"after the retrain the champion {run.run_id} still has no model for "
+                                           f"{day.date()}: the challenger was not promoted (see the promotion log)")
+    if mode == "only":
+        console.print(f"daily: retrain {'done' if retrained else 'not due'}; nothing served (daily.retrain=only)")
+        return DailyResult(None, dataset, run.run_id, None, None, retrained)
+
+    serve_backfill(cfg, frames, run, run.window_start(day))
+    signals = with_regime(cfg, frames, latest_signals(cfg, frames, run, day))
+    signals.insert(0, "run_id", run.run_id)
+    signals.insert(1, "dataset", dataset)
+    closes = market.grid[market.grid["ts"] == day + 23 * HOUR].set_index("symbol")["close"]
+    orders = next_bar_orders(cfg, signals, closes)
+    out = Path(cfg.daily.out_dir) / dataset
+    write_parquet_atomic(signals, out / "signals" / f"{day.date()}.parquet")
+    write_parquet_atomic(orders, out / "orders" / f"{day.date()}.parquet")
+    _print(signals, orders, day, run.run_id)
+    console.print(f"daily: {len(signals)} signal rows and {len(orders)} order(s) in {out} "
+                  f"({time.perf_counter() - started:.1f} s)")
+    return DailyResult(day, dataset, run.run_id, signals, orders, retrained)
+
+
+def _print(signals: pd.DataFrame, orders: pd.DataFrame, day: pd.Timestamp, run_id: str) -> None:
+    table = Table(title=f"Signals for {day.date()} (champion {run_id}; decided at the close, traded from the next bar)")
+    columns = ("symbol", "p_sell", "p_hold", "p_buy", "score", "z", "direction", "signal", "regime", "size_multiplier")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("symbol", "direction", "signal", "regime") else "right")
+    for row in signals[list(columns)].itertuples(index=False):
+        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
+    console.print(table)
+    if orders.empty:
+        console.print("orders: none (no confident BUY / SELL, or the regime blocks it)")
+        return
+    table = Table(title="Trailing J orders for the next bar (levels at the reference price)")
+    columns = ("symbol", "side", "notional", "reference_price", "take_profit", "stop_loss", "trail_activation",
+               "trail_pct", "expires_after_hours")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("symbol", "side") else "right")
+    for row in orders[list(columns)].itertuples(index=False):
+        table.add_row(*(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row))
+    console.print(table)
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="daily")
+def main(cfg: DictConfig) -> None:
+    try:
+        run_daily(cfg)
+    except DailyStop as stop:
+        console.print(f"[bold red]daily: {stop}[/]", soft_wrap=True)
+        sys.exit(stop.code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""Daily operation on the shipped sample: live equals backtest, idempotent, refuses a changed past,
+stale data and a missing champion, survives SIGKILL; lineage keeps other data and old code out.
+
+One main job on the sample up to 2023-12-17 (its last fold, 12, is open: tested 12-05..12-17), then
+the days 2023-12-18 .. 2023-12-22 are fed one at a time as append files through the daily command.
+Day 12-19 begins fold 13's test window: the daily run retrains (the challenger adds fold 13) and
+serves from the new champion. The reference is an independent batch walk-forward (the main job, a
+fresh store and registry, one backfill over the whole span) on the sample cut at 12-23.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+
+from daily import DailyStop, run_daily
+from store.feature_store import FeatureStore
+from store.lineage import BarHistory
+from tests.conftest import ROOT, SAMPLE
+
+pytestmark = pytest.mark.slow
+
+FIRST_DAY, LAST_DAY = pd.Timestamp("2023-12-18", tz="UTC"), pd.Timestamp("2023-12-23", tz="UTC")
+COMMON = ("split.first_test_date=2023-11-20", "pipeline.retrain_every_folds=4", "trainer.max_epochs=1",
+          "stack.lgbm.n_estimators=80")
+SIGNAL_COLUMNS = ["symbol", "date", "decision_time", "fold", "p_sell", "p_hold", "p_buy", "score", "raw_sell",
+                  "raw_hold", "raw_buy", "z", "direction", "signal"]
+
+
+def _compose(*overrides: str):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return hydra_compose(config_name="daily", overrides=list(overrides))
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """Bar files, the main job up to 12-17, and the days 12-18 .. 12-22 served one at a time."""
+    base = tmp_path_factory.mktemp("daily")
+    hourly = pd.read_parquet(SAMPLE / "hourly.parquet")
+    files = {"start": base / "until_2023-12-17.parquet", "reference": base / "until_2023-12-23.parquet"}
+    hourly[hourly["ts"] < FIRST_DAY].to_parquet(files["start"], index=False)
+    hourly[hourly["ts"] < LAST_DAY + pd.Timedelta(days=1)].to_parquet(files["reference"], index=False)
+    for day in pd.date_range(FIRST_DAY, LAST_DAY, tz="UTC"):
+        hourly[(hourly["ts"] >= day) & (hourly["ts"] < day + pd.Timedelta(days=1))].to_parquet(
+            base / f"{day.date()}.parquet", index=False)
+    art = base / "artifacts"
+    done = subprocess.run(
+        [sys.executable, "pipeline.py", f"hydra.run.dir={base / 'main'}", f"paths.artifacts_dir={art}",
+         f"data.hourly_path={files['start']}", "pipeline.until=stack", *COMMON],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = {}
+    for day in pd.date_range(FIRST_DAY, LAST_DAY - pd.Timedelta(days=1), tz="UTC"):
+        results[day] = run_daily(_config(base, art, base / f"{day.date()}.parquet"))
+    return {"base": base, "art": art, "files": files, "results": results}
+
+
+def _config(base, art, hourly, *overrides):
+    return _compose(f"paths.artifacts_dir={art}", f"paths.output_dir={base / 'out'}", f"data.hourly_path={hourly}",
+                    "daily.append=true", *COMMON, *overrides)
+
+
+@pytest.fixture(scope="module")
+def reference(env):
+    """The batch walk-forward on the whole span, with a fresh store and registry (extractors reused)."""
+    ref = env["base"] / "reference"
+    done = subprocess.run(
+        [sys.executable, "pipeline.py", f"hydra.run.dir={ref}", f"paths.artifacts_dir={env['art']}",
+         f"store.root={ref / 'store'}", f"stack.root={ref / 'trishula'}",
+         f"data.hourly_path={env['files']['reference']}", "pipeline.until=stack", *COMMON],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "extractors: 8 of 8 unchanged" in " ".join(done.stdout.split())  # appended bars keep their keys
+    return pd.read_parquet(ref / "signals.parquet")
+
+
+def _served(env, day) -> pd.DataFrame:
+    result = next(iter(env["results"].values()))
+    return pd.read_parquet(env["art"] / "daily" / result.dataset / "signals" / f"{day.date()}.parquet")
+
+
+def _same_rows(served: pd.DataFrame, expected: pd.DataFrame) -> None:
+    assert len(served) > 0 and len(served) == len(expected)
+    pd.testing.assert_frame_equal(served[SIGNAL_COLUMNS].sort_values("symbol", ignore_index=True),
+                                  expected[SIGNAL_COLUMNS].sort_values("symbol", ignore_index=True),
+                                  check_exact=False, rtol=1e-12, atol=1e-12)
+
+
+def test_live_signals_equal_the_walk_forward_day_by_day(env, reference):
+    results = env["results"]
+    # Day 12-19 began fold 13's test window: the run retrained and served from the new champion.
+    assert [r.retrained for r in results.values()] == [False, True, False, False, False]
+    assert len({r.run_id for r in results.values()}) == 2
+    for day, result in results.items():
+        served = _served(env, day)
+        assert (served["date"] == day).all() and (served["run_id"] == result.run_id).all()
+        _same_rows(served, reference[reference["date"] == day])
+        assert served["fold"].iloc[0] == (12 if day < pd.Timestamp("2023-12-19", tz="UTC") else 13)
+        assert set(served["regime"]) <= {"bull", "bear", "range", "high_vol", "unknown"}
+        orders = pd.read_parquet(env["art"] / "daily" / result.dataset / "orders" / f"{day.date()}.parquet")
+        fired = served[served["signal"].isin(["BUY", "SELL"]) & (served["size_multiplier"] > 0)]
+        assert sorted(orders["symbol"]) == sorted(fired["symbol"])
+        long = orders["side"] == "long"
+        assert (orders.loc[long, "take_profit"] > orders.loc[long, "reference_price"]).all()
+        assert (orders.loc[~long, "stop_loss"] > orders.loc[~long, "reference_price"]).all()
+    # The walk-forward's own output for the retrain day: the challenger's signals as run_stack wrote them.
+    run_dir = env["art"] / "trishula" / "runs" / results[pd.Timestamp("2023-12-19", tz="UTC")].run_id
+    stored = pd.read_parquet(run_dir / "signals.parquet")
+    day = pd.Timestamp("2023-12-19", tz="UTC")
+    _same_rows(_served(env, day), stored[stored["date"] == day])
+
+
+def test_sigkill_leaves_everything_consistent_and_the_rerun_equals_a_clean_run(env, reference):
+    store = FeatureStore(env["art"] / "store")
+    before = {kind: store.table_version(kind) for kind in ("lstm", "tcn")}
+    args = [sys.executable, "daily.py", f"hydra.run.dir={env['base'] / 'killed'}",
+            f"paths.artifacts_dir={env['art']}", f"data.hourly_path={env['base'] / f'{LAST_DAY.date()}.parquet'}",
+            "daily.append=true", *COMMON]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    staging = env["art"] / "store" / ".staging"
+    deadline = time.time() + 120
+    while not (staging.exists() and any(staging.rglob("chunk-*"))) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL  # killed mid-backfill, before it finished
+    # The store is as it was (no commit), readable; no signal file for the day; the registry is whole.
+    assert {kind: store.table_version(kind) for kind in ("lstm", "tcn")} == before
+    for kind in ("lstm", "tcn"):
+        assert not store.read(kind).duplicated(["version", "symbol", "decision_time"]).any()
+    dataset = next(iter(env["results"].values())).dataset
+    assert not (env["art"] / "daily" / dataset / "signals" / f"{LAST_DAY.date()}.parquet").exists()
+    for state in (env["art"] / "trishula" / "scopes").glob("*.json"):
+        json.loads(state.read_text())
+    # The re-run completes and serves what a clean run (the batch walk-forward) has for the day.
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    _same_rows(_served(env, LAST_DAY), reference[reference["date"] == LAST_DAY])
+    for kind in ("lstm", "tcn"):
+        assert not store.read(kind).duplicated(["version", "symbol", "decision_time"]).any()
+
+
+def test_rerunning_a_day_changes_nothing(env, reference):
+    store = FeatureStore(env["art"] / "store")
+    history = BarHistory.of(env["art"] / "store", next(iter(env["results"].values())).dataset)
+    before = ({kind: store.table_version(kind) for kind in ("lstm", "tcn")}, history.read(),
+              _served(env, LAST_DAY))
+    again = run_daily(_config(env["base"], env["art"], env["base"] / f"{LAST_DAY.date()}.parquet"))
+    assert not again.retrained and again.day == LAST_DAY
+    assert {kind: store.table_version(kind) for kind in ("lstm", "tcn")} == before[0]  # nothing appended twice
+    pd.testing.assert_frame_equal(history.read(), before[1])
+    pd.testing.assert_frame_equal(_served(env, LAST_DAY), before[2])
+
+
+def test_a_changed_past_bar_is_refused_naming_symbol_and_time(env):
+    day = pd.read_parquet(env["base"] / "2023-12-20.parquet")
+    row = day.index[(day["symbol"] == "ETHUSDT") & (day["ts"] == pd.Timestamp("2023-12-20 10:00", tz="UTC"))][0]
+    day.loc[row, "close"] = day.loc[row, "close"] * 1.01
+    day.loc[row, "high"] = max(day.loc[row, "high"], day.loc[row, "close"])
+    changed = env["base"] / "changed.parquet"
+    day.to_parquet(changed, index=False)
+    history = BarHistory.of(env["art"] / "store", next(iter(env["results"].values())).dataset).read()
+    with pytest.raises(DailyStop, match=r"ETHUSDT at 2023-12-20 10:00:00\+00:00") as stop:
+        run_daily(_config(env["base"], env["art"], changed))
+    assert stop.value.code == 5 and "data.restate=true" in str(stop.value)
+    pd.testing.assert_frame_equal(BarHistory.of(env["art"] / "store", next(iter(env["results"].values())).dataset)
+                                  .read(), history)  # nothing used the changed bar
+
+
+def test_stale_data_and_a_missing_champion_exit_non_zero(env, tmp_path):
+    stale = subprocess.run(
+        [sys.executable, "daily.py", f"hydra.run.dir={tmp_path / 'stale'}", f"paths.artifacts_dir={env['art']}",
+         f"data.hourly_path={env['base'] / f'{LAST_DAY.date()}.parquet'}", "daily.append=true",
+         "data.max_data_age_hours=2", *COMMON], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert stale.returncode == 2
+    assert "stale data: the latest bar closed" in " ".join(stale.stdout.split())
+    with pytest.raises(DailyStop, match="no eligible champion for dataset") as stop:
+        run_daily(_compose(f"paths.artifacts_dir={tmp_path / 'empty'}", f"paths.output_dir={tmp_path}",
+                           f"data.hourly_path={env['files']['start']}", *COMMON))
+    assert stop.value.code == 3
+
+
+def test_stack_does_not_read_a_store_of_another_dataset(env, tmp_path):
+    """The sample without one coin is another dataset: the store built from the whole sample is not read."""
+    from rich.console import Console
+
+    from features.build import load_feature_frames
+    from stacking.run import run_stack
+
+    hourly = pd.read_parquet(env["files"]["reference"])
+    other = tmp_path / "other.parquet"
+    hourly[hourly["symbol"] != "ADAUSDT"].to_parquet(other, index=False)
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = hydra_compose(config_name="stack", overrides=[f"paths.artifacts_dir={env['art']}",
+                                                            f"paths.output_dir={tmp_path}",
+                                                            f"data.hourly_path={other}", COMMON[0]])
+    frames = load_feature_frames(cfg.data, cfg.features, cfg.labels.thresholds)
+    console = Console(record=True, width=200)
+    with pytest.raises(FileNotFoundError, match="holds no lstm outputs made from this data"):
+        run_stack(cfg, frames, console, tmp_path)
+    assert "made from other data" in console.export_text()
+    assert np.isin(FeatureStore(env["art"] / "store").versions("lstm")["dataset"], [frames.dataset]).sum() == 0
+
+
+def test_restating_history_rebuilds_the_store_rows_after_the_changed_bar(env):
+    """data.restate=true: the history takes the new bar, the store's rows from it on are rebuilt."""
+    changed = env["base"] / "changed.parquet"  # ETHUSDT 2023-12-20 10:00, written by the test above
+    store = FeatureStore(env["art"] / "store")
+    before = store.read("lstm").set_index(["version", "symbol", "decision_time"])["written_at"]
+    result = run_daily(_config(env["base"], env["art"], changed, "data.restate=true"))
+    assert result.day == LAST_DAY and not result.retrained
+    history = BarHistory.of(env["art"] / "store", result.dataset).read()
+    bar = history[(history["symbol"] == "ETHUSDT") & (history["ts"] == pd.Timestamp("2023-12-20 10:00", tz="UTC"))]
+    assert bar["close"].iloc[0] == pd.read_parquet(changed).set_index(["symbol", "ts"]).loc[
+        ("ETHUSDT", pd.Timestamp("2023-12-20 10:00", tz="UTC")), "close"]
+    after = store.read("lstm").set_index(["version", "symbol", "decision_time"])["written_at"]
+    assert after.index.sort_values().equals(before.index.sort_values())  # every row is back, none twice
+    late = after.index.get_level_values("decision_time") > pd.Timestamp("2023-12-20 10:00", tz="UTC")
+    assert late.sum() > 0
+    assert (after[late] > before.reindex(after.index)[late]).all()  # rebuilt
+    assert (after[~late] == before.reindex(after.index)[~late]).all()  # untouched
