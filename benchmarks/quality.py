@@ -57,7 +57,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 import pipeline  # noqa: E402
-from embed import run_backfill  # noqa: E402
+from backfill import run_backfill  # noqa: E402
 from evaluation import PREDICTION_COLUMNS, evaluate_predictions, format_number, write_report  # noqa: E402
 from stacking.run import run_stack  # noqa: E402
 from store.files import write_json_atomic, write_text_atomic  # noqa: E402
@@ -209,16 +209,14 @@ def main() -> None:
         return value
 
     frames, grid, evaluated, all_folds = timed("data", lambda: pipeline.data_stage(cfg, out))
-    every = int(cfg.pipeline.retrain_every_folds)
-    last = max(f.index for f in evaluated)
-    training_folds = [f for f in all_folds if f.index <= last and f.index % every == 0]
+    training_folds = pipeline.extractor_folds(cfg, evaluated, all_folds)
     in_use = {}
     for kind in cfg.stack.kinds:
         kind_cfg = copy.deepcopy(cfg)
         kind_cfg.stack.kinds = [kind]
         in_use |= timed(f"extractors_{kind}", lambda c=kind_cfg: pipeline.train_stage(c, frames, training_folds, out))
     artifacts = [a for kind in in_use for a in in_use[kind]]
-    timed("backfill", lambda: run_backfill(cfg, frames, artifacts, artifacts))
+    timed("backfill", lambda: run_backfill(cfg, frames, artifacts, artifacts, frames.dataset))
     run = timed("stack", lambda: run_stack(cfg, frames, console, out,
                                            among={k: [a.version for a in v] for k, v in in_use.items()}))
     scored = timed("evaluation_and_backtest", lambda: {

@@ -3,8 +3,6 @@ confidence thresholds, past-only z-scores, meta folds and promotion."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -301,7 +299,7 @@ def test_promotion_refuses_a_challenger_inside_the_margin_or_below_min_t_and_log
 
     for decision in (inside, weak, strong):
         registry.record(decision)
-    log = json.loads((tmp_path / "promotions.json").read_text())
+    log = registry.promotions()
     assert [entry["promoted"] for entry in log] == [True, False, False, True]
     assert log[1]["margin"] == 0.5 and log[2]["min_t"] == 50 and "below min_t" in log[2]["reason"]
     assert log[3]["paired_t_stat"] == strong.paired_t_stat
