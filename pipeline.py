@@ -115,9 +115,8 @@ def data_stage(cfg: DictConfig, out: Path):
     label = cfg.labels.primary
     summary = {
         "dataset": dataset,
-        "symbols": sorted(frames.daily["symbol"].unique()),
+        **data_span(frames),
         "dropped_symbols": market.dropped.astype({"ts": str}).to_dict("records"),
-        "days": [str(frames.daily["ts"].min().date()), str(frames.daily["ts"].max().date())],
         "daily_rows": len(frames.daily),
         "hourly_rows": len(frames.hourly),
         "feature_columns": {name: list(cols) for name, cols in frames.columns.items()},
@@ -138,13 +137,18 @@ def data_stage(cfg: DictConfig, out: Path):
     return frames, grid, evaluated, all_folds
 
 
-def report_context(cfg: DictConfig, out: Path, evaluated: list) -> dict:
+def data_span(frames: FeatureFrames) -> dict:
+    """The coins and the first and last day of the built frames (summary.json, the report, benchmarks)."""
+    days = frames.daily["ts"]
+    return {"symbols": sorted(frames.daily["symbol"].unique()),
+            "days": [str(days.min().date()), str(days.max().date())]}
+
+
+def report_context(cfg: DictConfig, frames: FeatureFrames, evaluated: list) -> dict:
     """What the report's opening names: the data (coins, days, evaluated folds) and a digest of the config."""
-    summary = json.loads((out / "summary.json").read_text())
     resolved = OmegaConf.to_container(cfg, resolve=False)
     return {
-        "data": {"symbols": summary["symbols"], "days": summary["days"],
-                 "folds": [str(f.test_start.date()) for f in evaluated]},
+        "data": {**data_span(frames), "folds": [str(f.test_start.date()) for f in evaluated]},
         "config": {
             "digest": hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:12],
             "hourly bars": cfg.data.hourly_path,
@@ -306,7 +310,7 @@ def main(cfg: DictConfig) -> None:
         return
     console.rule("report")
     report = write_report(out, run.metrics, run.predictions, backtest, result.trades,
-                          context=report_context(cfg, out, evaluated))
+                          context=report_context(cfg, frames, evaluated))
     _print_results(run.metrics, backtest)
     console.print(f"pipeline finished in {time.perf_counter() - started:.0f} s; outputs in {out}")
     console.print(f"report: {report.resolve()}")

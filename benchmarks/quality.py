@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as dt
-import json
 import shutil
 import sys
 import time
@@ -93,19 +92,20 @@ def _in_period(frame: pd.DataFrame, period: str, column: str = "date") -> pd.Dat
     return frame[keep]
 
 
+# quality.json's per-model fields <- evaluation's comparison row (plus the paired day count).
+MODEL_FIELDS = {"ic_mean": "ic_mean", "icir": "icir", "ic_t_stat": "ic_t_stat", "days": "ic_days",
+                "days_dropped": "ic_days_dropped", "paired_diff": "paired_diff", "paired_t_stat": "paired_t_stat",
+                "paired_win_share": "paired_win_share"}
+
+
 def _model_rows(metrics: dict) -> list[dict]:
     """One row per model: its IC figures and the paired comparison against Trishula."""
-    rows = []
-    for model in metrics["models"]:
-        ic = metrics["pooled"][model]["ic"]
-        paired = metrics["paired"].get(model, {})
-        rows.append({
-            "model": model, "baseline": model in metrics["baselines"], "ic_mean": ic["mean"], "icir": ic["icir"],
-            "ic_t_stat": ic["t_stat"], "days": ic["days"], "days_dropped": ic["days_dropped"],
-            "paired_diff": paired.get("diff_mean"), "paired_t_stat": paired.get("t_stat"),
-            "paired_win_share": paired.get("win_share"), "paired_days": paired.get("days"),
-        })
-    return rows
+    return [
+        {"model": row["model"], "baseline": row["model"] in metrics["baselines"],
+         **{field: row[source] for field, source in MODEL_FIELDS.items()},
+         "paired_days": metrics["paired"].get(row["model"], {}).get("days")}
+        for row in metrics["comparison"]
+    ]
 
 
 def _period_result(cfg, frames, grid, run, out: Path, period: str) -> dict | None:
@@ -226,16 +226,16 @@ def main() -> None:
     for name in scored.keys() - periods.keys():
         console.print(f"{name}: no test rows in this run")
     timed("report", lambda: write_report(out, run.metrics, run.predictions, None, None,
-                                         context=pipeline.report_context(cfg, out, evaluated)))
+                                         context=pipeline.report_context(cfg, frames, evaluated)))
     total = round(time.perf_counter() - started, 1)
-    summary = json.loads((out / "summary.json").read_text())
+    span = pipeline.data_span(frames)
     epochs = {kind: [a.meta["metrics"]["epochs"] for a in in_use[kind]] for kind in in_use}
     result = {
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "overrides": overrides,
         # Without --fresh, unchanged extractors, backfills and stack runs are reused and their stages are fast.
         "fresh": args.fresh,
-        "data": {"symbols": len(summary["symbols"]), "days": summary["days"]},
+        "data": {"symbols": len(span["symbols"]), "days": span["days"]},
         "extractor_fits": {kind: len(v) for kind, v in in_use.items()},
         "extractor_epochs": epochs,
         "stack_run": run.run_id,
