@@ -206,7 +206,7 @@ def run_daily(cfg: DictConfig) -> DailyResult:
         cfg.data.hourly_path = str(history.path)
     _check_fresh(market.bars, cfg.data.max_data_age_hours)
     groups = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("features", "labels")}
-    frames = build_feature_frames(market.grid, market.fear_greed, groups["features"], groups["labels"]["thresholds"])
+    frames = build_feature_frames(market.grid, market.fear_greed, groups["features"], groups["labels"])
     day = frames.daily["ts"].max()
     console.print(f"daily: dataset {dataset}, {market.bars['symbol'].nunique()} symbols, bars up to "
                   f"{market.bars['ts'].max() + HOUR} UTC: serving {day.date()} (decided at {day + DAY})")

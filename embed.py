@@ -34,7 +34,7 @@ def main(cfg: DictConfig) -> None:
     if not selected:
         raise BackfillInputError(
             f"no trained extractor of kinds {list(cfg.embed.kinds)} for dataset {dataset} under {registry}")
-    frames = build_feature_frames(market.grid, market.fear_greed, groups["features"], groups["labels"]["thresholds"])
+    frames = build_feature_frames(market.grid, market.fear_greed, groups["features"], groups["labels"])
     run_backfill(cfg, frames, selected, artifacts, dataset)
 
 if __name__ == "__main__":

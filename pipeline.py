@@ -9,7 +9,8 @@ Stages, all from one config (so `data.*` and `paths.*` given once reach every st
 1. data plane: load and validate the bars, apply the gap policy, build features, labels and folds;
 2. extractors: train the LSTM and the TCN on every `pipeline.retrain_every_folds`-th fold up to the
    last evaluated one (earlier folds too: their out-of-sample outputs are the meta-learner's
-   training rows); an artifact with the same content key (config, data, fold, seed) is reused;
+   training rows), each warm-started from the previous one with `pipeline.warm_start`; an artifact
+   with the same content key (config, data, fold, seed, initial weights) is reused;
 3. backfill: their embeddings and raw logits into the feature store (a plan already committed is
    skipped);
 4. Trishula: the meta-learner per evaluated fold, the evaluation against its parts and the factor
@@ -92,7 +93,7 @@ def data_stage(cfg: DictConfig, out: Path):
         raise ValueError(f"labels.primary={cfg.labels.primary} is not among labels.thresholds")
     with console.status("building features and labels"):
         frames = build_feature_frames(
-            grid, fear_greed, OmegaConf.to_container(cfg.features), OmegaConf.to_container(cfg.labels.thresholds)
+            grid, fear_greed, OmegaConf.to_container(cfg.features), OmegaConf.to_container(cfg.labels)
         )
     console.print(_feature_table(frames))
 
@@ -196,7 +197,7 @@ def _train_cfg(cfg: DictConfig, kind: str, fold: int, out: Path) -> DictConfig:
     run_cfg.model = cfg.extractors[kind]
     run_cfg.fold = fold
     run_cfg.paths.output_dir = str(out / "train" / kind / f"fold_{fold:03d}")
-    run_cfg.resume, run_cfg.ckpt_path = False, None
+    run_cfg.resume, run_cfg.ckpt_path, run_cfg.init_from = False, None, None
     # Every fold up to the last evaluated one is trained, whatever test dates the split selects.
     run_cfg.split.first_test_date = run_cfg.split.last_test_date = None
     run_cfg.trainer.enable_progress_bar = False
@@ -227,6 +228,8 @@ def train_stage(cfg: DictConfig, frames: FeatureFrames, folds: list, out: Path) 
         in_use[kind] = []
         for fold in folds:
             run_cfg = _train_cfg(cfg, kind, fold.index, out)
+            if cfg.pipeline.warm_start and in_use[kind]:
+                run_cfg.init_from = str(in_use[kind][-1].path)  # the previous trained fold's weights
             key = content_key(run_cfg)
             if key in known:
                 in_use[kind].append(known[key])
@@ -237,8 +240,9 @@ def train_stage(cfg: DictConfig, frames: FeatureFrames, folds: list, out: Path) 
                 artifact = train_extractor(run_cfg, frames)
             metrics = artifact.meta["metrics"]
             console.print(
-                f"extractors: {kind} fold {fold.index}: {metrics['epochs']} epochs, val loss "
-                f"{metrics['val/loss']:.4f}, test macro-F1 {metrics.get('test/f1_macro', float('nan')):.3f} "
+                f"extractors: {kind} fold {fold.index}: {metrics['epochs']} epochs (best {metrics['best_epoch']}), "
+                f"val loss {metrics['val/loss']:.4f} (prior {metrics['prior_val_loss']:.4f}), "
+                f"test macro-F1 {metrics.get('test/f1_macro', float('nan')):.3f} "
                 f"({time.perf_counter() - started:.0f} s) -> {artifact.version}"
             )
             in_use[kind].append(artifact)

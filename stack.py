@@ -35,7 +35,7 @@ def main(cfg: DictConfig) -> None:
     out = Path(cfg.paths.output_dir)
     groups = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("data", "features", "labels")}
     with console.status("loading data and building features"):
-        frames = load_feature_frames(groups["data"], groups["features"], groups["labels"]["thresholds"])
+        frames = load_feature_frames(groups["data"], groups["features"], groups["labels"])
     run = run_stack(cfg, frames, console, out)
     report = write_report(out, run.metrics, run.predictions, None, None)
     for row in run.metrics["comparison"]:

@@ -4,9 +4,13 @@
     python train.py model=tcn trainer=gpu data=full fold=40
     python train.py -m model=lstm,tcn fold=0,1,2          # multirun over models and folds
     python train.py model=lstm fold=3 hydra.run.dir=<run> resume=true   # continue that run
+    python train.py model=tcn fold=4 init_from=artifacts/extractors/tcn/fold_002/<version>  # warm start
 
 Early stopping watches the validation loss; the best checkpoint's network is saved with what it
-was trained on (store/extractors.py). `python -m store.extractors` lists the trained extractors.
+was trained on (store/extractors.py), its best epoch and the validation loss of the class prior (the
+constant prediction a fit must beat). `init_from` warm-starts the network from an earlier fold's
+artifact of the same kind and shape (the main job chains each fold to the previous one).
+`python -m store.extractors` lists the trained extractors.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+import numpy as np
 import pandas as pd
 import torch
 from hydra.utils import instantiate
@@ -24,7 +29,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from datamodules import FoldWindowDataModule
 from features.build import FeatureFrames, parse_horizons
+from features.labels import CLASS_NAMES
 from models import ExtractorModule, balanced_class_weights
+from splits import Fold
 from splits.artifacts import folds_from_config
 from store.extractors import (
     ExtractorArtifact,
@@ -33,12 +40,14 @@ from store.extractors import (
     data_prefix_fingerprint,
     data_span,
     input_spec,
+    read_extractor,
     save_extractor,
     schema_hash,
 )
 from store.lineage import source_hash
 
 CONFIG_GROUPS = ("data", "features", "labels", "split")
+N_CLASSES = len(CLASS_NAMES)
 
 
 def _metrics(results: list[dict]) -> dict[str, float]:
@@ -76,6 +85,19 @@ def _artifact_meta(cfg: DictConfig, dm: FoldWindowDataModule, metrics: dict, wei
     }
 
 
+def prior_loss(datamodule: FoldWindowDataModule, weights: list[float] | None) -> float:
+    """The validation loss of the class prior: the constant prediction that minimises the (weighted) training
+    loss, i.e. the train class shares reweighted by the class weights (uniform when they are balanced).
+    A fit whose validation loss is not below it has learnt nothing that transfers."""
+    train = datamodule.samples["train"]["label"].to_numpy(dtype="int64")
+    val = datamodule.samples["val"]["label"].to_numpy(dtype="int64")
+    w = np.ones(N_CLASSES) if weights is None else np.asarray(weights, dtype="float64")
+    prior = np.bincount(train, minlength=N_CLASSES) * w
+    prior = prior / prior.sum()
+    # The module's loss: the class-weighted mean of -log p(label) over the validation samples.
+    return float(np.sum(w[val] * -np.log(prior[val])) / np.sum(w[val]))
+
+
 def content_key(cfg: DictConfig) -> str:
     """A hash of everything a trained extractor depends on: same key, same training (on CPU, bit for bit).
 
@@ -91,13 +113,32 @@ def content_key(cfg: DictConfig) -> str:
     spec["trainer"] = {k: trainer.get(k) for k in ("max_epochs", "precision", "gradient_clip_val", "accelerator")}
     spec |= {"fold": cfg.fold, "seed": cfg.seed, "patience": cfg.early_stopping_patience, "compile": cfg.compile,
              "data_fingerprint": data_prefix_fingerprint(cfg.data, training_data_end(cfg)),
-             "source": source_hash("extractor")}
+             "source": source_hash("extractor"),
+             # A warm start inherits everything its initial weights were trained on.
+             "init": None if cfg.get("init_from") is None else warm_start_artifact(cfg).meta["content_key"]}
     return schema_hash(spec)
 
 
-def training_data_end(cfg: DictConfig) -> pd.Timestamp:
-    """The first time fold `cfg.fold`'s training does not read: its last validation day's close plus the
-    longest label horizon (features before it are point in time, labels reach that far)."""
+def warm_start_artifact(cfg: DictConfig) -> ExtractorArtifact:
+    """The artifact `cfg.init_from` names, checked to fit: same kind and network, and trained on data
+    (its validation labels included) that ends before this fold's test window begins."""
+    artifact = read_extractor(cfg.init_from)
+    net = OmegaConf.to_container(cfg.model.net, resolve=True)
+    if artifact.meta["kind"] != cfg.model.kind or artifact.meta["net"] != net:
+        raise ValueError(f"init_from={cfg.init_from} is a {artifact.meta['kind']} with net {artifact.meta['net']}; "
+                         f"this run trains a {cfg.model.kind} with net {net}")
+    seen_until = pd.Timestamp(artifact.meta["val_end"], tz="UTC") + pd.Timedelta(
+        days=1 + int(artifact.meta["label_horizon_days"]))
+    test_start = training_fold(cfg).test_start
+    if seen_until > test_start:
+        raise ValueError(f"init_from={cfg.init_from} (fold {artifact.meta['fold']}) read labels up to "
+                         f"{seen_until.date()}, past the start of fold {cfg.fold}'s test window "
+                         f"({test_start.date()}): a warm start must come from an earlier fold")
+    return artifact
+
+
+def training_fold(cfg: DictConfig) -> Fold:
+    """Fold `cfg.fold` as the split config numbers it over the whole data (whatever test dates it selects)."""
     first, last = data_span(cfg.data)
     longest = max(parse_horizons(cfg.labels.thresholds))
     split = {**OmegaConf.to_container(cfg.split, resolve=True), "first_test_date": None, "last_test_date": None,
@@ -106,7 +147,13 @@ def training_data_end(cfg: DictConfig) -> pd.Timestamp:
                                                    longest)}
     if cfg.fold not in folds:
         raise ValueError(f"fold {cfg.fold} is not among the folds the split config produces ({sorted(folds)})")
-    return folds[cfg.fold].val_end + pd.Timedelta(days=1 + longest)
+    return folds[cfg.fold]
+
+
+def training_data_end(cfg: DictConfig) -> pd.Timestamp:
+    """The first time fold `cfg.fold`'s training does not read: its last validation day's close plus the
+    longest label horizon (features before it are point in time, labels reach that far)."""
+    return training_fold(cfg).val_end + pd.Timedelta(days=1 + max(parse_horizons(cfg.labels.thresholds)))
 
 
 def train_extractor(cfg: DictConfig, frames: FeatureFrames | None = None) -> ExtractorArtifact | None:
@@ -127,6 +174,9 @@ def train_extractor(cfg: DictConfig, frames: FeatureFrames | None = None) -> Ext
     elif cfg.model.class_weighting != "none":
         raise ValueError(f"model.class_weighting must be 'balanced' or 'none', got {cfg.model.class_weighting!r}")
     net = instantiate(cfg.model.net)
+    warm_start = None if cfg.get("init_from") is None else warm_start_artifact(cfg)
+    if warm_start is not None:
+        net.load_state_dict(warm_start.load_state_dict())
     module = ExtractorModule(
         net=torch.compile(net) if cfg.compile else net,
         optimizer=instantiate(cfg.model.optimizer),
@@ -139,11 +189,8 @@ def train_extractor(cfg: DictConfig, frames: FeatureFrames | None = None) -> Ext
         dirpath=checkpoints, monitor="val/loss", mode="min", save_last=True,
         filename="epoch{epoch:03d}-val_loss{val/loss:.4f}", auto_insert_metric_name=False,
     )
-    callbacks = [
-        checkpoint,
-        EarlyStopping(monitor="val/loss", mode="min", patience=cfg.early_stopping_patience),
-        LearningRateMonitor(logging_interval="epoch"),
-    ]
+    early_stopping = EarlyStopping(monitor="val/loss", mode="min", patience=cfg.early_stopping_patience)
+    callbacks = [checkpoint, early_stopping, LearningRateMonitor(logging_interval="epoch")]
     logger = TensorBoardLogger(save_dir=str(out), name="tensorboard", version="")
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, default_root_dir=str(out))
 
@@ -155,13 +202,17 @@ def train_extractor(cfg: DictConfig, frames: FeatureFrames | None = None) -> Ext
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     # The best epoch's weights, judged on validation; the test window is scored once, for the record.
-    metrics = {"best_epoch_val_loss": float(checkpoint.best_model_score), "epochs": trainer.current_epoch}
+    # Early stopping counts the epochs since the best one (0-based epochs; the checkpoint keeps that one).
+    best_epoch = trainer.current_epoch - 1 - early_stopping.wait_count
+    metrics = {"best_epoch_val_loss": float(checkpoint.best_model_score), "epochs": trainer.current_epoch,
+               "best_epoch": best_epoch, "prior_val_loss": prior_loss(datamodule, weights)}
     metrics |= _metrics(trainer.validate(module, datamodule=datamodule, ckpt_path="best", verbose=False))
     metrics |= _metrics(trainer.test(module, datamodule=datamodule, ckpt_path="best", verbose=False))
     if not trainer.is_global_zero:
         return None
     plain_net = getattr(module.net, "_orig_mod", module.net)  # unwrap torch.compile
-    meta = _artifact_meta(cfg, datamodule, metrics, weights) | {"content_key": content_key(cfg)}
+    meta = _artifact_meta(cfg, datamodule, metrics, weights) | {
+        "content_key": content_key(cfg), "init_from": None if warm_start is None else warm_start.version}
     return save_extractor(Path(cfg.paths.artifacts_dir) / "extractors", plain_net, meta)
 
 

@@ -95,16 +95,10 @@ class BackfillPlan:
                             self.until, tail_key, self.dataset, first)
 
 
-def make_plan(
-    artifact: ExtractorArtifact,
-    later: Sequence[ExtractorArtifact],
-    frames: FeatureFrames,
-    current_schema_hash: str,
-    data_fingerprint: str,
-    stride_hours: int = 1,
-    chunk_size: int = 50_000,
-    dataset: str | None = None,
-) -> BackfillPlan:
+def normalised_inputs(artifact: ExtractorArtifact, frames: FeatureFrames, current_schema_hash: str,
+                      dataset: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """The artifact's input frame and its values normalised with the artifact's own statistics (never
+    refit), after checking that the artifact was trained on this dataset and these features."""
     meta = artifact.meta
     if dataset is not None and meta.get("dataset") != dataset:
         raise BackfillInputError(
@@ -121,10 +115,23 @@ def make_plan(
     missing = [c for c in inputs["columns"] if c not in frame.columns]
     if missing:
         raise BackfillInputError(f"{meta['kind']} {artifact.version}: input columns {missing} are not built")
+    return frame, np.array(Normalizer.from_dict(meta["normalization"]).transform(frame), dtype=np.float32)
+
+
+def make_plan(
+    artifact: ExtractorArtifact,
+    later: Sequence[ExtractorArtifact],
+    frames: FeatureFrames,
+    current_schema_hash: str,
+    data_fingerprint: str,
+    stride_hours: int = 1,
+    chunk_size: int = 50_000,
+    dataset: str | None = None,
+) -> BackfillPlan:
+    meta, inputs = artifact.meta, artifact.meta["inputs"]
+    frame, values = normalised_inputs(artifact, frames, current_schema_hash, dataset)
     if 24 % stride_hours:
         raise BackfillInputError(f"stride_hours must divide 24, got {stride_hours}")
-    normalizer = Normalizer.from_dict(meta["normalization"])
-    values = np.array(normalizer.transform(frame), dtype=np.float32)
     decision_time = frame["ts"] + BAR[inputs["frame"]]
     start = eligible_from(meta)
     starts_later = sorted(eligible_from(a.meta) for a in later if eligible_from(a.meta) > start)
@@ -226,6 +233,14 @@ def _table_builder(plan: BackfillPlan, schema: pa.Schema, lineage: dict):
     return to_table
 
 
+def trained_net(artifact: ExtractorArtifact) -> torch.nn.Module:
+    """The artifact's plain network (its `net` config) with its trained weights."""
+    net_config = {k: v for k, v in artifact.meta["net"].items() if k != "_target_"}
+    net = get_class(artifact.meta["net"]["_target_"])(**net_config)
+    net.load_state_dict(artifact.load_state_dict())
+    return net
+
+
 def stage_backfill(
     plan: BackfillPlan,
     store: FeatureStore,
@@ -235,10 +250,7 @@ def stage_backfill(
     batch_size: int,
 ) -> dict:
     """Predict and stage every chunk of `plan` not staged yet. Returns counts and the staging folder."""
-    meta = plan.artifact.meta
-    net_config = {k: v for k, v in meta["net"].items() if k != "_target_"}
-    net = get_class(meta["net"]["_target_"])(**net_config)
-    net.load_state_dict(plan.artifact.load_state_dict())
+    net = trained_net(plan.artifact)
     module = ExtractorModule(net)
     schema = output_schema(plan.kind, net.embedding_head.out_features)
     staging = store.staging_dir(plan.kind, plan.run_key)

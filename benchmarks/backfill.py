@@ -87,7 +87,7 @@ def main() -> None:
     cfg = _config(args.data_dir)
 
     start = time.perf_counter()
-    frames = load_feature_frames(cfg["data"], cfg["features"], cfg["labels"]["thresholds"])
+    frames = load_feature_frames(cfg["data"], cfg["features"], cfg["labels"])
     features_s = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         artifact, current_hash = _untrained_artifact(Path(tmp) / "extractors", frames, cfg)

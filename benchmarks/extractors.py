@@ -2,7 +2,7 @@
 
     python benchmarks/extractors.py [--batch-size 256] [--device cpu|cuda] [--seconds 1] [--rounds 5]
 
-Prints, from one run, for the LSTM (windows of 30 days x 12 features) and the TCN (8 channels x 168
+Prints, from one run, for the LSTM (windows of 30 days x 12 features) and the TCN (6 channels x 168
 hours) on the real train windows of one walk-forward fold (--fold 5) of the shipped sample, read
 over several epochs (passes) since a fold holds only about a thousand of them:
 
@@ -49,8 +49,8 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from lightning.pytorch.callbacks import Callback  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from benchmarks.measure import flops_per_sample, matmul_gflops, now  # noqa: E402
 from datamodules import DailySequenceDataModule, FoldWindowDataModule, HourlyWindowDataModule  # noqa: E402
 from datamodules.windows import WindowDataset  # noqa: E402
 from models import ExtractorModule, LSTMExtractor, TCNExtractor, balanced_class_weights  # noqa: E402
@@ -111,12 +111,6 @@ def _passes_loader(dataset: WindowDataset, batch_size: int, passes: int) -> Data
                       collate_fn=WindowDataset.collate_fn)
 
 
-def _now(device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
-
-
 # -- the four paths; each returns (seconds timed, seconds of the call outside them) ----------------
 class _Clock(Callback):
     """Wall-clock marks around the epochs of fit / predict, so that Trainer set-up can be left out."""
@@ -126,10 +120,10 @@ class _Clock(Callback):
 
     def _start(self, *_):
         if self.start is None:
-            self.start = _now(self.device)
+            self.start = now(self.device)
 
     def _end(self, *_):
-        self.end = _now(self.device)
+        self.end = now(self.device)
 
     on_train_epoch_start = on_predict_epoch_start = _start
     on_train_end = on_predict_end = _end
@@ -145,9 +139,9 @@ def _trainer(args, clock: _Clock, epochs: int = 1) -> L.Trainer:
 
 
 def _lightning(call: Callable[[], object], clock: _Clock, device: torch.device) -> tuple[float, float]:
-    start = _now(device)
+    start = now(device)
     call()
-    total = _now(device) - start
+    total = now(device) - start
     timed = clock.end - clock.start
     return timed, total - timed
 
@@ -155,14 +149,14 @@ def _lightning(call: Callable[[], object], clock: _Clock, device: torch.device) 
 def bare_fit(module: ExtractorModule, loader: DataLoader, epochs: int, args) -> tuple[float, float]:
     module.to(args.device).train()
     optimizer = module.configure_optimizers()
-    start = _now(args.device)
+    start = now(args.device)
     for _ in range(epochs):
         for x, y in loader:
             optimizer.zero_grad(set_to_none=True)
             loss = module.loss(module.net(x).logits, y)
             loss.backward()
             optimizer.step()
-    return _now(args.device) - start, 0.0
+    return now(args.device) - start, 0.0
 
 
 def lightning_fit(module: ExtractorModule, loader: DataLoader, epochs: int, args) -> tuple[float, float]:
@@ -174,53 +168,17 @@ def lightning_fit(module: ExtractorModule, loader: DataLoader, epochs: int, args
 def bare_predict(module: ExtractorModule, loader: DataLoader, args) -> tuple[float, float]:
     net = module.net.to(args.device).eval()
     outputs = []
-    start = _now(args.device)
+    start = now(args.device)
     with torch.inference_mode():
         for x, _ in loader:
             outputs.append(net(x))  # kept, as trainer.predict keeps its outputs
-    return _now(args.device) - start, 0.0
+    return now(args.device) - start, 0.0
 
 
 def lightning_predict(module: ExtractorModule, loader: DataLoader, args) -> tuple[float, float]:
     clock = _Clock(args.device)
     trainer = _trainer(args, clock)
     return _lightning(lambda: trainer.predict(module, dataloaders=loader), clock, args.device)
-
-
-# -- FLOPs and the matmul ---------------------------------------------------------------------------
-def flops_per_sample(kind: str, batch: tuple[torch.Tensor, torch.Tensor], weights: list[float]) -> tuple[float, float]:
-    """(forward, forward + backward) FLOPs per sample, counted on the CPU: they do not depend on the device.
-
-    oneDNN is off while counting: its fused LSTM kernel (mkldnn_rnn_layer) has no FLOP formula,
-    whereas PyTorch's own LSTM runs as matmuls that FlopCounterMode counts.
-    """
-    module = _module(kind, weights, seed=0)
-    x, y = (t.cpu() for t in batch)
-    counter = FlopCounterMode(display=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the flags warn "TF32 acceleration on top of oneDNN ..."
-        with torch.backends.mkldnn.flags(enabled=False):
-            with counter, torch.inference_mode():
-                module.net.eval()(x)
-            forward = counter.get_total_flops()
-            with counter:  # FlopCounterMode counts from zero on each entry
-                module.loss(module.net.train()(x).logits, y).backward()
-    return forward / len(x), counter.get_total_flops() / len(x)
-
-
-def matmul_gflops(device: torch.device, n: int, rounds: int, seconds: float = 0.4) -> list[float]:
-    """float32 (n x n) @ (n x n) GFLOP/s, `rounds` times: products repeated for about `seconds` each."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    for _ in range(2):
-        a @ b  # warm-up
-    rates = []
-    for _ in range(rounds):
-        reps, start = 0, _now(device)
-        while reps < 3 or _now(device) - start < seconds:
-            a @ b
-            reps += 1
-        rates.append(2 * n**3 * reps / (_now(device) - start) / 1e9)
-    return rates
 
 
 # -- one model --------------------------------------------------------------------------------------
@@ -284,7 +242,7 @@ def bench_model(kind: str, dm: FoldWindowDataModule, args) -> tuple[list[dict], 
     """Rows of the table for one model, and its FLOPs and `self.log` figures."""
     weights = balanced_class_weights(torch.tensor(dm.samples["train"]["label"].to_numpy())).tolist()
     train_loader, dataset = dm.train_dataloader(), dm.datasets["train"]
-    fwd, fwd_bwd = flops_per_sample(kind, next(iter(train_loader)), weights)
+    fwd, fwd_bwd = flops_per_sample(_module(kind, weights, seed=0), next(iter(train_loader)))
     train, epochs, log_s = bench_training(kind, train_loader, weights, args)
     infer, passes = bench_inference(kind, dataset, weights, args)
 

@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--fear-greed", default=str(ROOT.parent / "shared/data/fear_greed.parquet"))
     args = parser.parse_args()
     cfg = OmegaConf.load(ROOT / "conf/features/default.yaml")
-    thresholds = OmegaConf.load(ROOT / "conf/labels/default.yaml").thresholds
+    labels = OmegaConf.load(ROOT / "conf/labels/default.yaml")
     split = OmegaConf.load(ROOT / "conf/split/walkforward.yaml")
 
     stages = {}
@@ -39,7 +39,7 @@ def main() -> None:
     grid, _, fear_greed = load_market_data(args.hourly, args.fear_greed)
     stages["load + validate + gap policy"] = time.perf_counter() - start
     mark = time.perf_counter()
-    frames = build_feature_frames(grid, fear_greed, OmegaConf.to_container(cfg), OmegaConf.to_container(thresholds))
+    frames = build_feature_frames(grid, fear_greed, OmegaConf.to_container(cfg), OmegaConf.to_container(labels))
     stages["features + labels"] = time.perf_counter() - mark
     mark = time.perf_counter()
     folds = folds_from_config(frames.daily, split, max(frames.horizons))

@@ -41,27 +41,25 @@ change to the meta-learner only; `--fresh` starts from nothing, for stage second
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime as dt
-import shutil
+import json
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[0] = str(ROOT)  # the repo's packages, not this folder's scripts
 
 import pandas as pd  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 import pipeline  # noqa: E402
-from backfill import run_backfill  # noqa: E402
+from benchmarks import stages  # noqa: E402
 from evaluation import PREDICTION_COLUMNS, evaluate_predictions, format_number, write_report  # noqa: E402
-from stacking.run import run_stack  # noqa: E402
+from stacking.registry import RUN_FILE  # noqa: E402
+from stacking.run import build_signals  # noqa: E402
+from stacking.signals import Z_SCALES  # noqa: E402
 from store.files import write_json_atomic, write_text_atomic  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
 CONFIRMATION_START = pd.Timestamp("2023-01-01", tz="UTC")
 PERIODS = {  # name -> [start, end) of the test dates
     "development": (None, CONFIRMATION_START),
@@ -69,20 +67,6 @@ PERIODS = {  # name -> [start, end) of the test dates
 }
 ABLATIONS = ["no_embeddings", "no_lstm", "no_tcn"]
 console = pipeline.console
-
-
-def _config(args: argparse.Namespace, out: Path):
-    overrides = [
-        f"data.hourly_path={args.data_dir / 'hourly.parquet'}",
-        f"data.fear_greed_path={args.data_dir / 'fear_greed.parquet'}",
-        f"paths.output_dir={out}",
-        f"paths.artifacts_dir={args.artifacts_dir}",
-        f"pipeline.retrain_every_folds={args.retrain_every}",
-        f"stack.ablations=[{','.join(ABLATIONS)}]",
-        *args.overrides,
-    ]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(config_name="pipeline", overrides=overrides), overrides
 
 
 def _in_period(frame: pd.DataFrame, period: str, column: str = "date") -> pd.DataFrame:
@@ -116,13 +100,39 @@ def _period_result(cfg, frames, grid, run, out: Path, period: str) -> dict | Non
     metrics = evaluate_predictions(predictions[list(PREDICTION_COLUMNS)], horizon_days=3)
     signals = _in_period(run.signals, period)
     backtest = pipeline.backtest_stage(cfg, frames, grid, signals, out / period).to_json_dict()
+    # The same scores and thresholds, z-scored each way (stack.signals.scale), traded alike.
+    by_scale = {scale: pipeline.backtest_stage(cfg, frames, grid, _in_period(signals_by_scale(run, scale), period),
+                                               out / period / scale).to_json_dict()["summary"]
+                for scale in Z_SCALES}
     folds = sorted(map(int, predictions["fold"].unique()))
     return {
         "test_dates": [str(predictions["date"].min().date()), str(predictions["date"].max().date())],
         "folds": [folds[0], folds[-1]], "fold_count": len(folds), "symbols": int(predictions["symbol"].nunique()),
         "models": _model_rows(metrics), "verdict": metrics["verdict"],
-        "backtest": {"summary": backtest["summary"], "benchmark": backtest["benchmark"]},
+        "backtest": {"summary": backtest["summary"], "benchmark": backtest["benchmark"], "by_scale": by_scale},
     }
+
+
+def signals_by_scale(run, scale: str) -> pd.DataFrame:
+    """The run's Trishula signals with its own thresholds, z-scored by `scale` instead of the config's."""
+    meta = json.loads((run.run_dir / RUN_FILE).read_text())
+    thresholds = {int(s["fold"]["index"]): s["models"]["trishula"]["thresholds"] for s in meta["folds"]}
+    return build_signals(run.predictions, thresholds, {**meta["stack"]["signals"], "scale": scale})
+
+
+def extractor_fits(in_use: dict) -> dict:
+    """Per kind, the issue-12 learning checks: best epochs, the share stopped at epoch 0 and the share whose
+    validation loss beat the class prior's."""
+    fits = {}
+    for kind, artifacts in in_use.items():
+        metrics = [a.meta["metrics"] for a in artifacts]
+        best = [m.get("best_epoch") for m in metrics]
+        beat = [m["val/loss"] < m["prior_val_loss"] for m in metrics if "prior_val_loss" in m]
+        fits[kind] = {"epochs": [m["epochs"] for m in metrics], "best_epochs": best,
+                      "best_epoch_0_share": sum(b == 0 for b in best) / len(best),
+                      "below_prior_share": sum(beat) / len(beat) if beat else None,
+                      "val_loss": [round(m["val/loss"], 4) for m in metrics]}
+    return fits
 
 
 def _print_period(name: str, result: dict) -> None:
@@ -141,6 +151,9 @@ def _print_period(name: str, result: dict) -> None:
         f"max drawdown {format_number(summary['max_drawdown'])}, {summary['trades']} trades; "
         f"{benchmark['symbol']} buy & hold {format_number(benchmark['return'])}", soft_wrap=True,
     )
+    console.print(f"{name} backtest by z scale: " + "; ".join(
+        f"{scale} return {format_number(s['return'])}, Sharpe {format_number(s['sharpe'])}, {s['trades']} trades"
+        for scale, s in result["backtest"]["by_scale"].items()), soft_wrap=True)
 
 
 def _markdown(result: dict) -> str:
@@ -173,6 +186,9 @@ def _markdown(result: dict) -> str:
             f"Trailing J on Trishula's signals: return {format_number(summary['return'])}, Sharpe "
             f"{format_number(summary['sharpe'])}, max drawdown {format_number(summary['max_drawdown'])}, "
             f"{summary['trades']} trades; {benchmark['symbol']} buy & hold {format_number(benchmark['return'])}.",
+            "By z scale (stack.signals.scale; same scores and thresholds): " + "; ".join(
+                f"{scale}: return {format_number(s['return'])}, Sharpe {format_number(s['sharpe'])}, "
+                f"{s['trades']} trades" for scale, s in period["backtest"]["by_scale"].items()) + ".",
             "",
         ]
     lines += ["## Seconds per stage", "", "| stage | seconds | share |", "| --- | ---: | ---: |"]
@@ -183,42 +199,15 @@ def _markdown(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    stages.add_run_arguments(parser, "quality")
     parser.add_argument("--retrain-every", type=int, default=12, help="pipeline.retrain_every_folds")
-    parser.add_argument("--artifacts-dir", type=Path, default=ROOT / "artifacts" / "quality")
-    parser.add_argument("--results-dir", type=Path, default=RESULTS)
-    parser.add_argument("--fresh", action="store_true",
-                        help="delete the artifacts dir first, so every stage runs and its seconds count")
-    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides (after --)")
     args = parser.parse_args()
-    if not (args.data_dir / "hourly.parquet").is_file():
-        raise SystemExit(f"no hourly.parquet in {args.data_dir}: the quality benchmark needs ../shared/data")
-    if args.fresh and args.artifacts_dir.exists():
-        shutil.rmtree(args.artifacts_dir)
-    out = ROOT / "outputs" / "quality" / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    cfg, overrides = _config(args, out)
-    pipeline.quiet_lightning()
-    seconds: dict[str, float] = {}
-    started = time.perf_counter()
-
-    def timed(stage: str, call):
-        began = time.perf_counter()
-        console.rule(stage)
-        value = call()
-        seconds[stage] = round(time.perf_counter() - began, 1)
-        return value
-
-    frames, grid, evaluated, all_folds = timed("data", lambda: pipeline.data_stage(cfg, out))
-    training_folds = pipeline.extractor_folds(cfg, evaluated, all_folds)
-    in_use = {}
-    for kind in cfg.stack.kinds:
-        kind_cfg = copy.deepcopy(cfg)
-        kind_cfg.stack.kinds = [kind]
-        in_use |= timed(f"extractors_{kind}", lambda c=kind_cfg: pipeline.train_stage(c, frames, training_folds, out))
-    artifacts = [a for kind in in_use for a in in_use[kind]]
-    timed("backfill", lambda: run_backfill(cfg, frames, artifacts, artifacts, frames.dataset))
-    run = timed("stack", lambda: run_stack(cfg, frames, console, out,
-                                           among={k: [a.version for a in v] for k, v in in_use.items()}))
+    out = stages.prepare(args, "quality")
+    cfg, overrides = stages.compose_pipeline(args, out, f"pipeline.retrain_every_folds={args.retrain_every}",
+                                             f"stack.ablations=[{','.join(ABLATIONS)}]")
+    timed = stages.StageTimer(digits=1)
+    walk = stages.run_through_stack(cfg, out, timed)
+    frames, grid, evaluated, in_use, run = walk.frames, walk.grid, walk.evaluated, walk.in_use, walk.run
     scored = timed("evaluation_and_backtest", lambda: {
         name: _period_result(cfg, frames, grid, run, out, name) for name in PERIODS
     })
@@ -227,7 +216,7 @@ def main() -> None:
         console.print(f"{name}: no test rows in this run")
     timed("report", lambda: write_report(out, run.metrics, run.predictions, None, None,
                                          context=pipeline.report_context(cfg, frames, evaluated)))
-    total = round(time.perf_counter() - started, 1)
+    total = timed.total()
     span = pipeline.data_span(frames)
     epochs = {kind: [a.meta["metrics"]["epochs"] for a in in_use[kind]] for kind in in_use}
     result = {
@@ -238,15 +227,16 @@ def main() -> None:
         "data": {"symbols": len(span["symbols"]), "days": span["days"]},
         "extractor_fits": {kind: len(v) for kind, v in in_use.items()},
         "extractor_epochs": epochs,
+        "extractor_learning": extractor_fits(in_use),
         "stack_run": run.run_id,
         "periods": periods,
-        "seconds": seconds,
+        "seconds": timed.seconds,
         "total_seconds": total,
         "output_dir": str(out),
     }
     for name, period in periods.items():
         _print_period(name, period)
-    console.print(" | ".join(f"{stage} {s:.0f} s ({s / total:.0%})" for stage, s in seconds.items())
+    console.print(" | ".join(f"{stage} {s:.0f} s ({s / total:.0%})" for stage, s in timed.seconds.items())
                   + f" | total {total:.0f} s", soft_wrap=True)
     args.results_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(result, args.results_dir / "quality.json")

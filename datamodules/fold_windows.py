@@ -77,7 +77,7 @@ class FoldWindowDataModule(L.LightningDataModule):
     def _frames(self) -> FeatureFrames:
         if self.prebuilt_frames is not None:
             return self.prebuilt_frames
-        return load_feature_frames(self.cfg["data"], self.cfg["features"], self.cfg["labels"]["thresholds"])
+        return load_feature_frames(self.cfg["data"], self.cfg["features"], self.cfg["labels"])
 
     def _target_device(self) -> torch.device:
         if self.device != "auto":
@@ -185,7 +185,7 @@ class DailySequenceDataModule(FoldWindowDataModule):
 
 
 class HourlyWindowDataModule(FoldWindowDataModule):
-    """TCN samples: the `window` (168) hourly rows ending at each decision hour, (batch, 8, 168).
+    """TCN samples: the `window` (168) hourly rows ending at each decision hour, (batch, 6, 168).
 
     By default one sample per day, ending with the 23:00 bar (the daily close: the TCN embedding of
     day d is point in time for day d); `stride_hours` 1, 2, 3, 4, 6, 8 or 12 adds decision hours

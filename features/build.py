@@ -19,7 +19,7 @@ import pandas as pd
 from features.daily import LSTM_FEATURES, build_daily_features
 from features.factors import FACTORS, build_factor_scores
 from features.hourly import TCN_CHANNELS, build_hourly_features
-from features.labels import build_labels, label_columns
+from features.labels import LabelSpec, build_label_frames, label_columns
 from features.regime import REGIME_FEATURES, build_regime_inputs
 from features.tabular import TABULAR_FEATURES, build_tabular_features
 from marketdata.daily import daily_from_hourly
@@ -67,9 +67,11 @@ def check_contiguous_days(daily: pd.DataFrame) -> None:
 
 
 def build_feature_frames(
-    hourly_grid: pd.DataFrame, fear_greed: pd.DataFrame, features_cfg: Mapping, thresholds: Mapping[str, float]
+    hourly_grid: pd.DataFrame, fear_greed: pd.DataFrame, features_cfg: Mapping, labels_cfg: Mapping
 ) -> FeatureFrames:
-    horizons = parse_horizons(thresholds)
+    """`labels_cfg` is the `labels` config group: thresholds, target, threshold_scale, volatility_days."""
+    horizons = parse_horizons(labels_cfg["thresholds"])
+    label_spec = LabelSpec.from_config(labels_cfg)
     daily_bars = daily_from_hourly(hourly_grid)
     check_contiguous_days(daily_bars)
     fg = {
@@ -91,6 +93,7 @@ def build_feature_frames(
             raise AssertionError(f"feature {column!r} is built two different ways by the LSTM and tabular sets")
     # Evaluation baselines (features/factors.py), never model inputs.
     factors = build_factor_scores(daily_bars, lstm["close_ret"])
+    daily_labels, hourly_labels = build_label_frames(daily_bars, hourly_grid, horizons, label_spec, market_days)
     daily = pd.concat(
         [
             daily_bars[["symbol", "ts"]],
@@ -98,13 +101,13 @@ def build_feature_frames(
             tabular.drop(columns=shared),
             regime.reindex(daily_bars["ts"]).set_index(daily_bars.index),
             factors,
-            build_labels(daily_bars, horizons),
+            daily_labels,
         ],
         axis=1,
     )
     tcn = build_hourly_features(hourly_grid, market_weight_hours=market_days * 24, **features_cfg["hourly"])
     hourly = pd.concat(
-        [hourly_grid[["symbol", "ts", "is_filled"]], tcn, build_labels(hourly_grid, horizons, bars_per_day=24)],
+        [hourly_grid[["symbol", "ts", "is_filled"]], tcn, hourly_labels],
         axis=1,
     )
     columns = {
@@ -121,10 +124,10 @@ def build_feature_frames(
 
 
 
-def load_feature_frames(data_cfg: Mapping, features_cfg: Mapping, thresholds: Mapping[str, float]) -> FeatureFrames:
+def load_feature_frames(data_cfg: Mapping, features_cfg: Mapping, labels_cfg: Mapping) -> FeatureFrames:
     """Load and validate the configured data, apply the gap policy and build every frame."""
     grid, _, fear_greed = load_market_data(**data_cfg)
-    return build_feature_frames(grid, fear_greed, features_cfg, thresholds)
+    return build_feature_frames(grid, fear_greed, features_cfg, labels_cfg)
 
 
 __all__ = [

@@ -1,4 +1,8 @@
-"""The TCN's 8 hourly input channels (SPEC §4), one row per (symbol, hour) on the gap-policy grid.
+"""The TCN's 6 hourly input channels (SPEC §4), one row per (symbol, hour) on the gap-policy grid.
+
+The SPEC's hour-of-day channels are left out: the meta-learner decides once a day, so every window
+the TCN is trained on and served ends with the 23:00 bar and an hour-of-day channel would repeat
+the same 168 values in every sample (a constant input, SPEC §9); position in the window says as much.
 
 A row `ts = t` describes the bar [t, t+1h) and is known at t+1h. Filled no-trade bars (see
 marketdata/gaps.py) enter as what they are: zero return, zero range, zero volume.
@@ -19,8 +23,6 @@ TCN_CHANNELS = (
     "price_spread",       # (high - low) / close
     "close_open_dir",     # sign(close - open): -1, 0, +1
     "volume_zscore_7d",   # z-score of quote volume against its trailing volume window (168 h)
-    "hour_sin",           # hour of day of the bar open, on the unit circle
-    "hour_cos",
     "residual_vol_24h",   # std of residual_1h over the trailing 24 hours
 )
 
@@ -41,15 +43,12 @@ def build_hourly_features(
     residual, _ = residual_return(hourly, market_weight_hours)
     quote_volume = hourly["close"] * hourly["volume"]
     log_quote_volume = np.log1p(quote_volume)
-    angle = 2 * np.pi * hourly["ts"].dt.hour.to_numpy() / 24
     channels = {
         "residual_1h": residual,
         "volume_rel": log_quote_volume - trailing(log_quote_volume, symbols, volume_window_hours, "mean"),
         "price_spread": (hourly["high"] - hourly["low"]) / hourly["close"],
         "close_open_dir": np.sign(hourly["close"] - hourly["open"]),
         f"volume_zscore_{_span(volume_window_hours)}": trailing_zscore(quote_volume, symbols, volume_window_hours),
-        "hour_sin": pd.Series(np.sin(angle), index=hourly.index),
-        "hour_cos": pd.Series(np.cos(angle), index=hourly.index),
         f"residual_vol_{residual_vol_hours}h": trailing(residual, symbols, residual_vol_hours, "std"),
     }
     return pd.DataFrame(channels, index=hourly.index)

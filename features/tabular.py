@@ -51,7 +51,7 @@ TABULAR_FEATURES: tuple[str, ...] = (
     # Fear & Greed
     "fear_greed", "fear_greed_change_7d",
     # calendar
-    "dow_sin", "dow_cos", "doy_sin", "doy_cos",
+    "dow_sin", "dow_cos",
 )
 
 # The columns that read the market return (default names); every other column reads only its own coin.
@@ -403,11 +403,7 @@ def _risk_ratios(bars: _Bars, market: np.ndarray, w: _Windows) -> dict[str, np.n
 
 
 def _calendar_features(days: pd.Series) -> dict[str, np.ndarray]:
-    """Day of week and day of year on the unit circle, so Sunday sits next to Monday and Dec 31 next to Jan 1."""
-    weekday = days.dt.day_of_week.to_numpy(dtype="float64")
-    year_day = days.dt.day_of_year.to_numpy(dtype="float64") - 1.0
-    year_length = np.where(days.dt.is_leap_year.to_numpy(), 366.0, 365.0)
-    week_angle = 2 * np.pi * weekday / 7.0
-    year_angle = 2 * np.pi * year_day / year_length
-    return {"dow_sin": np.sin(week_angle), "dow_cos": np.cos(week_angle),
-            "doy_sin": np.sin(year_angle), "doy_cos": np.cos(year_angle)}
+    """Day of week on the unit circle, so Sunday sits next to Monday. No day of year: with a few years
+    of history it would index the date, letting the trees key on when a row is rather than what it shows."""
+    week_angle = 2 * np.pi * days.dt.day_of_week.to_numpy(dtype="float64") / 7.0
+    return {"dow_sin": np.sin(week_angle), "dow_cos": np.cos(week_angle)}

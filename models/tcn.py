@@ -1,4 +1,4 @@
-"""Causal TCN extractor over 168-hour windows of 8 hourly channels (SPEC §4).
+"""Causal TCN extractor over 168-hour windows of 6 hourly channels (SPEC §4 less its hour-of-day pair).
 
 Receptive field: each block holds two dilated convs of kernel k, each reaching (k - 1) * d steps
 back, so one output step sees 1 + 2 * (k - 1) * (1 + 2 + 4 + 8) = 61 hours. (The seed report's
@@ -54,14 +54,14 @@ class ResidualBlock(nn.Module):
 class TCNExtractor(nn.Module):
     """Residual blocks with growing dilation, global average pool over time, two linear heads.
 
-    Parameters (defaults): block 1 = conv 8*64*3 + BN 2*64 + conv 64*64*3 + BN 2*64 + W_s 8*64
-    = 14,592; blocks 2-4 = 2 * (64*64*3 + 2*64) = 24,832 each; heads 64*16+16 + 64*3+3 = 1,235;
-    total 90,323.
+    Parameters (defaults): block 1 = conv 6*64*3 + BN 2*64 + conv 64*64*3 + BN 2*64 + W_s 6*64
+    = 14,080; blocks 2-4 = 2 * (64*64*3 + 2*64) = 24,832 each; heads 64*16+16 + 64*3+3 = 1,235;
+    total 89,811.
     """
 
     def __init__(
         self,
-        in_channels: int = 8,
+        in_channels: int = 6,
         channels: int = 64,
         kernel_size: int = 3,
         dilations: tuple[int, ...] = (1, 2, 4, 8),

@@ -85,14 +85,15 @@ class TrishulaClassifier:
     """LightGBM multiclass meta-learner.
 
     params: LightGBM parameters in the scikit-learn API's names (n_estimators, learning_rate,
-    num_leaves, ...). early_stopping_rounds: rounds without a better validation multi_logloss.
+    num_leaves, ...). early_stopping_rounds: rounds without a better validation multi_logloss; None
+    trains all n_estimators rounds (the validation rows are then only scored, never chosen on).
     feature_schema_hash: a hash of how the features are computed, checked again at inference.
     """
 
     def __init__(
         self,
         params: Mapping,
-        early_stopping_rounds: int = 50,
+        early_stopping_rounds: int | None = 50,
         backend: str = "local",
         dask_client=None,
         feature_schema_hash: str | None = None,
@@ -110,14 +111,16 @@ class TrishulaClassifier:
     def fit(
         self, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame, y_val: np.ndarray
     ) -> TrishulaClassifier:
-        """Train on (X, y), early-stop on (X_val, y_val); X's columns are the feature list."""
+        """Train on (X, y), early-stop on (X_val, y_val) unless early_stopping_rounds is None; X's columns are the
+        feature list."""
         features = list(X.columns)
         check_features(X_val, features)
         y, y_val = np.asarray(y, dtype="int64"), np.asarray(y_val, dtype="int64")
         absent = sorted(set(range(N_CLASSES)) - set(np.unique(y)))
         if absent:
             raise ValueError(f"the meta-learner's training rows lack class(es) {absent}: cannot fit 3 classes")
-        callbacks = [lgb.early_stopping(self.early_stopping_rounds, first_metric_only=True, verbose=False)]
+        callbacks = [] if self.early_stopping_rounds is None else [
+            lgb.early_stopping(self.early_stopping_rounds, first_metric_only=True, verbose=False)]
         if self.backend == "local":
             model = lgb.LGBMClassifier(objective="multiclass", num_class=N_CLASSES, **self.params)
             model.fit(X, y, eval_X=(X_val[features],), eval_y=(y_val,), eval_metric="multi_logloss",
@@ -128,7 +131,8 @@ class TrishulaClassifier:
         else:
             self.booster_ = self._fit_dask(X, y).booster_
             losses = staged_log_loss(self.booster_, X_val[features], y_val)
-            best = early_stopping_iteration(losses, self.early_stopping_rounds)
+            best = len(losses) if self.early_stopping_rounds is None else early_stopping_iteration(
+                losses, self.early_stopping_rounds)
             self.best_iteration_ = best
             self.best_score_ = {"valid_0": {"multi_logloss": float(losses[best - 1])}}
         self.feature_names_ = features

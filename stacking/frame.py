@@ -69,6 +69,32 @@ def feature_sets(
     return sets
 
 
+INPUT_MODES = ("raw", "day_rank")
+
+
+def ranked_inputs(features: Mapping[str, Sequence[str]], frames: FeatureFrames, mode: str) -> list[str]:
+    """The model inputs `stack.inputs` replaces by their per-day ranks: none (raw), or every one but the
+    regime inputs (day_rank), which are market-wide: one value a day, whose rank would be a constant."""
+    if mode not in INPUT_MODES:
+        raise ValueError(f"stack.inputs must be one of {INPUT_MODES}, got {mode!r}")
+    if mode == "raw":
+        return []
+    regime = set(frames.columns["regime"])
+    return [c for c in dict.fromkeys(c for columns in features.values() for c in columns) if c not in regime]
+
+
+def day_ranks(rows: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """`rows` with `columns` replaced by their percentile rank among the same day's rows (NaN stays NaN).
+
+    A rank reads only its own day's rows, all known at that day's close: point in time. It means the
+    same whichever extractor version or market state made the values."""
+    if not columns:
+        return rows
+    ranked = rows.copy()
+    ranked[list(columns)] = rows.groupby("date", sort=False)[list(columns)].rank(pct=True)
+    return ranked
+
+
 def decision_rows(frames: FeatureFrames, label: str) -> pd.DataFrame:
     """Daily rows with features, label and forward return; `date` is the bar's day, `decision_time` its close."""
     daily = frames.daily

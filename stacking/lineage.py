@@ -74,8 +74,10 @@ def task_scope(cfg: DictConfig, dataset: str) -> str:
     split = {k: v for k, v in OmegaConf.to_container(cfg.split, resolve=True).items()
              if k not in ("first_test_date", "last_test_date")}
     label = str(cfg.labels.primary)
+    # Relative and absolute classes (or fixed and volatility-scaled bounds) are different tasks.
     return scope_key(dataset, {"label": label, "threshold": cfg.labels.thresholds[label], "split": split,
-                               "kinds": list(cfg.stack.kinds)})
+                               "kinds": list(cfg.stack.kinds), "target": cfg.labels.get("target", "absolute"),
+                               "threshold_scale": cfg.labels.get("threshold_scale", "fixed")})
 
 
 def roll_forward(decision, registry: Registry, config_key: str):

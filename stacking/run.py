@@ -22,10 +22,10 @@ from features.labels import CLASS_NAMES
 from splits.artifacts import folds_from_config
 from splits.walkforward import Fold
 from stacking.folds import meta_folds
-from stacking.frame import assemble_stack_frame, complete_rows, decision_rows, feature_sets
+from stacking.frame import assemble_stack_frame, complete_rows, decision_rows, feature_sets, ranked_inputs
 from stacking.lineage import cap_at_pins, readable_versions, roll_forward, task_scope
 from stacking.registry import PromotionDecision, Registry, decide_promotion, run_key
-from stacking.signals import apply_confidence, directions, rolling_zscore
+from stacking.signals import apply_confidence, directions, signal_zscore, zscore_scale
 from stacking.walkforward import PREDICTION_COLUMNS, StackSettings, predict_fold, train_fold
 from store.extractors import code_revision, data_fingerprint
 from store.feature_store import FeatureStore
@@ -80,7 +80,7 @@ def build_signals(predictions: pd.DataFrame, thresholds: Mapping[int, Mapping], 
     """Trishula's rows with raw scores, z, the z direction and the confidence-gated signal (BUY/HOLD/SELL)."""
     rows = predictions[predictions["model"] == "trishula"].sort_values(["date", "symbol"]).reset_index(drop=True)
     rows.insert(2, "decision_time", rows["date"] + pd.Timedelta(days=1))
-    rows["z"] = rolling_zscore(rows, signal_cfg["zscore_days"], signal_cfg["zscore_min_periods"])
+    rows["z"] = signal_zscore(rows, signal_cfg)
     direction = directions(rows["z"], signal_cfg["z_threshold"])
     proba = rows[["p_sell", "p_hold", "p_buy"]].to_numpy()
     signal = direction.copy()
@@ -98,6 +98,7 @@ def run_stack(
 ) -> StackRun:
     """The whole meta-learner stage; `among` limits the extractor versions read (None: all in the store)."""
     stack_cfg = OmegaConf.to_container(cfg.stack, resolve=True)
+    zscore_scale(stack_cfg["signals"])  # a bad stack.signals.scale fails before any fold is trained
     kinds = list(stack_cfg["kinds"])
     label = cfg.labels.primary
     store = FeatureStore(cfg.store.root)
@@ -155,6 +156,7 @@ def run_stack(
         settings = StackSettings(
             label=label, params=stack_cfg["lgbm"], early_stopping_rounds=stack_cfg["early_stopping_rounds"],
             confidence=stack_cfg["confidence"], kinds=kinds, feature_schema_hash=schema, models=list(features),
+            ranked=ranked_inputs(features, frames, stack_cfg["inputs"]),
             backend=stack_cfg["backend"], console=console,
         )
         with dask_client(stack_cfg) as client:

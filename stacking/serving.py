@@ -2,7 +2,9 @@
 
 A run holds one saved model per meta fold. The walk-forward scores each test day with the model of
 the fold whose test window holds it, and a day's z compares its score s with the symbol's scores of
-the previous `zscore_days` days, which earlier folds' models scored. `walkforward_signals` does
+the previous `zscore_days` days, which earlier folds' models scored (`stack.signals.scale=rolling`),
+or with the day's scores across symbols (`cross_section`: the served day's rows hold every symbol
+the batch scores that day, so its z is the batch's). `walkforward_signals` does
 exactly that for given stacked rows: each row through its fold's saved model (`predict_fold`), then
 `build_signals` with the run's thresholds. The daily command serves the latest day with it, on the
 rows of that day and the z window before it, so live signals are the backtest's by construction

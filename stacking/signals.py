@@ -1,9 +1,12 @@
 """From class probabilities to trading signals (SPEC §6).
 
 - score s = P(buy) - P(sell), in [-1, 1];
-- z: s standardised per symbol by the mean and std of that symbol's scores over the previous
+- z, by `stack.signals.scale`:
+  rolling: s standardised per symbol by the mean and std of that symbol's scores over the previous
   `window_days` calendar days (past days only: day d's own score is not in its statistics), with
   at least `min_periods` of them, else no z (and no signal);
+  cross_section: s standardised by the mean and std of the same day's scores across symbols (one
+  fold's model made them all), with at least `min_symbols` of them and a nonzero std, else no z;
 - direction: BUY if z > threshold, SELL if z < -threshold, else HOLD;
 - confidence: per class, the lowest probability threshold whose precision on held-out rows
   reaches the class's target (with at least `min_support` rows above it). A BUY or SELL direction
@@ -42,6 +45,38 @@ def rolling_zscore(
     std = stats["std"].to_numpy()
     z = (ordered[score].to_numpy() - mean) / np.where(std > 0, std, np.nan)
     return pd.Series(z, index=ordered.index).reindex(frame.index)
+
+
+def cross_section_zscore(frame: pd.DataFrame, min_symbols: int = 5, score: str = "score") -> pd.Series:
+    """Per-day z of `score` against that day's scores across symbols (the day's own scores only).
+
+    The walk-forward scores each test window with its own fold's model, whose scale differs from
+    its neighbours'; within one (date, fold) one model made every score, so a per-fold affine change
+    of scale cancels. A day lies in one fold's test window unless split.step_days < test_days, when
+    each fold's rows of the day are standardised apart.
+    """
+    by_day = frame.groupby(["date", "fold"], sort=False)[score]
+    std = by_day.transform("std")
+    scored = (by_day.transform("count") >= min_symbols) & (std > 0)
+    return ((frame[score] - by_day.transform("mean")) / std).where(scored)
+
+
+Z_SCALES = ("rolling", "cross_section")
+
+
+def zscore_scale(signal_cfg: Mapping) -> str:
+    """The validated `stack.signals.scale`; runs recorded before the option existed used rolling."""
+    scale = signal_cfg.get("scale", "rolling")
+    if scale not in Z_SCALES:
+        raise ValueError(f"stack.signals.scale must be one of {Z_SCALES}, got {scale!r}")
+    return scale
+
+
+def signal_zscore(frame: pd.DataFrame, signal_cfg: Mapping) -> pd.Series:
+    """z of each row's score under `stack.signals` (`frame` has symbol, date, fold and score)."""
+    if zscore_scale(signal_cfg) == "cross_section":
+        return cross_section_zscore(frame, signal_cfg["cross_section_min_symbols"])
+    return rolling_zscore(frame, signal_cfg["zscore_days"], signal_cfg["zscore_min_periods"])
 
 
 def directions(z: pd.Series | np.ndarray, threshold: float = 1.5) -> np.ndarray:

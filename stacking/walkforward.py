@@ -27,6 +27,7 @@ from features.factors import FACTORS
 from features.labels import CLASS_NAMES
 from models.trishula import TrishulaClassifier, softmax
 from splits.walkforward import Fold
+from stacking.frame import day_ranks
 from stacking.signals import fit_confidence_thresholds, precision_targets, signal_score
 from store.files import write_json_atomic
 
@@ -40,12 +41,14 @@ BLEND = "blend_parts"
 class StackSettings:
     label: str
     params: Mapping
-    early_stopping_rounds: int
+    early_stopping_rounds: int | None
     confidence: Mapping  # mode, target_precision, target_lift, min_support (conf/stack/default.yaml)
     kinds: Sequence[str]
     feature_schema_hash: str
     # The trained models, in order (the keys of stacking.frame.feature_sets).
     models: Sequence[str] = ("tabular", "trishula")
+    # Inputs fed as per-day ranks (stacking.frame.ranked_inputs); each model records its own.
+    ranked: Sequence[str] = ()
     backend: str = "local"
     dask_client: object | None = None
     console: Console = field(default_factory=Console)
@@ -82,8 +85,9 @@ def train_fold(
     """Train, save and return the summary of both models of one fold (files in `out_dir`)."""
     label = settings.label
     days = frame["date"]
-    train = _labelled(frame, fold.mask(days, "train"), label)
-    val = _labelled(frame, fold.mask(days, "val"), label)
+    # A day lies wholly in one part, so ranking a part by day ranks each day among all its rows.
+    train = day_ranks(_labelled(frame, fold.mask(days, "train"), label), settings.ranked)
+    val = day_ranks(_labelled(frame, fold.mask(days, "val"), label), settings.ranked)
     test = frame[fold.mask(days, "test")]
     if val.empty or train.empty:
         raise ValueError(f"meta fold {fold.index}: no labelled {'validation' if train.size else 'train'} rows")
@@ -107,6 +111,7 @@ def train_fold(
             "windows": fold.to_dict(),
             "label": label,
             "features": columns,
+            "ranked_features": [c for c in columns if c in set(settings.ranked)],
             "feature_schema_hash": settings.feature_schema_hash,
             "params": dict(settings.params),
             "best_iteration": model.best_iteration_,
@@ -141,7 +146,7 @@ def predict_fold(frame: pd.DataFrame, fold: Fold, model_dir: Path, settings: Sta
     trained = list(settings.models)
     for name in trained:
         served = FoldModel.load(model_dir, name)
-        raw = served.raw_scores(test, settings.feature_schema_hash)
+        raw = served.raw_scores(day_ranks(test, served.meta.get("ranked_features", [])), settings.feature_schema_hash)
         margins[name] = raw
         parts.append(_prediction_rows(base, name, softmax(raw)))
     for kind in settings.kinds:

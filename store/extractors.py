@@ -166,13 +166,19 @@ def save_extractor(root: str | Path, net: torch.nn.Module, meta: Mapping) -> Ext
     return ExtractorArtifact(target, full)
 
 
+def read_extractor(path: str | Path) -> ExtractorArtifact:
+    """The complete artifact in the folder `path` (FileNotFoundError naming it if there is none)."""
+    path = Path(path)
+    meta_file = path / ARTIFACT_FILE
+    if path.name.startswith(".") or not meta_file.is_file():
+        raise FileNotFoundError(f"{path} holds no complete extractor artifact (no {ARTIFACT_FILE})")
+    return ExtractorArtifact(path, json.loads(meta_file.read_text()))
+
+
 def list_extractors(root: str | Path) -> list[ExtractorArtifact]:
     """Every complete artifact under `root`, by kind, fold and version."""
-    found = []
-    for meta_file in sorted(Path(root).glob(f"*/fold_*/*/{ARTIFACT_FILE}")):
-        if meta_file.parent.name.startswith("."):
-            continue
-        found.append(ExtractorArtifact(meta_file.parent, json.loads(meta_file.read_text())))
+    found = [read_extractor(meta_file.parent) for meta_file in sorted(Path(root).glob(f"*/fold_*/*/{ARTIFACT_FILE}"))
+             if not meta_file.parent.name.startswith(".")]
     return sorted(found, key=lambda a: (a.meta["kind"], a.meta["fold"], a.version))
 
 

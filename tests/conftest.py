@@ -54,3 +54,10 @@ def compose(*overrides: str):
 @pytest.fixture(scope="session")
 def cfg():
     return compose()
+
+
+# The SPEC's absolute labels (±3/5/7/10 % simple returns), for tests written against their meaning;
+# the default labels are relative and volatility-scaled (conf/labels/default.yaml).
+ABSOLUTE_LABELS = ("labels.target=absolute", "labels.threshold_scale=fixed", "labels.thresholds.label_1d=0.03",
+                   "labels.thresholds.label_3d=0.05", "labels.thresholds.label_7d=0.07",
+                   "labels.thresholds.label_14d=0.10")

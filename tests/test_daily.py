@@ -203,7 +203,7 @@ def test_stack_does_not_read_a_store_of_another_dataset(env, tmp_path):
         cfg = hydra_compose(config_name="stack", overrides=[f"paths.artifacts_dir={env['art']}",
                                                             f"paths.output_dir={tmp_path}",
                                                             f"data.hourly_path={other}", COMMON[0]])
-    frames = load_feature_frames(cfg.data, cfg.features, cfg.labels.thresholds)
+    frames = load_feature_frames(cfg.data, cfg.features, cfg.labels)
     console = Console(record=True, width=200)
     with pytest.raises(FileNotFoundError, match="holds no lstm outputs made from this data"):
         run_stack(cfg, frames, console, tmp_path)

@@ -26,7 +26,7 @@ def _groups(*overrides):
 @pytest.fixture(scope="module")
 def frames():
     g = _groups()
-    return load_feature_frames(g["data"], g["features"], g["labels"]["thresholds"])
+    return load_feature_frames(g["data"], g["features"], g["labels"])
 
 
 @pytest.fixture(scope="module", params=["daily", "hourly"])
@@ -65,7 +65,7 @@ def test_batches_equal_the_normalised_rows_of_each_window(datamodule, frames):
     if datamodule.frame_kind == "daily":
         assert tuple(x.shape[1:]) == (30, 12)
     else:
-        assert tuple(x.shape[1:]) == (8, 168)
+        assert tuple(x.shape[1:]) == (6, 168)
     indexed = frame.set_index(["symbol", "ts"])
     for i in (0, 7, len(x) - 1):
         sample = samples.iloc[i]
@@ -125,3 +125,15 @@ def test_window_end_mask_respects_symbol_blocks_and_missing_values():
     assert mask.tolist() == [False, False, True, True, True, False, False, False, False]
     values[6, 1] = 0.0
     assert window_end_mask(symbols, values, 3).tolist()[5:] == [False, False, True, True]
+
+
+def test_every_network_input_varies_across_the_fold_samples(datamodule):
+    """A channel that is the same at some window step in every train sample is a constant input (SPEC §9):
+    the hour of day at step t of a window that always ends at 23:00 was one. Every (channel, step) must vary."""
+    train = datamodule.datasets["train"]
+    x, _ = train.__getitems__(list(range(len(train))))  # the whole train part as one batch
+    steps_last = x if datamodule.channels_first else x.transpose(1, 2)  # (samples, channels, steps)
+    spread = steps_last.std(dim=0)  # (channels, steps)
+    dead = [(datamodule.columns[c], int(t)) for c, t in (spread == 0).nonzero().tolist()]
+    assert not dead, f"inputs constant across {len(x)} train samples (channel, step): {dead[:5]}"
+    assert steps_last.shape[1] == len(datamodule.columns)

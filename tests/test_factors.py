@@ -69,4 +69,4 @@ def frames_sample(sample_grid, sample_fear_greed, cfg):
     from features.build import build_feature_frames
 
     return build_feature_frames(sample_grid, sample_fear_greed, OmegaConf.to_container(cfg.features),
-                                OmegaConf.to_container(cfg.labels.thresholds))
+                                OmegaConf.to_container(cfg.labels))

@@ -125,7 +125,7 @@ def test_backfill_is_idempotent_and_versions_sit_side_by_side(artifacts, clean, 
 def test_reads_are_point_in_time_and_in_sample_reads_are_refused(artifacts, clean):
     cfg = compose()
     groups = {k: OmegaConf.to_container(cfg[k]) for k in ("data", "features", "labels")}
-    frames = load_feature_frames(groups["data"], groups["features"], groups["labels"]["thresholds"])
+    frames = load_feature_frames(groups["data"], groups["features"], groups["labels"])
     decisions = frames.daily[["symbol", "ts"]].assign(decision_time=frames.daily["ts"] + pd.Timedelta(days=1))
     read = FeatureStore(clean).read_asof(decisions, "lstm")
     found = read["lstm_version"].notna()
@@ -158,7 +158,7 @@ def test_store_holds_raw_logits_and_reads_apply_softmax_once(artifacts, tmp_path
     [tcn] = [a for a in list_extractors(artifacts / "extractors") if a.meta["kind"] == "tcn"]
     cfg = compose()
     groups = {k: OmegaConf.to_container(cfg[k]) for k in ("data", "features", "labels")}
-    frames = load_feature_frames(groups["data"], groups["features"], groups["labels"]["thresholds"])
+    frames = load_feature_frames(groups["data"], groups["features"], groups["labels"])
     spec = input_spec("hourly", frames.columns["tcn"], 168, groups["features"], groups["data"])
     plan = make_plan(tcn, [tcn], frames, schema_hash(spec), "x", stride_hours=24)
     net = get_class(tcn.meta["net"]["_target_"])(**{k: v for k, v in tcn.meta["net"].items() if k != "_target_"})

@@ -21,7 +21,7 @@ def frames(sample_grid, sample_fear_greed, cfg):
 
     return build_feature_frames(
         sample_grid, sample_fear_greed, OmegaConf.to_container(cfg.features),
-        OmegaConf.to_container(cfg.labels.thresholds),
+        OmegaConf.to_container(cfg.labels),
     )
 
 

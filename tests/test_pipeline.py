@@ -54,7 +54,7 @@ def test_pipeline_writes_features_labels_and_folds(run_dir):
     assert set(LSTM_FEATURES) <= set(daily.columns) and {"label_3d", "fwd_ret_3d"} <= set(daily.columns)
     assert set(TABULAR_FEATURES) <= set(daily.columns) and set(REGIME_FEATURES) <= set(daily.columns)
     assert daily.columns.is_unique
-    assert list(hourly.columns)[:11] == ["symbol", "ts", "is_filled", *TCN_CHANNELS]
+    assert list(hourly.columns)[:9] == ["symbol", "ts", "is_filled", *TCN_CHANNELS]
     assert {"label_3d", "fwd_ret_14d"} <= set(hourly.columns)
     assert sorted(daily["symbol"].unique()) == sorted(pd.read_parquet(SAMPLE / "hourly.parquet")["symbol"].unique())
     assert not daily.duplicated(["symbol", "ts"]).any() and not hourly.duplicated(["symbol", "ts"]).any()
@@ -195,7 +195,7 @@ def test_signals_are_z_scored_gated_and_decided_at_the_close(run_dir, prediction
 @pytest.fixture(scope="module")
 def stacked(run_dir, artifacts_dir):
     cfg = compose("split.first_test_date=2023-10-01")
-    frames = load_feature_frames(cfg.data, cfg.features, cfg.labels.thresholds)
+    frames = load_feature_frames(cfg.data, cfg.features, cfg.labels)
     store = FeatureStore(artifacts_dir / "store")
     return frames, store
 

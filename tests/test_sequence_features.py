@@ -37,8 +37,8 @@ def test_lstm_has_twelve_inputs_none_constant(lstm):
     assert np.isfinite(warm[list(LSTM_FEATURES)].to_numpy()).all()
 
 
-def test_tcn_has_eight_channels_none_constant(tcn):
-    assert len(TCN_CHANNELS) == 8 and list(tcn.columns[-8:]) == list(TCN_CHANNELS)
+def test_tcn_has_six_channels_none_constant(tcn):
+    assert len(TCN_CHANNELS) == 6 and list(tcn.columns[-6:]) == list(TCN_CHANNELS)
     warm = tcn.groupby("symbol").apply(lambda f: f.iloc[200:], include_groups=False)
     assert (warm.groupby(level=0)[list(TCN_CHANNELS)].std() > 0).all().all()
     assert np.isfinite(warm[list(TCN_CHANNELS)].to_numpy()).all()
@@ -79,8 +79,6 @@ def test_hourly_channels_by_hand(tcn):
     btc = tcn[tcn["symbol"] == "BTCUSDT"].reset_index(drop=True)
     i = int(np.flatnonzero(btc["ts"] == DAY + pd.Timedelta(hours=15))[0])
     row = btc.iloc[i]
-    assert row["hour_sin"] == pytest.approx(np.sin(2 * np.pi * 15 / 24))
-    assert row["hour_cos"] == pytest.approx(np.cos(2 * np.pi * 15 / 24))
     assert row["close_open_dir"] == np.sign(row["close"] - row["open"])
     assert row["price_spread"] == pytest.approx((row["high"] - row["low"]) / row["close"], rel=1e-15)
     qv = (btc["close"] * btc["volume"]).to_numpy()

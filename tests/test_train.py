@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ import torch
 from omegaconf import OmegaConf
 
 from datamodules import DailySequenceDataModule, HourlyWindowDataModule
+from features.build import load_feature_frames
 from models import ExtractorModule, LSTMExtractor, TCNExtractor
 from store.extractors import list_extractors
 from tests.conftest import ROOT, compose
@@ -70,6 +72,44 @@ def test_resume_continues_from_the_last_checkpoint(lstm_run):
     assert len(list_extractors(lstm_run / "artifacts" / "extractors")) == 2
 
 
+def test_artifact_records_its_best_epoch_and_the_class_prior_loss(lstm_run):
+    [artifact, *_] = list_extractors(lstm_run / "artifacts" / "extractors")
+    metrics = artifact.meta["metrics"]
+    # The kept checkpoint (save_top_k=1) is the best epoch's.
+    [best] = (lstm_run / "run" / "checkpoints").glob("epoch*.ckpt")
+    assert best.name.startswith(f"epoch{metrics['best_epoch']:03d}-") and 0 <= metrics["best_epoch"] < metrics["epochs"]
+    # Balanced class weights make the prior the uniform prediction: its weighted loss is ln 3.
+    assert artifact.meta["class_weights"] is not None
+    assert metrics["prior_val_loss"] == pytest.approx(math.log(3), abs=1e-6)  # float32 class weights
+
+
+def test_warm_start_loads_an_earlier_fold_and_refuses_a_later_one(tmp_path):
+    _train(tmp_path / "early", tmp_path / "artifacts", "model=lstm", "trainer.max_epochs=1", "fold=3")
+    [earlier] = list_extractors(tmp_path / "artifacts" / "extractors")
+    # lr 0 and no weight decay: a warm-started fit keeps exactly the weights it started from.
+    _train(tmp_path / "warm", tmp_path / "artifacts", "model=lstm", "trainer.max_epochs=1", f"init_from={earlier.path}",
+           "model.optimizer.lr=0")
+    warm = next(a for a in list_extractors(tmp_path / "artifacts" / "extractors") if a.meta["fold"] == FOLD)
+    assert warm.meta["init_from"] == earlier.version
+    start, end = earlier.load_state_dict(), warm.load_state_dict()
+    assert start.keys() == end.keys() and all(torch.equal(start[k], end[k]) for k in start)
+    # Fold 7's validation labels reach past the start of fold 5's test window.
+    _train(tmp_path / "later", tmp_path / "artifacts", "model=lstm", "trainer.max_epochs=1", "fold=7")
+    later = next(a for a in list_extractors(tmp_path / "artifacts" / "extractors") if a.meta["fold"] == 7)
+    done = subprocess.run(
+        [sys.executable, "train.py", f"fold={FOLD}", "model=lstm", f"init_from={later.path}",
+         f"hydra.run.dir={tmp_path / 'bad'}", f"paths.artifacts_dir={tmp_path / 'artifacts'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode != 0 and "must come from an earlier fold" in done.stderr
+    done = subprocess.run(
+        [sys.executable, "train.py", f"fold={FOLD}", "model=tcn", f"init_from={earlier.path}",
+         f"hydra.run.dir={tmp_path / 'bad'}", f"paths.artifacts_dir={tmp_path / 'artifacts'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode != 0 and "this run trains a tcn" in done.stderr
+
+
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
     done = subprocess.run(
         [sys.executable, "train.py", "resume=true", f"hydra.run.dir={tmp_path}", f"paths.artifacts_dir={tmp_path}"],
@@ -96,7 +136,7 @@ def test_tcn_run_resume_and_listing(tmp_path):
     first, artifact = list_extractors(tmp_path / "artifacts" / "extractors")
     assert artifact.meta["kind"] == "tcn" and artifact.meta["inputs"]["window"] == 168
     assert artifact.meta["inputs"]["columns"] == first.meta["inputs"]["columns"]
-    assert len(artifact.meta["inputs"]["columns"]) == 8
+    assert len(artifact.meta["inputs"]["columns"]) == 6
     listing = subprocess.run(
         [sys.executable, "-m", "store.extractors", "--root", str(tmp_path / "artifacts" / "extractors")],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
@@ -152,3 +192,28 @@ def test_gpu_bf16_run(tmp_path):
     _train(tmp_path / "run", tmp_path / "artifacts", "model=tcn", "trainer=gpu", "trainer.max_epochs=1")
     assert json.loads(next((tmp_path / "artifacts").rglob("artifact.json")).read_text())["trainer"]["precision"] == (
         "bf16-mixed")
+
+
+def test_the_main_job_chains_warm_starts_and_keys_each_fit_by_its_predecessor(tmp_path):
+    """pipeline.warm_start: each fit of a kind starts from the previous one; a changed predecessor changes the key."""
+    from pipeline import _train_cfg, extractor_folds, train_stage
+    from splits.artifacts import folds_from_config
+    from train import content_key
+
+    cfg = compose("pipeline.warm_start=true", "stack.kinds=[lstm]", "trainer.max_epochs=1",
+                  f"paths.artifacts_dir={tmp_path / 'artifacts'}", "pipeline.retrain_every_folds=3")
+    groups = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("data", "features", "labels")}
+    frames = load_feature_frames(groups["data"], groups["features"], groups["labels"])
+    folds = folds_from_config(frames.daily, cfg.split, max(frames.horizons))
+    chosen = extractor_folds(cfg, folds, folds)[:2]
+    first, second = train_stage(cfg, frames, chosen, tmp_path / "out")["lstm"]
+    assert first.meta["init_from"] is None and second.meta["init_from"] == first.version
+    # The second fit's key holds the first's: the same config from a different start is another fit.
+    keyed = _train_cfg(cfg, "lstm", chosen[1].index, tmp_path / "out")
+    keyed.init_from = str(first.path)
+    assert content_key(keyed) == second.meta["content_key"]
+    keyed.init_from = None
+    assert content_key(keyed) != second.meta["content_key"]
+    # Unchanged: both reused, chained the same way.
+    again = train_stage(cfg, frames, chosen, tmp_path / "out")["lstm"]
+    assert [a.version for a in again] == [first.version, second.version]

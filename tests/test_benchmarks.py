@@ -1,0 +1,92 @@
+"""Smoke tests of the benchmark scripts, on the shipped sample with tiny costs."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from store.extractors import list_extractors
+from tests.conftest import SAMPLE
+
+# A cut-down walk-forward: the folds from November 2023, the extractors of every 4th fold, one epoch each.
+TINY = ("trainer.max_epochs=1", "split.first_test_date=2023-11-01", "pipeline.retrain_every_folds=4")
+
+
+@pytest.mark.slow
+def test_walkforward_times_every_stage_of_the_main_job(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts the repo root at sys.path[0]
+    from benchmarks import walkforward
+
+    artifacts, results = tmp_path / "artifacts", tmp_path / "results"
+    walkforward.main(["--data-dir", str(SAMPLE), "--artifacts-dir", str(artifacts), "--results-dir", str(results),
+                      "--outputs-dir", str(tmp_path / "outputs"), "--fresh", "--matmul-size", "256",
+                      "--matmul-rounds", "2", "--", *TINY])
+
+    result = json.loads((results / "walkforward.json").read_text())
+    stages = result["stages"]
+    assert list(stages) == ["data", "extractors_lstm", "extractors_tcn", "backfill", "stack", "backtest", "report"]
+    assert all(entry["seconds"] > 0 for entry in stages.values())
+    assert sum(entry["share"] for entry in stages.values()) == pytest.approx(1, abs=0.01)
+    # Each stage's seconds are rounded to the millisecond; the time between stages is not theirs.
+    assert result["total_seconds"] >= sum(entry["seconds"] for entry in stages.values()) - 0.001 * len(stages)
+    assert result["fresh"] is True and result["overrides"][-len(TINY):] == list(TINY)
+    assert result["matmul_gflops"] > 0
+
+    for kind in ("lstm", "tcn"):
+        entry = stages[f"extractors_{kind}"]
+        saved = [a for a in list_extractors(artifacts / "extractors") if a.meta["kind"] == kind]
+        assert entry["epochs"] == [a.meta["metrics"]["epochs"] for a in saved] == [1] * len(saved)
+        assert entry["best_epochs"] == [a.meta["metrics"].get("best_epoch") for a in saved]
+        assert entry["fits"] == entry["trained"] == len(saved) > 0
+        assert entry["samples_trained"] == sum(a.meta["samples"]["train"] for a in saved)
+        assert entry["train_samples_per_s"] == pytest.approx(entry["samples_trained"] / entry["seconds"])
+        assert entry["gflops"] > 0 and entry["matmul_share"] > 0
+    assert stages["backfill"]["windows"] > 0 and stages["stack"]["models"] > 0 and stages["backtest"]["orders"] > 0
+    assert (results / "walkforward.md").read_text().count("| extractors_") == 2
+
+
+# -- benchmarks/drift.py ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def lstm_versions(tmp_path_factory):
+    """The extractors root of an LSTM of fold 3 and one of fold 5 warm-started from it, one epoch each."""
+    from tests.test_train import _train
+
+    base = tmp_path_factory.mktemp("drift")
+    _train(base / "run3", base, "model=lstm", "trainer.max_epochs=1", "fold=3")
+    [first] = list_extractors(base / "extractors")
+    _train(base / "run5", base, "model=lstm", "trainer.max_epochs=1", "fold=5", f"init_from={first.path}")
+    return base / "extractors"
+
+
+def test_drift_compares_consecutive_versions_on_the_rows_the_newer_serves(lstm_versions, tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts the repo root at sys.path[0]
+    from benchmarks import drift
+
+    drift.main(["--artifacts-dir", str(lstm_versions), "--data-dir", str(SAMPLE), "--results-dir", str(tmp_path)])
+
+    result = json.loads((tmp_path / "drift.json").read_text())
+    assert result["artifacts_dir"] == str(lstm_versions) and result["seconds"] > 0
+    assert result["min_coins"] == drift.MIN_COINS and result["agreeing_at"] == drift.AGREEING
+    entry = result["kinds"]["lstm"]
+    [pair] = entry["pairs"]
+    older, newer = list_extractors(lstm_versions)
+    assert pair["older"]["version"] == older.version and pair["newer"]["version"] == newer.version
+    assert pair["warm_started_from_older"] and pair["rows"] > 0 and pair["days_ranked"] > 0
+    groups = [column["group"] for column in pair["columns"].values()]
+    assert groups.count("probability") == 3 and groups.count("embedding") == newer.meta["net"]["embedding_dim"]
+    figures = [column[way] for column in pair["columns"].values() for way in drift.WAYS]
+    assert all(-1 <= value <= 1 for value in figures)
+    assert entry["summary"]["pairs"] == 1 and set(drift.FIGURE_COLUMNS) <= entry["summary"].keys()
+    assert "| lstm | 1 | embedding |" in (tmp_path / "drift.md").read_text()
+
+
+def test_drift_of_a_version_with_itself_is_exactly_one(lstm_versions, monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    from benchmarks import drift
+
+    older, newer = list_extractors(lstm_versions)
+    scoring = drift.Scoring.build(SAMPLE, [])
+    agreement = drift.compare_pair(newer, newer, [older, newer], scoring)["agreement"]
+    assert len(agreement) > 3 and (agreement[list(drift.WAYS)] == 1.0).all().all()
