@@ -57,6 +57,7 @@ from benchmarks import stages  # noqa: E402
 from evaluation import PREDICTION_COLUMNS, evaluate_predictions, format_number, write_report  # noqa: E402
 from stacking.registry import RUN_FILE  # noqa: E402
 from stacking.run import build_signals  # noqa: E402
+from stacking.serving import fold_thresholds  # noqa: E402
 from stacking.signals import Z_SCALES  # noqa: E402
 from store.files import write_json_atomic, write_text_atomic  # noqa: E402
 
@@ -92,7 +93,7 @@ def _model_rows(metrics: dict) -> list[dict]:
     ]
 
 
-def _period_result(cfg, frames, grid, run, out: Path, period: str) -> dict | None:
+def _period_result(cfg, frames, grid, run, by_scale_signals: dict, out: Path, period: str) -> dict | None:
     """The period's figures; None when no test row falls in it (e.g. the shipped sample has no dev years)."""
     predictions = _in_period(run.predictions, period)
     if predictions.empty:
@@ -101,9 +102,9 @@ def _period_result(cfg, frames, grid, run, out: Path, period: str) -> dict | Non
     signals = _in_period(run.signals, period)
     backtest = pipeline.backtest_stage(cfg, frames, grid, signals, out / period).to_json_dict()
     # The same scores and thresholds, z-scored each way (stack.signals.scale), traded alike.
-    by_scale = {scale: pipeline.backtest_stage(cfg, frames, grid, _in_period(signals_by_scale(run, scale), period),
+    by_scale = {scale: pipeline.backtest_stage(cfg, frames, grid, _in_period(scaled, period),
                                                out / period / scale).to_json_dict()["summary"]
-                for scale in Z_SCALES}
+                for scale, scaled in by_scale_signals.items()}
     folds = sorted(map(int, predictions["fold"].unique()))
     return {
         "test_dates": [str(predictions["date"].min().date()), str(predictions["date"].max().date())],
@@ -113,11 +114,12 @@ def _period_result(cfg, frames, grid, run, out: Path, period: str) -> dict | Non
     }
 
 
-def signals_by_scale(run, scale: str) -> pd.DataFrame:
-    """The run's Trishula signals with its own thresholds, z-scored by `scale` instead of the config's."""
+def signals_by_scale(run) -> dict[str, pd.DataFrame]:
+    """The run's Trishula signals with its own thresholds, z-scored each way (`stack.signals.scale`)."""
     meta = json.loads((run.run_dir / RUN_FILE).read_text())
-    thresholds = {int(s["fold"]["index"]): s["models"]["trishula"]["thresholds"] for s in meta["folds"]}
-    return build_signals(run.predictions, thresholds, {**meta["stack"]["signals"], "scale": scale})
+    thresholds = fold_thresholds(meta)
+    return {scale: build_signals(run.predictions, thresholds, {**meta["stack"]["signals"], "scale": scale})
+            for scale in Z_SCALES}
 
 
 def extractor_fits(in_use: dict) -> dict:
@@ -208,8 +210,9 @@ def main() -> None:
     timed = stages.StageTimer(digits=1)
     walk = stages.run_through_stack(cfg, out, timed)
     frames, grid, evaluated, in_use, run = walk.frames, walk.grid, walk.evaluated, walk.in_use, walk.run
+    by_scale_signals = signals_by_scale(run)
     scored = timed("evaluation_and_backtest", lambda: {
-        name: _period_result(cfg, frames, grid, run, out, name) for name in PERIODS
+        name: _period_result(cfg, frames, grid, run, by_scale_signals, out, name) for name in PERIODS
     })
     periods = {name: result for name, result in scored.items() if result is not None}
     for name in scored.keys() - periods.keys():

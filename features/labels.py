@@ -27,6 +27,7 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from features.market import market_return
+from features.rolling import trailing
 
 SELL, HOLD, BUY = 0, 1, 2
 CLASS_NAMES = ("SELL", "HOLD", "BUY")
@@ -114,9 +115,9 @@ def trailing_volatility(bars: pd.DataFrame, days: int, bars_per_day: int = 1) ->
     closes = bars.groupby("symbol", sort=False)["close"]
     daily_log_return = np.log(bars["close"] / closes.shift(bars_per_day))
     hour_slot = closes.cumcount() % bars_per_day  # contiguous bars: the same slot is the same hour of day
-    return daily_log_return.groupby([bars["symbol"], hour_slot], sort=False).transform(
-        lambda returns: returns.rolling(days, min_periods=days).std()
-    )
+    # One rolling group per (symbol, hour slot), numbered so `trailing` groups on a single key.
+    symbol_slot = pd.Series(pd.factorize(bars["symbol"])[0] * bars_per_day + hour_slot.to_numpy(), index=bars.index)
+    return trailing(daily_log_return, symbol_slot, days, "std")
 
 
 def classify(value: pd.Series, threshold: float | pd.Series) -> pd.Series:

@@ -40,8 +40,7 @@ class ServedRun:
     def load(cls, registry: Registry, run_id: str) -> ServedRun:
         meta = registry.run_meta(run_id)
         folds = [Fold.from_dict(summary["fold"]) for summary in meta["folds"]]
-        thresholds = {int(s["fold"]["index"]): s["models"]["trishula"]["thresholds"] for s in meta["folds"]}
-        return cls(run_id, registry.run_dir(run_id), meta, folds, thresholds)
+        return cls(run_id, registry.run_dir(run_id), meta, folds, fold_thresholds(meta))
 
     @property
     def versions(self) -> dict[str, list[str]]:
@@ -65,6 +64,11 @@ class ServedRun:
         return StackSettings(label=label, params=stack["lgbm"], early_stopping_rounds=stack["early_stopping_rounds"],
                              confidence=stack["confidence"], kinds=list(stack["kinds"]),
                              feature_schema_hash=self.meta["schema"], console=Console(quiet=True))
+
+
+def fold_thresholds(run_meta: Mapping) -> dict[int, Mapping]:
+    """Fold -> Trishula's confidence thresholds, from a run's run.json."""
+    return {int(s["fold"]["index"]): s["models"]["trishula"]["thresholds"] for s in run_meta["folds"]}
 
 
 def walkforward_signals(frame: pd.DataFrame, run: ServedRun, label: str) -> pd.DataFrame:
