@@ -31,6 +31,7 @@ from datamodules import FoldWindowDataModule
 from features.build import FeatureFrames, parse_horizons
 from features.labels import CLASS_NAMES
 from models import ExtractorModule, balanced_class_weights
+from models.learning_curve import LearningCurve
 from splits import Fold
 from splits.artifacts import folds_from_config
 from store.extractors import (
@@ -176,7 +177,12 @@ def train_extractor(cfg: DictConfig, frames: FeatureFrames | None = None) -> Ext
     net = instantiate(cfg.model.net)
     warm_start = None if cfg.get("init_from") is None else warm_start_artifact(cfg)
     if warm_start is not None:
-        net.load_state_dict(warm_start.load_state_dict())
+        try:
+            net.load_state_dict(warm_start.load_state_dict())
+        except RuntimeError as error:  # e.g. an artifact made by older code, with other head shapes
+            raise ValueError(f"init_from={cfg.init_from}: its weights do not fit this {cfg.model.kind} network "
+                             f"(made by extractor source {warm_start.meta.get('source_hash')}, this is "
+                             f"{source_hash('extractor')}): {error}") from error
     module = ExtractorModule(
         net=torch.compile(net) if cfg.compile else net,
         optimizer=instantiate(cfg.model.optimizer),
@@ -190,7 +196,8 @@ def train_extractor(cfg: DictConfig, frames: FeatureFrames | None = None) -> Ext
         filename="epoch{epoch:03d}-val_loss{val/loss:.4f}", auto_insert_metric_name=False,
     )
     early_stopping = EarlyStopping(monitor="val/loss", mode="min", patience=cfg.early_stopping_patience)
-    callbacks = [checkpoint, early_stopping, LearningRateMonitor(logging_interval="epoch")]
+    curve = LearningCurve()
+    callbacks = [checkpoint, early_stopping, curve, LearningRateMonitor(logging_interval="epoch")]
     logger = TensorBoardLogger(save_dir=str(out), name="tensorboard", version="")
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, default_root_dir=str(out))
 
@@ -205,7 +212,8 @@ def train_extractor(cfg: DictConfig, frames: FeatureFrames | None = None) -> Ext
     # Early stopping counts the epochs since the best one (0-based epochs; the checkpoint keeps that one).
     best_epoch = trainer.current_epoch - 1 - early_stopping.wait_count
     metrics = {"best_epoch_val_loss": float(checkpoint.best_model_score), "epochs": trainer.current_epoch,
-               "best_epoch": best_epoch, "prior_val_loss": prior_loss(datamodule, weights)}
+               "best_epoch": best_epoch, "prior_val_loss": prior_loss(datamodule, weights),
+               "learning_curve": curve.epochs}
     metrics |= _metrics(trainer.validate(module, datamodule=datamodule, ckpt_path="best", verbose=False))
     metrics |= _metrics(trainer.test(module, datamodule=datamodule, ckpt_path="best", verbose=False))
     if not trainer.is_global_zero:

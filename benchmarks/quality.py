@@ -19,18 +19,20 @@ Research protocol (it keeps our numbers honest):
 
 Printed and written, per period: every model's and baseline's daily rank IC-3d (mean, ICIR, HAC t,
 days), the paired difference against Trishula (mean, HAC t, share of days Trishula wins), and the
-Trailing J summary of Trishula's gated signals beside BTC buy & hold; and the seconds of each stage.
+Trailing J summary of Trishula's gated signals beside BTC buy & hold; per extractor kind, its fits'
+best epochs, validation loss against the class prior's and learning curves (train and validation loss
+per epoch, from each artifact); and the seconds of each stage.
 The models: `trishula`, its parts (`lstm`, `tcn`, `tabular`), its ablations (`trishula_no_embeddings`,
 `trishula_no_lstm`, `trishula_no_tcn`: the same LightGBM without those inputs, `stack.ablations`) and
 the baselines (`blend_parts`: the equal-weight mean of the parts' per-day ranks; `reversal_3d`,
 `lowvol_30d`, `mom_30d`: features/factors.py).
 
-Cost knobs (2 CPU cores, about 30 minutes; the rest is the default config):
-- `--retrain-every` (pipeline.retrain_every_folds, default 12): the extractors are refit every 12th
-  fold (every 24 weeks, 7 refits per kind over 2020-2023) instead of every 2nd; between refits the
-  store's as-of rule serves the newest earlier extractor. TCN training is most of the cost.
-- everything else is the default config: extractor epochs and early stopping, the meta-learner's
-  expanding train window and its LightGBM parameters.
+The config is the default (`conf/pipeline.yaml`: extractors refit every 12th fold, 7 refits per kind
+over 2020-2023; the meta-learner's expanding window and LightGBM parameters) plus the ablations;
+about 15 minutes on 2 CPU cores, TCN training and the five meta-learners a fold most of it.
+`--retrain-every N` sets pipeline.retrain_every_folds (between refits the store's as-of rule serves
+the newest earlier extractor). A development-only run (`-- split.last_test_date=2022-12-31`) is what
+a modelling choice is made on.
 Extra Hydra overrides after `--` are passed through (e.g. `trainer=gpu`). Artifacts go to
 `artifacts/quality` (a re-run reuses unchanged extractors, backfills and stack runs: fast for a
 change to the meta-learner only; `--fresh` starts from nothing, for stage seconds that count), outputs to
@@ -130,11 +132,22 @@ def extractor_fits(in_use: dict) -> dict:
         metrics = [a.meta["metrics"] for a in artifacts]
         best = [m.get("best_epoch") for m in metrics]
         beat = [m["val/loss"] < m["prior_val_loss"] for m in metrics if "prior_val_loss" in m]
+        curves = [m["learning_curve"] for m in metrics if m.get("learning_curve")]
         fits[kind] = {"epochs": [m["epochs"] for m in metrics], "best_epochs": best,
                       "best_epoch_0_share": sum(b == 0 for b in best) / len(best),
                       "below_prior_share": sum(beat) / len(beat) if beat else None,
-                      "val_loss": [round(m["val/loss"], 4) for m in metrics]}
+                      "val_loss": [round(m["val/loss"], 4) for m in metrics],
+                      # Over the fit, first epoch -> last: training loss falling while validation loss rises
+                      # is a fit learning its own fold (over-fitting), not the market.
+                      "train_loss_change": [_change(c, "train_loss") for c in curves],
+                      "val_loss_change": [_change(c, "val_loss") for c in curves],
+                      "learning_curves": curves}
     return fits
+
+
+def _change(curve: list[dict], loss: str) -> float | None:
+    first, last = curve[0][loss], curve[-1][loss]
+    return None if first is None or last is None else round(last - first, 4)
 
 
 def _print_period(name: str, result: dict) -> None:
@@ -164,7 +177,9 @@ def _markdown(result: dict) -> str:
         "",
         f"Run {result['finished_at']} on {result['data']['symbols']} coins, "
         f"{result['data']['days'][0]} .. {result['data']['days'][1]}; overrides: "
-        f"`{' '.join(result['overrides'][2:])}`; {result['total_seconds']:.0f} s in all.",
+        f"`{' '.join(result['overrides'][2:])}`; extractors refit every {result['retrain_every_folds']} folds "
+        f"({', '.join(f'{n} {kind}' for kind, n in result['extractor_fits'].items())} fits); "
+        f"{result['total_seconds']:.0f} s in all.",
         "Daily rank IC of the 3-day forward return; t = Newey-West (3 lags); paired = Trishula minus the model "
         "on the days both are scored. Development = tuning years; 2023 = confirmation, never tuned on.",
         "",
@@ -193,20 +208,29 @@ def _markdown(result: dict) -> str:
                 f"{s['trades']} trades" for scale, s in period["backtest"]["by_scale"].items()) + ".",
             "",
         ]
-    lines += ["## Seconds per stage", "", "| stage | seconds | share |", "| --- | ---: | ---: |"]
+    lines += ["## Extractor fits", "",
+              "| kind | fits | best epochs | best epoch 0 | val loss below the prior's | train loss change "
+              "(first -> last epoch) | val loss change |", "| --- | ---: | --- | ---: | ---: | --- | --- |"]
+    for kind, fits in result["extractor_learning"].items():
+        below = fits["below_prior_share"]
+        lines.append(f"| {kind} | {len(fits['epochs'])} | {fits['best_epochs']} | {fits['best_epoch_0_share']:.0%} | "
+                     f"{'n/a' if below is None else f'{below:.0%}'} | {fits['train_loss_change']} | "
+                     f"{fits['val_loss_change']} |")
+    lines += ["", "## Seconds per stage", "", "| stage | seconds | share |", "| --- | ---: | ---: |"]
     lines += [f"| {stage} | {seconds:.0f} | {seconds / result['total_seconds']:.0%} |"
               for stage, seconds in result["seconds"].items()]
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     stages.add_run_arguments(parser, "quality")
-    parser.add_argument("--retrain-every", type=int, default=12, help="pipeline.retrain_every_folds")
-    args = parser.parse_args()
+    parser.add_argument("--retrain-every", type=int, default=None,
+                        help="pipeline.retrain_every_folds (default: the config's)")
+    args = parser.parse_args(argv)
     out = stages.prepare(args, "quality")
-    cfg, overrides = stages.compose_pipeline(args, out, f"pipeline.retrain_every_folds={args.retrain_every}",
-                                             f"stack.ablations=[{','.join(ABLATIONS)}]")
+    retrain = [] if args.retrain_every is None else [f"pipeline.retrain_every_folds={args.retrain_every}"]
+    cfg, overrides = stages.compose_pipeline(args, out, *retrain, f"stack.ablations=[{','.join(ABLATIONS)}]")
     timed = stages.StageTimer(digits=1)
     walk = stages.run_through_stack(cfg, out, timed)
     frames, grid, evaluated, in_use, run = walk.frames, walk.grid, walk.evaluated, walk.in_use, walk.run
@@ -228,6 +252,7 @@ def main() -> None:
         # Without --fresh, unchanged extractors, backfills and stack runs are reused and their stages are fast.
         "fresh": args.fresh,
         "data": {"symbols": len(span["symbols"]), "days": span["days"]},
+        "retrain_every_folds": int(cfg.pipeline.retrain_every_folds),
         "extractor_fits": {kind: len(v) for kind, v in in_use.items()},
         "extractor_epochs": epochs,
         "extractor_learning": extractor_fits(in_use),

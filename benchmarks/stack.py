@@ -5,8 +5,9 @@
 Builds what the stack reads, quickly: an extractor per fold (`--every`-th) trained on one batch
 only (their weights do not change the meta-learner's speed) and backfilled at the daily close.
 Then prints, from one run: the time to assemble the stacked frame by as-of reads of the store,
-the LightGBM training time of every meta fold (tabular + Trishula, with early stopping), and
-inference rows/s of a served (saved and reloaded) model. Everything goes to a temporary folder.
+the LightGBM training time of every meta fold (tabular + Trishula, as `stack` configures them: inputs,
+LightGBM parameters, early stopping), and inference rows/s of a served (saved and reloaded) model, its
+inputs' per-day ranks included when it reads them. Everything goes to a temporary folder.
 """
 
 from __future__ import annotations
@@ -27,7 +28,14 @@ from rich.console import Console  # noqa: E402
 import pipeline  # noqa: E402
 from backfill import run_backfill  # noqa: E402
 from stacking.folds import meta_folds  # noqa: E402
-from stacking.frame import assemble_stack_frame, complete_rows, decision_rows, feature_sets  # noqa: E402
+from stacking.frame import (  # noqa: E402
+    assemble_stack_frame,
+    complete_rows,
+    day_ranks,
+    decision_rows,
+    feature_sets,
+    ranked_inputs,
+)
 from stacking.walkforward import FoldModel, StackSettings, train_fold  # noqa: E402
 from store.feature_store import FeatureStore  # noqa: E402
 
@@ -75,7 +83,7 @@ def main() -> None:
             label=cfg.labels.primary, params=stack_cfg["lgbm"],
             early_stopping_rounds=stack_cfg["early_stopping_rounds"],
             confidence=stack_cfg["confidence"], kinds=kinds, feature_schema_hash="bench",
-            console=console,
+            ranked=ranked_inputs(features, frames, stack_cfg["inputs"]), console=console,
         )
         t0 = time.perf_counter()
         for fold in meta:
@@ -83,11 +91,12 @@ def main() -> None:
         train_seconds = time.perf_counter() - t0
 
         served = FoldModel.load(Path(tmp) / "meta" / f"fold_{meta[-1].index:03d}", "trishula")
-        served.raw_scores(frame.iloc[:1000], "bench")  # warm-up
+        ranked = served.meta["ranked_features"]
+        served.raw_scores(day_ranks(frame.iloc[:1000], ranked), "bench")  # warm-up
         t0 = time.perf_counter()
         rounds = 5
         for _ in range(rounds):
-            served.raw_scores(frame, "bench")
+            served.raw_scores(day_ranks(frame, ranked), "bench")
         inference_rate = rounds * len(frame) / (time.perf_counter() - t0)
 
     console.rule("benchmarks/stack.py")
@@ -96,7 +105,8 @@ def main() -> None:
                   f"{len(artifacts)} extractors trained on one batch and backfilled in {setup_seconds:.0f} s (set-up)")
     console.print(f"frame assembly (as-of reads of {len(kinds)} kinds): {len(frame):,} stacked rows "
                   f"x {len(features['trishula'])} features in {assemble_seconds:.2f} s")
-    console.print(f"LightGBM training, {len(meta)} meta folds x 2 models (tabular, trishula): {train_seconds:.1f} s "
+    console.print(f"LightGBM training ({stack_cfg['inputs']} inputs), {len(meta)} meta folds x 2 models "
+                  f"(tabular, trishula): {train_seconds:.1f} s "
                   f"({train_seconds / max(len(meta), 1):.2f} s per fold)")
     console.print(f"inference of a served Trishula model: {inference_rate:,.0f} rows/s ({len(frame):,} rows, "
                   f"{rounds} rounds)")

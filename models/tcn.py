@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.outputs import ExtractorOutput
+from models.outputs import ExtractorOutput, bottleneck
 
 
 class CausalConv1d(nn.Conv1d):
@@ -52,11 +52,12 @@ class ResidualBlock(nn.Module):
 
 
 class TCNExtractor(nn.Module):
-    """Residual blocks with growing dilation, global average pool over time, two linear heads.
+    """Residual blocks with growing dilation, global average pool over time, the embedding head, and
+    the class head reading the embedding (a learned bottleneck, SPEC §4).
 
     Parameters (defaults): block 1 = conv 6*64*3 + BN 2*64 + conv 64*64*3 + BN 2*64 + W_s 6*64
-    = 14,080; blocks 2-4 = 2 * (64*64*3 + 2*64) = 24,832 each; heads 64*16+16 + 64*3+3 = 1,235;
-    total 89,811.
+    = 14,080; blocks 2-4 = 2 * (64*64*3 + 2*64) = 24,832 each; heads 64*16+16 + 16*3+3 = 1,091;
+    total 89,667.
     """
 
     def __init__(
@@ -77,11 +78,7 @@ class TCNExtractor(nn.Module):
             )
         )
         self.embedding_head = nn.Linear(channels, embedding_dim)
-        # The heads both read the shared representation (SPEC §4), and only the class head is in
-        # the loss: the embedding is a fixed, seeded random projection of the learned
-        # representation. Frozen, so optimisers and DDP see it for what it is.
-        self.embedding_head.requires_grad_(False)
-        self.class_head = nn.Linear(channels, n_classes)
+        self.class_head = nn.Linear(embedding_dim, n_classes)
 
     def step_features(self, x: torch.Tensor) -> torch.Tensor:
         """Per-step features before pooling: (B, in_channels, T) -> (B, channels, T)."""
@@ -90,4 +87,5 @@ class TCNExtractor(nn.Module):
     def forward(self, x: torch.Tensor) -> ExtractorOutput:
         # x: (B, in_channels, T=168)
         pooled = self.step_features(x).mean(dim=-1)  # (B, channels)
-        return ExtractorOutput(embedding=self.embedding_head(pooled), logits=self.class_head(pooled))
+        embedding = self.embedding_head(pooled)  # (B, embedding_dim)
+        return ExtractorOutput(embedding=embedding, logits=self.class_head(bottleneck(embedding)))  # logits (B, 3)

@@ -47,6 +47,32 @@ def test_walkforward_times_every_stage_of_the_main_job(tmp_path, monkeypatch):
     assert (results / "walkforward.md").read_text().count("| extractors_") == 2
 
 
+@pytest.mark.slow
+def test_quality_scores_every_model_and_reads_each_fits_learning_curve(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts the repo root at sys.path[0]
+    from benchmarks import quality
+
+    artifacts, results = tmp_path / "artifacts", tmp_path / "results"
+    quality.main(["--data-dir", str(SAMPLE), "--artifacts-dir", str(artifacts), "--results-dir", str(results),
+                  "--outputs-dir", str(tmp_path / "outputs"), "--retrain-every", "4", "--", *TINY])
+
+    result = json.loads((results / "quality.json").read_text())
+    assert result["retrain_every_folds"] == 4
+    # The sample's test folds are all in 2023: the confirmation period only.
+    [period] = result["periods"].values()
+    models = {row["model"] for row in period["models"]}
+    assert {"trishula", "tabular", "lstm", "tcn", "blend_parts", "lowvol_30d"} <= models
+    assert {f"trishula_{a}" for a in quality.ABLATIONS} <= models
+    for kind, fits in result["extractor_learning"].items():
+        saved = [a for a in list_extractors(artifacts / "extractors") if a.meta["kind"] == kind]
+        curves = [a.meta["metrics"]["learning_curve"] for a in saved]
+        assert fits["learning_curves"] == curves and all(len(c) == 1 for c in curves)  # one epoch each
+        assert fits["train_loss_change"] == [0.0] * len(saved)  # first epoch = last epoch
+    fits_table = (results / "quality.md").read_text().split("## Extractor fits")[1].split("##")[0]
+    for kind, fits in result["extractor_learning"].items():
+        assert f"| {kind} | {len(fits['epochs'])} | {fits['best_epochs']} |" in fits_table
+
+
 # -- benchmarks/drift.py ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def lstm_versions(tmp_path_factory):

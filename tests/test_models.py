@@ -25,9 +25,9 @@ def test_lstm_parameter_count():
     # nn.LSTM layer: 4 gates * (h * (in + h) + 2h), two bias vectors per gate.
     layer1 = 4 * (64 * (12 + 64) + 2 * 64)  # 19,968
     layer2 = 4 * (64 * (64 + 64) + 2 * 64)  # 33,280
-    heads = (64 * 12 + 12) + (64 * 3 + 3)  # 780 + 195
+    heads = (64 * 12 + 12) + (12 * 3 + 3)  # embedding 780 + class head on the embedding 39
     count = n_params(LSTMExtractor())
-    assert count == layer1 + layer2 + heads == 54_223
+    assert count == layer1 + layer2 + heads == 54_067
     assert 45_000 <= count <= 55_000
 
 
@@ -36,9 +36,9 @@ def test_tcn_parameter_count():
     # W_s exists only in block 1 (6 -> 64 channels).
     block1 = 6 * 64 * 3 + 2 * 64 + 64 * 64 * 3 + 2 * 64 + 6 * 64  # 14,080
     block = 2 * (64 * 64 * 3 + 2 * 64)  # 24,832, blocks 2-4
-    heads = (64 * 16 + 16) + (64 * 3 + 3)  # 1,040 + 195
+    heads = (64 * 16 + 16) + (16 * 3 + 3)  # embedding 1,040 + class head on the embedding 51
     count = n_params(TCNExtractor())
-    assert count == block1 + 3 * block + heads == 89_811
+    assert count == block1 + 3 * block + heads == 89_667
 
 
 @pytest.mark.parametrize("batch", [1, 5])
@@ -51,6 +51,19 @@ def test_output_shapes(net_cls, shape, emb_dim, batch):
     assert isinstance(out, ExtractorOutput)
     assert out.embedding.shape == (batch, emb_dim)
     assert out.logits.shape == (batch, 3)
+
+
+@pytest.mark.parametrize(("net_cls", "shape"), [(LSTMExtractor, (30, 12)), (TCNExtractor, (6, 168))])
+def test_the_class_loss_trains_every_embedding_dimension(net_cls, shape):
+    # SPEC §4: the embedding is learned. The class head reads it through a nonlinearity, so the
+    # gradient reaching the embedding head spans more than the 3 directions a linear map to the
+    # logits would read (rank <= 3 there: the rest of the embedding would stay a random projection).
+    net = net_cls().eval()
+    F.cross_entropy(net(torch.randn(64, *shape)).logits, torch.randint(0, 3, (64,))).backward()
+    grad = net.embedding_head.weight.grad  # (embedding_dim, hidden)
+    assert (grad.abs().sum(dim=1) > 0).all()
+    assert torch.linalg.matrix_rank(grad) > 3
+    assert all(p.requires_grad for p in net.parameters())
 
 
 def test_tcn_step_features_shape():

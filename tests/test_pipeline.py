@@ -334,7 +334,11 @@ def test_stack_retrains_after_an_extractor_update_and_logs_promotion(run_dir, ar
     latest = state["promotions"][-1]
     assert latest["champion"] is not None and latest["metric"] == "ic_mean"
     assert latest["challenger_value"] is not None and latest["champion_value"] is not None
-    assert latest["promoted"] == (latest["challenger_value"] > latest["champion_value"])
+    # Promoted only by a margin on the metric and a paired t-stat of the per-day difference (stack.promotion).
+    beats = (latest["challenger_value"] - latest["champion_value"] > latest["margin"]
+             and latest["paired_t_stat"] is not None and latest["paired_t_stat"] >= latest["min_t"])
+    assert latest["margin"] == 0.005 and latest["min_t"] == 1.0
+    assert latest["promoted"] == beats
     champion = state["champion"]  # one file with the log: they always agree
     assert champion["run_id"] == (latest["challenger"] if latest["promoted"] else latest["champion"])
     assert (tmp_path / "stack" / "report.html").is_file()

@@ -81,6 +81,13 @@ def test_artifact_records_its_best_epoch_and_the_class_prior_loss(lstm_run):
     # Balanced class weights make the prior the uniform prediction: its weighted loss is ln 3.
     assert artifact.meta["class_weights"] is not None
     assert metrics["prior_val_loss"] == pytest.approx(math.log(3), abs=1e-6)  # float32 class weights
+    # The learning curve: one entry per epoch run, whose validation loss at the best epoch is the best one.
+    curve = metrics["learning_curve"]
+    assert [e["epoch"] for e in curve] == list(range(metrics["epochs"]))
+    assert all(e["train_loss"] > 0 and e["val_loss"] > 0 for e in curve)
+    best_val = min(e["val_loss"] for e in curve)
+    assert curve[metrics["best_epoch"]]["val_loss"] == best_val
+    assert best_val == pytest.approx(metrics["best_epoch_val_loss"], abs=1e-5)
 
 
 def test_warm_start_loads_an_earlier_fold_and_refuses_a_later_one(tmp_path):
