@@ -72,6 +72,13 @@ ABLATIONS = ["no_embeddings", "no_lstm", "no_tcn"]
 console = pipeline.console
 
 
+def periods_in_run(last_test_date: str | None) -> list[str]:
+    """The periods a run scores: a development-only run (`split.last_test_date` before 2023) does not
+    score the few 2023 days its last fold's test window reaches into: 2023 is scored once per change."""
+    last = None if last_test_date is None else pd.Timestamp(last_test_date, tz="UTC")
+    return [name for name, (start, _) in PERIODS.items() if start is None or last is None or start <= last]
+
+
 def _in_period(frame: pd.DataFrame, period: str, column: str = "date") -> pd.DataFrame:
     start, end = PERIODS[period]
     dates = frame[column]
@@ -236,7 +243,8 @@ def main(argv: list[str] | None = None) -> None:
     frames, grid, evaluated, in_use, run = walk.frames, walk.grid, walk.evaluated, walk.in_use, walk.run
     by_scale_signals = signals_by_scale(run)
     scored = timed("evaluation_and_backtest", lambda: {
-        name: _period_result(cfg, frames, grid, run, by_scale_signals, out, name) for name in PERIODS
+        name: _period_result(cfg, frames, grid, run, by_scale_signals, out, name)
+        for name in periods_in_run(cfg.split.last_test_date)
     })
     periods = {name: result for name, result in scored.items() if result is not None}
     for name in scored.keys() - periods.keys():

@@ -73,6 +73,14 @@ def test_quality_scores_every_model_and_reads_each_fits_learning_curve(tmp_path,
         assert f"| {kind} | {len(fits['epochs'])} | {fits['best_epochs']} |" in fits_table
 
 
+def test_a_development_only_quality_run_scores_no_2023_day(monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts the repo root at sys.path[0]
+    from benchmarks import quality
+
+    assert quality.periods_in_run("2022-12-31") == ["development"]
+    assert quality.periods_in_run("2023-01-01") == quality.periods_in_run(None) == list(quality.PERIODS)
+
+
 # -- benchmarks/drift.py ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def lstm_versions(tmp_path_factory):
