@@ -94,6 +94,7 @@ def train_fold(
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {"fold": fold.to_dict(), "rows": {"train": len(train), "val": len(val), "test": len(test)}, "models": {}}
     confidence = dict(settings.confidence)
+    ranked = set(settings.ranked)
     targets = precision_targets(train[label].to_numpy(), confidence["mode"], confidence["target_precision"],
                                 confidence["target_lift"])
     for name, columns in features.items():
@@ -111,7 +112,7 @@ def train_fold(
             "windows": fold.to_dict(),
             "label": label,
             "features": columns,
-            "ranked_features": [c for c in columns if c in set(settings.ranked)],
+            "ranked_features": [c for c in columns if c in ranked],
             "feature_schema_hash": settings.feature_schema_hash,
             "params": dict(settings.params),
             "best_iteration": model.best_iteration_,
