@@ -56,7 +56,7 @@ def _metrics(results: list[dict]) -> dict[str, float]:
 
 
 def _artifact_meta(cfg: DictConfig, dm: FoldWindowDataModule, metrics: dict, weights: list[float] | None) -> dict:
-    groups = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in CONFIG_GROUPS}
+    groups = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in CONFIG_GROUPS} | {"split": extractor_split(cfg)}
     label = cfg.labels.primary
     horizon = int(label.removeprefix("label_").removesuffix("d"))
     inputs = input_spec(dm.frame_kind, dm.columns, dm.window, groups["features"], groups["data"])
@@ -99,6 +99,16 @@ def prior_loss(datamodule: FoldWindowDataModule, weights: list[float] | None) ->
     return float(np.sum(w[val] * -np.log(prior[val])) / np.sum(w[val]))
 
 
+def extractor_split(cfg: DictConfig) -> dict:
+    """The split this extractor trains on: the split config, its train window (`window`) replaced by the
+    model's `train_window` where one is set (a longer history costs each kind differently). Test
+    windows, and so fold numbers, are the same either way."""
+    split = OmegaConf.to_container(cfg.split, resolve=True)
+    if cfg.model.get("train_window") is not None:
+        split["window"] = cfg.model.train_window
+    return split
+
+
 def content_key(cfg: DictConfig) -> str:
     """A hash of everything a trained extractor depends on: same key, same training (on CPU, bit for bit).
 
@@ -107,7 +117,7 @@ def content_key(cfg: DictConfig) -> str:
     source that shapes training (`store.lineage.SOURCES["extractor"]`): after a fix there, nothing
     the old code trained is reused."""
     spec = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in (*CONFIG_GROUPS, "model")}
-    spec["split"] = {k: v for k, v in spec["split"].items() if k not in ("first_test_date", "last_test_date")}
+    spec["split"] = {k: v for k, v in extractor_split(cfg).items() if k not in ("first_test_date", "last_test_date")}
     # The data by content, not by where it lies (the daily command serves the same bars from its history).
     spec["data"] = {k: spec["data"].get(k) for k in ("gaps", "max_gap_hours", "on_bad_symbol")}
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
@@ -142,8 +152,7 @@ def training_fold(cfg: DictConfig) -> Fold:
     """Fold `cfg.fold` as the split config numbers it over the whole data (whatever test dates it selects)."""
     first, last = data_span(cfg.data)
     longest = max(parse_horizons(cfg.labels.thresholds))
-    split = {**OmegaConf.to_container(cfg.split, resolve=True), "first_test_date": None, "last_test_date": None,
-             "open_last_fold": True}
+    split = {**extractor_split(cfg), "first_test_date": None, "last_test_date": None, "open_last_fold": True}
     folds = {f.index: f for f in folds_from_config(pd.DataFrame({"ts": [first.floor("D"), last.floor("D")]}), split,
                                                    longest)}
     if cfg.fold not in folds:
@@ -164,7 +173,7 @@ def train_extractor(cfg: DictConfig, frames: FeatureFrames | None = None) -> Ext
     """
     L.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
-    groups = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in CONFIG_GROUPS}
+    groups = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in CONFIG_GROUPS} | {"split": extractor_split(cfg)}
     # Partial, then called: the frames are objects, not config, and must not pass through OmegaConf.
     make_datamodule = instantiate(cfg.model.datamodule, **groups, fold=cfg.fold, _partial_=True)
     datamodule: FoldWindowDataModule = make_datamodule(frames=frames)

@@ -5,11 +5,13 @@
 
 The meta-learner is trained on rows that older extractor versions served and applied to rows a newer
 version serves, so each embedding dimension and class probability must mean the same across versions.
-Per kind, the artifacts are grouped by config lineage (inputs and their schema hash, network, dataset,
-label); within a lineage, each consecutive pair (older A, newer B, by fold) scores the SAME windows:
-the decision rows B serves as the backfill plans them (backfill/plan.py: from B's eligibility to the
-next version's, every `embed.stride_hours`), each artifact with its own normalisation. Per output
-column (the embedding dimensions and the softmax probabilities) the agreement of A and B, two ways:
+Only the artifacts the current training code made are read (older code's are left out, counted). Per
+kind, the config lineage of the newest artifact is compared (inputs and their schema hash and
+cross-sectional treatment, train window, network, dataset, label, training code): each consecutive
+pair (older A, newer B, by fold) scores the SAME windows: the decision rows B serves as the backfill
+plans them (backfill/plan.py: from B's eligibility to the next version's, every `embed.stride_hours`), each
+artifact with its own normalisation. Per output column (the embedding dimensions and the softmax
+probabilities) the agreement of A and B, two ways:
 - raw: Spearman's rank correlation pooled over all rows (what `stack.inputs=raw` relies on);
 - day_rank: the mean over days (with at least 5 coins) of the within-day Spearman correlation (what
   `stack.inputs=day_rank` relies on: only each day's order of the coins matters).
@@ -55,12 +57,13 @@ from models import ExtractorModule  # noqa: E402
 from store.extractors import ExtractorArtifact, current_schema_hash, data_fingerprint, list_extractors  # noqa: E402
 from store.feature_store import EMBEDDING_PREFIX  # noqa: E402
 from store.files import write_json_atomic, write_text_atomic  # noqa: E402
+from store.lineage import source_hash  # noqa: E402
 
 MIN_COINS = 5  # a day's cross-sectional correlation needs this many coins to mean anything
 AGREEING = 0.7  # a column "agrees" across versions at a Spearman correlation of at least this
 WAYS = ("raw", "day_rank")
 GROUPS = ("embedding", "probability")
-LINEAGE_FIELDS = ("feature_schema_hash", "inputs", "net", "dataset", "label", "label_thresholds")
+LINEAGE_FIELDS = ("feature_schema_hash", "inputs", "net", "dataset", "label", "label_thresholds", "source_hash")
 console = pipeline.console
 
 
@@ -94,15 +97,21 @@ class Scoring:
 
 
 def lineages(artifacts: Sequence[ExtractorArtifact]) -> dict[str, list[list[ExtractorArtifact]]]:
-    """Per kind, the artifacts grouped by config lineage, each group by fold and version."""
+    """Per kind, the config lineage of its newest artifact (the last run's config), by fold and version.
+    Older configs' lineages left in the same folder would mix other training set-ups into the figures."""
     groups: dict[tuple[str, str], list[ExtractorArtifact]] = {}
     for artifact in artifacts:  # list_extractors sorts by kind, fold, version
-        key = json.dumps({field: artifact.meta.get(field) for field in LINEAGE_FIELDS}, sort_keys=True, default=str)
+        key = json.dumps({field: artifact.meta.get(field) for field in LINEAGE_FIELDS}
+                         | {"cross_section": artifact.meta["normalization"].get("cross_section", "none"),
+                            "train_window": {k: artifact.meta["split"].get(k) for k in ("window", "train_days")}},
+                         sort_keys=True, default=str)
         groups.setdefault((artifact.meta["kind"], key), []).append(artifact)
-    by_kind: dict[str, list[list[ExtractorArtifact]]] = {}
+    newest: dict[str, list[ExtractorArtifact]] = {}
     for (kind, _), group in groups.items():
-        by_kind.setdefault(kind, []).append(group)
-    return by_kind
+        made = max(a.meta["created_at"] for a in group)
+        if kind not in newest or made > max(a.meta["created_at"] for a in newest[kind]):
+            newest[kind] = group
+    return {kind: [group] for kind, group in newest.items()}
 
 
 def window_outputs(plan: BackfillPlan, scoring: Scoring) -> pd.DataFrame:
@@ -286,14 +295,22 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     pipeline.quiet_lightning()
-    artifacts = list_extractors(args.artifacts_dir)
+    found = list_extractors(args.artifacts_dir)
+    # What the current training code made: the versions a run of it would reuse and the store would serve.
+    code = source_hash("extractor")
+    artifacts = [a for a in found if a.meta.get("source_hash") == code]
     if not artifacts:
-        raise SystemExit(f"no extractor artifact under {args.artifacts_dir}")
+        raise SystemExit(f"no extractor artifact under {args.artifacts_dir} made by the current training code "
+                         f"(source {code}; {len(found)} made by older code)")
+    if len(artifacts) < len(found):
+        console.print(f"drift: {len(found) - len(artifacts)} artifacts made by older training code left out")
     scoring = Scoring.build(args.data_dir, args.overrides)
     kinds = {kind: kind_result(kind, groups, scoring) for kind, groups in lineages(artifacts).items()}
     result = {
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "artifacts_dir": str(args.artifacts_dir),
+        "source_hash": code,
+        "older_code_left_out": len(found) - len(artifacts),
         "data_dir": str(args.data_dir),
         "overrides": scoring.overrides,
         "min_coins": MIN_COINS,

@@ -4,7 +4,9 @@ A sample is (symbol, decision row): the `window` rows of that symbol ending at t
 and the label measured from the decision row's close. Its decision time is the row's close (a
 daily row d at d + 1 day, an hourly row t at t + 1 h), so the window never reaches past it. The
 fold part (train / val / test) of a sample is the UTC day of its decision row, as in
-`splits.walkforward`. Features are standardised with statistics fit on the fold's train rows.
+`splits.walkforward`. Features are standardised with statistics fit on the fold's train rows,
+optionally after taking away each timestamp's cross-sectional mean (`cross_section`, see
+`splits.Normalizer`).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class FoldWindowDataModule(L.LightningDataModule):
         eval_batch_size: int = 1024,
         num_workers: int = 0,
         device: str = "auto",
+        cross_section: str = "none",
         frames: FeatureFrames | None = None,
     ):
         super().__init__()
@@ -63,6 +66,8 @@ class FoldWindowDataModule(L.LightningDataModule):
             batch_size, eval_batch_size, num_workers, device,
         )
         self.label = self.cfg["labels"]["primary"]
+        Normalizer.for_columns((), cross_section)  # a bad value fails here, before the frames are built
+        self.cross_section = cross_section
         self.fold: Fold | None = None
         self.normalizer: Normalizer | None = None
         self.dataset = ""  # the frames' data lineage, known after setup
@@ -105,7 +110,8 @@ class FoldWindowDataModule(L.LightningDataModule):
             )
         self.fold = chosen[0]
         days = frame["ts"].dt.floor("D")
-        self.normalizer = Normalizer.for_columns(self.columns).fit(frame, self.fold.mask(days, "train"))
+        self.normalizer = Normalizer.for_columns(self.columns, self.cross_section).fit(
+            frame, self.fold.mask(days, "train"))
         values = np.array(self.normalizer.transform(frame), dtype=np.float32)  # a writable copy
         label = frame[self.label]
         usable = (

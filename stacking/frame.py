@@ -35,37 +35,39 @@ class MixedVersionsError(ValueError):
 
 def feature_sets(
     frames: FeatureFrames, kinds: Sequence[str], embedding_columns: Mapping[str, Sequence[str]],
-    ablations: Sequence[str] = (),
+    ablations: Sequence[str] = (), *, embeddings: bool,
 ) -> dict[str, list[str]]:
     """The feature list of each trained model: tabular-only, Trishula (tabular + extractor outputs) and
     its ablations, named `trishula_<ablation>`.
 
-    The regime inputs are market-wide context, in all. The extractor part is every embedding column
-    and the read-time probabilities of each kind (not the logits: one transform, done in the read).
-    `no_embeddings` keeps the probabilities only; `no_<kind>` leaves that extractor out.
+    The regime inputs are market-wide context, in all. The extractor part is the read-time probabilities
+    of each kind (not the logits: one transform, done in the read) and, with `embeddings`, every embedding
+    column. `no_embeddings` (when Trishula reads them) or `with_embeddings` (when it does not) flips that;
+    `no_<kind>` leaves that extractor out.
     """
-    known = ["no_embeddings", *(f"no_{kind}" for kind in kinds)]
+    flip = "no_embeddings" if embeddings else "with_embeddings"
+    known = [flip, *(f"no_{kind}" for kind in kinds)]
     unknown = [ablation for ablation in ablations if ablation not in known]
     if unknown:
         raise ValueError(f"stack.ablations {unknown} unknown: each is one of {known}")
     tabular = [*frames.columns["tabular"], *frames.columns["regime"]]
 
-    def extractor(used_kinds: Sequence[str], embeddings: bool) -> list[str]:
+    def extractor(used_kinds: Sequence[str], with_embeddings: bool) -> list[str]:
         return [
             column
             for kind in used_kinds
             for column in (
-                *(embedding_columns[kind] if embeddings else ()),
+                *(embedding_columns[kind] if with_embeddings else ()),
                 *(f"{kind}_{suffix}" for suffix in PROBABILITY_SUFFIXES),
             )
         ]
 
-    sets = {"tabular": tabular, "trishula": tabular + extractor(kinds, True)}
+    sets = {"tabular": tabular, "trishula": tabular + extractor(kinds, embeddings)}
     for ablation in ablations:
-        if ablation == "no_embeddings":
-            sets[f"trishula_{ablation}"] = tabular + extractor(kinds, False)
+        if ablation == flip:
+            sets[f"trishula_{ablation}"] = tabular + extractor(kinds, not embeddings)
         else:
-            sets[f"trishula_{ablation}"] = tabular + extractor([k for k in kinds if k != ablation[3:]], True)
+            sets[f"trishula_{ablation}"] = tabular + extractor([k for k in kinds if k != ablation[3:]], embeddings)
     return sets
 
 

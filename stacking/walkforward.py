@@ -2,8 +2,8 @@
 
 Per meta fold (stacking/folds.py) LightGBM models are trained with the same parameters on the
 same rows: `tabular` (tabular + regime features), `trishula` (those plus the extractors'
-embeddings and probabilities) and its configured ablations (`stack.ablations`, e.g.
-`trishula_no_embeddings`). Each is saved with its feature list, feature schema hash,
+probabilities, and their embeddings with `stack.embeddings`) and its configured ablations
+(`stack.ablations`, e.g. `trishula_with_embeddings`). Each is saved with its feature list, feature schema hash,
 confidence thresholds, the extractor versions its rows read and its validation metrics, then
 LOADED BACK from disk to predict the fold's test rows: predictions go through the inference path a
 served model takes, with its feature checks. The extractors alone (`lstm`, `tcn`) predict with

@@ -137,3 +137,19 @@ def test_every_network_input_varies_across_the_fold_samples(datamodule):
     dead = [(datamodule.columns[c], int(t)) for c, t in (spread == 0).nonzero().tolist()]
     assert not dead, f"inputs constant across {len(x)} train samples (channel, step): {dead[:5]}"
     assert steps_last.shape[1] == len(datamodule.columns)
+
+
+def test_cross_sectional_windows_hold_each_coins_difference_from_the_hours_mean(frames):
+    dm = HourlyWindowDataModule(**_groups(), fold=FOLD, cross_section="demean")
+    dm.setup("fit")
+    norm = dm.normalizer
+    assert norm.cross_section == "demean" and norm.demeaned_ == TCN_CHANNELS
+    hourly = frames.hourly
+    relative = hourly[list(TCN_CHANNELS)] - hourly.groupby("ts")[list(TCN_CHANNELS)].transform("mean")
+    x, _ = next(iter(dm.val_dataloader()))
+    sample = dm.samples["val"].iloc[3]
+    rows = relative[(hourly["symbol"] == sample["symbol"]).to_numpy()
+                    & hourly["ts"].between(sample["window_start"], sample["window_end"]).to_numpy()]
+    np.testing.assert_allclose(x[3].numpy().T, (rows.to_numpy() - norm.mean_) / norm.scale_, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="cross_section"):
+        DailySequenceDataModule(**_groups(), fold=FOLD, cross_section="zscore")

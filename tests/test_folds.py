@@ -138,3 +138,38 @@ def test_normalizer_transform_and_errors(frames):
         Normalizer.for_columns(["close_ret"]).fit(frames.daily, np.zeros(len(frames.daily), dtype=bool))
     with pytest.raises(RuntimeError, match="before fit"):
         Normalizer.for_columns(["close_ret"]).transform(frames.daily)
+
+
+def test_cross_sectional_inputs_are_relative_to_their_timestamp_and_point_in_time(frames):
+    daily = frames.daily
+    fold = folds_from_config(daily, compose().split, 14)[2]
+    train = fold.mask(daily["ts"], "train")
+    norm = Normalizer.for_columns(LSTM_FEATURES, "demean").fit(daily, train)
+    # The market-wide inputs are the same for every coin: taking the day's mean away would zero them.
+    assert set(LSTM_FEATURES) - set(norm.demeaned_) == {"market_ret_1d", "fear_greed", "fear_greed_change_7d"}
+
+    z = norm.transform(daily)
+    day_means = z.groupby(daily["ts"].to_numpy()).mean()
+    for column in norm.demeaned_:
+        at = LSTM_FEATURES.index(column)
+        # Every day's cross-section sums to the same constant, whatever the market did ...
+        np.testing.assert_allclose(day_means[column].dropna(), -norm.mean_[at] / norm.scale_[at], atol=1e-9)
+        # ... and what is left is the coin's difference from the day's mean, in train-fit units.
+        raw = daily[column]
+        expected = (raw - raw.groupby(daily["ts"]).transform("mean") - norm.mean_[at]) / norm.scale_[at]
+        np.testing.assert_allclose(z[column], expected, atol=1e-9)
+    np.testing.assert_allclose(z["fear_greed"], (daily["fear_greed"] - norm.mean_[10]) / norm.scale_[10])
+
+    # A row depends on its own timestamp's rows only: the history up to a day transforms as in the whole frame.
+    early = (daily["ts"] <= daily["ts"].iloc[400]).to_numpy()
+    np.testing.assert_array_equal(norm.transform(daily[early]).to_numpy(), z[early].to_numpy())
+
+    # Saved and read back (the artifact's record), it serves the same values; a record written before
+    # cross-sectional inputs existed reads as plain standardisation.
+    np.testing.assert_array_equal(Normalizer.from_dict(norm.to_dict()).transform(daily).to_numpy(), z.to_numpy())
+    plain = Normalizer.for_columns(LSTM_FEATURES).fit(daily, train).to_dict()
+    old = {k: plain[k] for k in ("columns", "mean", "scale")}
+    np.testing.assert_array_equal(Normalizer.from_dict(old).transform(daily).to_numpy(),
+                                  Normalizer.from_dict(plain).transform(daily).to_numpy())
+    with pytest.raises(ValueError, match="cross_section must be one of"):
+        Normalizer.for_columns(LSTM_FEATURES, "rank")

@@ -244,7 +244,8 @@ def test_served_model_refuses_a_missing_feature(run_dir, artifacts_dir, stacked,
     frames, store = stacked
     run = artifacts_dir / "trishula" / "runs" / metrics["run_id"]
     served = FoldModel.load(run / "fold_012", "trishula")
-    assert {"lemb_0", "emb_15", "lstm_p_buy", "tcn_p_sell", "rsi_14"} <= set(served.meta["features"])
+    assert {"lstm_p_buy", "tcn_p_sell", "rsi_14"} <= set(served.meta["features"])
+    assert not {"lemb_0", "emb_15"} & set(served.meta["features"])  # stack.embeddings is off by default
     assert served.meta["extractor_versions"]["lstm"] and served.meta["confidence"]["thresholds"].keys() == {
         "SELL", "HOLD", "BUY"}
     rows = decision_rows(frames, "label_3d")
@@ -252,8 +253,8 @@ def test_served_model_refuses_a_missing_feature(run_dir, artifacts_dir, stacked,
     frame = frame[complete_rows(frame, ["lstm", "tcn"])]
     schema = served.meta["feature_schema_hash"]
     assert np.isfinite(served.raw_scores(frame, schema)).all()
-    with pytest.raises(MissingFeatureError, match="emb_3"):
-        served.raw_scores(frame.drop(columns="emb_3"), schema)
+    with pytest.raises(MissingFeatureError, match="tcn_p_hold"):
+        served.raw_scores(frame.drop(columns="tcn_p_hold"), schema)
 
 
 # -- backtest and report (issue 6) ---------------------------------------------------------------------

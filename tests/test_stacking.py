@@ -340,7 +340,7 @@ def test_promotion_keeps_a_better_champion_and_swaps_for_a_better_challenger(fra
 def test_ablations_drop_exactly_the_named_extractor_inputs(frames):
     embeddings = {"lstm": [f"lemb_{i}" for i in range(12)], "tcn": [f"emb_{i}" for i in range(16)]}
     probabilities = {kind: [f"{kind}_p_sell", f"{kind}_p_hold", f"{kind}_p_buy"] for kind in embeddings}
-    sets = feature_sets(frames, ["lstm", "tcn"], embeddings, ["no_embeddings", "no_lstm", "no_tcn"])
+    sets = feature_sets(frames, ["lstm", "tcn"], embeddings, ["no_embeddings", "no_lstm", "no_tcn"], embeddings=True)
     assert list(sets) == ["tabular", "trishula", "trishula_no_embeddings", "trishula_no_lstm", "trishula_no_tcn"]
     tabular = sets["tabular"]
     assert set(sets["trishula"]) == {*tabular, *embeddings["lstm"], *embeddings["tcn"], *probabilities["lstm"],
@@ -349,9 +349,18 @@ def test_ablations_drop_exactly_the_named_extractor_inputs(frames):
     assert set(sets["trishula_no_lstm"]) == {*tabular, *embeddings["tcn"], *probabilities["tcn"]}
     assert set(sets["trishula_no_tcn"]) == {*tabular, *embeddings["lstm"], *probabilities["lstm"]}
     assert not set(FACTORS) & {column for columns in sets.values() for column in columns}
-    assert list(feature_sets(frames, ["lstm", "tcn"], embeddings)) == ["tabular", "trishula"]
+    assert list(feature_sets(frames, ["lstm", "tcn"], embeddings, embeddings=True)) == ["tabular", "trishula"]
     with pytest.raises(ValueError, match="no_gru"):
-        feature_sets(frames, ["lstm", "tcn"], embeddings, ["no_gru"])
+        feature_sets(frames, ["lstm", "tcn"], embeddings, ["no_gru"], embeddings=True)
+
+    # Without embeddings (the default), Trishula reads the probabilities and the ablation adds the embeddings.
+    sets = feature_sets(frames, ["lstm", "tcn"], embeddings, ["with_embeddings", "no_tcn"], embeddings=False)
+    assert set(sets["trishula"]) == {*tabular, *probabilities["lstm"], *probabilities["tcn"]}
+    assert set(sets["trishula_with_embeddings"]) == {*tabular, *embeddings["lstm"], *embeddings["tcn"],
+                                                     *probabilities["lstm"], *probabilities["tcn"]}
+    assert set(sets["trishula_no_tcn"]) == {*tabular, *probabilities["lstm"]}
+    with pytest.raises(ValueError, match="no_embeddings"):
+        feature_sets(frames, ["lstm", "tcn"], embeddings, ["no_embeddings"], embeddings=False)
 
 
 def test_promotion_refuses_a_challenger_inside_the_margin_or_below_min_t_and_logs_why(frames, tmp_path):

@@ -46,8 +46,14 @@ def test_lstm_run_writes_checkpoints_tensorboard_and_an_artifact(lstm_run):
     [artifact] = list_extractors(lstm_run / "artifacts" / "extractors")
     meta = artifact.meta
     assert meta["kind"] == "lstm" and meta["fold"] == FOLD
+    # The LSTM trains on all the history before its validation window (train_window: expanding) ...
     assert (meta["train_start"], meta["train_end"], meta["val_start"], meta["val_end"]) == (
-        "2023-02-09", "2023-07-10", "2023-07-25", "2023-08-14")
+        "2022-12-01", "2023-07-10", "2023-07-25", "2023-08-14")
+    assert meta["split"]["window"] == "expanding"
+    # ... on inputs less each day's mean over the coins, but for the market-wide ones.
+    assert meta["normalization"]["cross_section"] == "demean"
+    assert set(meta["inputs"]["columns"]) - set(meta["normalization"]["demeaned"]) == {
+        "market_ret_1d", "fear_greed", "fear_greed_change_7d"}
     assert meta["label"] == "label_3d" and meta["label_horizon_days"] == 3 and meta["purge_days"] == 14
     assert meta["inputs"]["columns"][:3] == ["close_ret", "residual_1d", "market_ret_1d"]
     assert len(meta["inputs"]["columns"]) == 12 and meta["inputs"]["window"] == 30
@@ -224,3 +230,32 @@ def test_the_main_job_chains_warm_starts_and_keys_each_fit_by_its_predecessor(tm
     # Unchanged: both reused, chained the same way.
     again = train_stage(cfg, frames, chosen, tmp_path / "out")["lstm"]
     assert [a.version for a in again] == [first.version, second.version]
+
+
+def test_a_kinds_train_window_replaces_the_splits_for_that_kind_only(tmp_path):
+    """extractors.<kind>.train_window: that kind trains on its own window, on the same test windows."""
+    from pipeline import _train_cfg
+    from train import content_key, train_extractor, training_fold
+
+    def kind_cfg(kind, lstm_window, tcn_window="rolling"):
+        cfg = compose("trainer.max_epochs=1", f"paths.artifacts_dir={tmp_path / 'artifacts'}",
+                      f"extractors.lstm.train_window={lstm_window}", f"extractors.tcn.train_window={tcn_window}")
+        return _train_cfg(cfg, kind, 8, tmp_path / "out")
+
+    expanding, rolling = kind_cfg("lstm", "expanding"), kind_cfg("lstm", "rolling")
+    long, short = training_fold(expanding), training_fold(rolling)
+    assert long.train_start < short.train_start and long.train_end == short.train_end
+    assert (long.val_start, long.test_start, long.test_end) == (short.val_start, short.test_start, short.test_end)
+    assert content_key(expanding) != content_key(rolling)
+    # The TCN's key does not depend on the LSTM's window.
+    assert content_key(kind_cfg("tcn", "expanding")) == content_key(kind_cfg("tcn", "rolling"))
+    # null: the split's window (rolling).
+    assert training_fold(kind_cfg("lstm", "null")) == short
+
+    artifact = train_extractor(expanding)
+    assert artifact.meta["split"]["window"] == "expanding"
+    assert artifact.meta["train_start"] == str(long.train_start.date())
+    # It trained on more windows than the rolling fit, validated and tested on the same ones.
+    samples, rolling_samples = artifact.meta["samples"], train_extractor(rolling).meta["samples"]
+    assert samples["train"] > rolling_samples["train"]
+    assert (samples["val"], samples["test"]) == (rolling_samples["val"], rolling_samples["test"])
