@@ -56,7 +56,7 @@ def _metrics(results: list[dict]) -> dict[str, float]:
 
 
 def _artifact_meta(cfg: DictConfig, dm: FoldWindowDataModule, metrics: dict, weights: list[float] | None) -> dict:
-    groups = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in CONFIG_GROUPS} | {"split": extractor_split(cfg)}
+    groups = extractor_groups(cfg)
     label = cfg.labels.primary
     horizon = int(label.removeprefix("label_").removesuffix("d"))
     inputs = input_spec(dm.frame_kind, dm.columns, dm.window, groups["features"], groups["data"])
@@ -99,14 +99,14 @@ def prior_loss(datamodule: FoldWindowDataModule, weights: list[float] | None) ->
     return float(np.sum(w[val] * -np.log(prior[val])) / np.sum(w[val]))
 
 
-def extractor_split(cfg: DictConfig) -> dict:
-    """The split this extractor trains on: the split config, its train window (`window`) replaced by the
-    model's `train_window` where one is set (a longer history costs each kind differently). Test
-    windows, and so fold numbers, are the same either way."""
-    split = OmegaConf.to_container(cfg.split, resolve=True)
+def extractor_groups(cfg: DictConfig) -> dict[str, dict]:
+    """The config groups this extractor trains on (CONFIG_GROUPS), the split's train window (`window`)
+    replaced by the model's `train_window` where one is set (a longer history costs each kind
+    differently). Test windows, and so fold numbers, are the same either way."""
+    groups = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in CONFIG_GROUPS}
     if cfg.model.get("train_window") is not None:
-        split["window"] = cfg.model.train_window
-    return split
+        groups["split"]["window"] = cfg.model.train_window
+    return groups
 
 
 def content_key(cfg: DictConfig) -> str:
@@ -116,8 +116,8 @@ def content_key(cfg: DictConfig) -> str:
     labels' end), so appending new bars keeps the keys of the folds trained before them. Code: the
     source that shapes training (`store.lineage.SOURCES["extractor"]`): after a fix there, nothing
     the old code trained is reused."""
-    spec = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in (*CONFIG_GROUPS, "model")}
-    spec["split"] = {k: v for k, v in extractor_split(cfg).items() if k not in ("first_test_date", "last_test_date")}
+    spec = extractor_groups(cfg) | {"model": OmegaConf.to_container(cfg.model, resolve=True)}
+    spec["split"] = {k: v for k, v in spec["split"].items() if k not in ("first_test_date", "last_test_date")}
     # The data by content, not by where it lies (the daily command serves the same bars from its history).
     spec["data"] = {k: spec["data"].get(k) for k in ("gaps", "max_gap_hours", "on_bad_symbol")}
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
@@ -152,7 +152,7 @@ def training_fold(cfg: DictConfig) -> Fold:
     """Fold `cfg.fold` as the split config numbers it over the whole data (whatever test dates it selects)."""
     first, last = data_span(cfg.data)
     longest = max(parse_horizons(cfg.labels.thresholds))
-    split = {**extractor_split(cfg), "first_test_date": None, "last_test_date": None, "open_last_fold": True}
+    split = {**extractor_groups(cfg)["split"], "first_test_date": None, "last_test_date": None, "open_last_fold": True}
     folds = {f.index: f for f in folds_from_config(pd.DataFrame({"ts": [first.floor("D"), last.floor("D")]}), split,
                                                    longest)}
     if cfg.fold not in folds:
@@ -173,7 +173,7 @@ def train_extractor(cfg: DictConfig, frames: FeatureFrames | None = None) -> Ext
     """
     L.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
-    groups = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in CONFIG_GROUPS} | {"split": extractor_split(cfg)}
+    groups = extractor_groups(cfg)
     # Partial, then called: the frames are objects, not config, and must not pass through OmegaConf.
     make_datamodule = instantiate(cfg.model.datamodule, **groups, fold=cfg.fold, _partial_=True)
     datamodule: FoldWindowDataModule = make_datamodule(frames=frames)

@@ -106,12 +106,11 @@ def lineages(artifacts: Sequence[ExtractorArtifact]) -> dict[str, list[list[Extr
                             "train_window": {k: artifact.meta["split"].get(k) for k in ("window", "train_days")}},
                          sort_keys=True, default=str)
         groups.setdefault((artifact.meta["kind"], key), []).append(artifact)
-    newest: dict[str, list[ExtractorArtifact]] = {}
+    by_kind: dict[str, list[list[ExtractorArtifact]]] = {}
     for (kind, _), group in groups.items():
-        made = max(a.meta["created_at"] for a in group)
-        if kind not in newest or made > max(a.meta["created_at"] for a in newest[kind]):
-            newest[kind] = group
-    return {kind: [group] for kind, group in newest.items()}
+        by_kind.setdefault(kind, []).append(group)
+    return {kind: [max(kind_groups, key=lambda group: max(a.meta["created_at"] for a in group))]
+            for kind, kind_groups in by_kind.items()}
 
 
 def window_outputs(plan: BackfillPlan, scoring: Scoring) -> pd.DataFrame:

@@ -240,10 +240,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     out = stages.prepare(args, "quality")
     retrain = [] if args.retrain_every is None else [f"pipeline.retrain_every_folds={args.retrain_every}"]
+    cfg, overrides = stages.compose_pipeline(args, out, *retrain)
     # The embeddings ablation flips whatever the configured Trishula does.
-    embeddings = stages.compose_pipeline(args, out, *retrain)[0].stack.embeddings
-    ablations = ["no_embeddings" if embeddings else "with_embeddings", *ABLATION_KINDS]
-    cfg, overrides = stages.compose_pipeline(args, out, *retrain, f"stack.ablations=[{','.join(ablations)}]")
+    ablations = ["no_embeddings" if cfg.stack.embeddings else "with_embeddings", *ABLATION_KINDS]
+    cfg.stack.ablations = ablations
+    overrides.append(f"stack.ablations=[{','.join(ablations)}]")
     timed = stages.StageTimer(digits=1)
     walk = stages.run_through_stack(cfg, out, timed)
     frames, grid, evaluated, in_use, run = walk.frames, walk.grid, walk.evaluated, walk.in_use, walk.run

@@ -48,12 +48,13 @@ class Normalizer:
         empty = [c for c, n in zip(self.columns, np.isfinite(raw).sum(axis=0), strict=True) if n == 0]
         if empty:
             raise ValueError(f"feature(s) {empty} have no finite value in the train window")
+        values = raw
         if self.cross_section == "demean":
             relative = raw - _timestamp_means(raw, train["ts"])
             # Market-wide: nothing left once the timestamp's mean is taken away (rounding aside).
             varies = np.nanmax(np.abs(relative), axis=0) > 1e-9 * (np.nanmax(np.abs(raw), axis=0) + 1e-12)
             self.demeaned_ = tuple(c for c, v in zip(self.columns, varies, strict=True) if v)
-        values = self._relative(train)
+            values = np.where(varies, relative, raw)  # what _relative gives on these rows
         self.mean_ = np.nanmean(values, axis=0)
         std = np.nanstd(values, axis=0)
         self.scale_ = np.where(std > 0, std, 1.0)
