@@ -122,7 +122,7 @@ def content_key(cfg: DictConfig) -> str:
     spec["data"] = {k: spec["data"].get(k) for k in ("gaps", "max_gap_hours", "on_bad_symbol")}
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
     spec["trainer"] = {k: trainer.get(k) for k in ("max_epochs", "precision", "gradient_clip_val", "accelerator")}
-    spec |= {"fold": cfg.fold, "seed": cfg.seed, "patience": cfg.early_stopping_patience, "compile": cfg.compile,
+    spec |= {"fold": cfg.fold, "seed": cfg.seed, "compile": cfg.compile,
              "data_fingerprint": data_prefix_fingerprint(cfg.data, training_data_end(cfg)),
              "source": source_hash("extractor"),
              # A warm start inherits everything its initial weights were trained on.
@@ -204,7 +204,7 @@ def train_extractor(cfg: DictConfig, frames: FeatureFrames | None = None) -> Ext
         dirpath=checkpoints, monitor="val/loss", mode="min", save_last=True,
         filename="epoch{epoch:03d}-val_loss{val/loss:.4f}", auto_insert_metric_name=False,
     )
-    early_stopping = EarlyStopping(monitor="val/loss", mode="min", patience=cfg.early_stopping_patience)
+    early_stopping = EarlyStopping(monitor="val/loss", mode="min", patience=cfg.model.early_stopping_patience)
     curve = LearningCurve()
     callbacks = [checkpoint, early_stopping, curve, LearningRateMonitor(logging_interval="epoch")]
     logger = TensorBoardLogger(save_dir=str(out), name="tensorboard", version="")

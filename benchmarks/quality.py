@@ -82,7 +82,7 @@ def periods_in_run(last_test_date: str | None) -> list[str]:
     return [name for name, (start, _) in PERIODS.items() if start is None or last is None or start <= last]
 
 
-def _in_period(frame: pd.DataFrame, period: str, column: str = "date") -> pd.DataFrame:
+def in_period(frame: pd.DataFrame, period: str, column: str = "date") -> pd.DataFrame:
     start, end = PERIODS[period]
     dates = frame[column]
     keep = dates < end if start is None else (dates >= start) & (dates < end)
@@ -107,14 +107,14 @@ def _model_rows(metrics: dict) -> list[dict]:
 
 def _period_result(cfg, frames, grid, run, by_scale_signals: dict, out: Path, period: str) -> dict | None:
     """The period's figures; None when no test row falls in it (e.g. the shipped sample has no dev years)."""
-    predictions = _in_period(run.predictions, period)
+    predictions = in_period(run.predictions, period)
     if predictions.empty:
         return None
     metrics = evaluate_predictions(predictions[list(PREDICTION_COLUMNS)], horizon_days=3)
-    signals = _in_period(run.signals, period)
+    signals = in_period(run.signals, period)
     backtest = pipeline.backtest_stage(cfg, frames, grid, signals, out / period).to_json_dict()
     # The same scores and thresholds, z-scored each way (stack.signals.scale), traded alike.
-    by_scale = {scale: pipeline.backtest_stage(cfg, frames, grid, _in_period(scaled, period),
+    by_scale = {scale: pipeline.backtest_stage(cfg, frames, grid, in_period(scaled, period),
                                                out / period / scale).to_json_dict()["summary"]
                 for scale, scaled in by_scale_signals.items()}
     folds = sorted(map(int, predictions["fold"].unique()))

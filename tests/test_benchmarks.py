@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from store.extractors import list_extractors
@@ -72,6 +74,26 @@ def test_quality_scores_every_model_and_reads_each_fits_learning_curve(tmp_path,
     fits_table = (results / "quality.md").read_text().split("## Extractor fits")[1].split("##")[0]
     for kind, fits in result["extractor_learning"].items():
         assert f"| {kind} | {len(fits['epochs'])} | {fits['best_epochs']} |" in fits_table
+
+    # The combiners of the parts, fitted on the run's earlier predictions (a short history: the sample's).
+    from benchmarks import combiners
+    from evaluation.metrics import daily_rank_ic
+
+    path = Path(result["output_dir"]) / "predictions.parquet"
+    combiners.main(["--predictions", str(path), "--results-dir", str(results), "--train-days", "30",
+                    "--min-train-days", "10", "--", "stack.lgbm.min_child_samples=5"])
+    combined = json.loads((results / "combiners.json").read_text())
+    [body] = combined["periods"].values()
+    rows = {row["model"]: row for row in body["models"]}
+    assert set(rows) == {"blend_parts", "trishula", "ols", "lgbm_probas", "lgbm_scores", "lgbm_regression",
+                         "stumps_regression"}
+    assert {row["days"] for row in rows.values()} == {body["days"]} and body["days"] > 0
+    # The first fold has no history before it: it is left out, for every combiner alike.
+    predictions = pd.read_parquet(path)
+    blend = predictions[(predictions["model"] == "blend_parts") & (predictions["fold"] > predictions["fold"].min())]
+    ic = daily_rank_ic(blend, target="fwd_ret_3d")
+    assert body["days"] == len(ic) and rows["blend_parts"]["mean"] == pytest.approx(ic.mean())
+    assert rows["blend_parts"]["minus_blend_parts"] == 0 and rows["trishula"]["minus_trishula"] == 0
 
 
 def test_a_development_only_quality_run_scores_no_2023_day(monkeypatch):

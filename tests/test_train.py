@@ -207,6 +207,15 @@ def test_gpu_bf16_run(tmp_path):
         "bf16-mixed")
 
 
+def test_the_gpu_trainer_config_runs_its_bf16_path_on_a_cpu(tmp_path):
+    """trainer=gpu's bf16 autocast and its unseeded kernels, exercised where CI has no GPU: one TCN epoch."""
+    _train(tmp_path / "run", tmp_path / "artifacts", "model=tcn", "trainer=gpu", "trainer.accelerator=cpu",
+           "trainer.max_epochs=1")
+    meta = json.loads(next((tmp_path / "artifacts").rglob("artifact.json")).read_text())
+    assert meta["trainer"] == {"accelerator": "cpu", "precision": "bf16-mixed"}
+    assert math.isfinite(meta["metrics"]["val/loss"]) and meta["metrics"]["val/loss"] < 2 * math.log(3)
+
+
 def test_the_main_job_chains_warm_starts_and_keys_each_fit_by_its_predecessor(tmp_path):
     """pipeline.warm_start: each fit of a kind starts from the previous one; a changed predecessor changes the key."""
     from pipeline import _train_cfg, extractor_folds, train_stage
@@ -259,3 +268,23 @@ def test_a_kinds_train_window_replaces_the_splits_for_that_kind_only(tmp_path):
     samples, rolling_samples = artifact.meta["samples"], train_extractor(rolling).meta["samples"]
     assert samples["train"] > rolling_samples["train"]
     assert (samples["val"], samples["test"]) == (rolling_samples["val"], rolling_samples["test"])
+
+
+def test_a_kinds_patience_ends_its_training_and_keys_its_artifact(tmp_path):
+    """model.early_stopping_patience: training stops that many epochs after the best validation loss."""
+    from pipeline import _train_cfg
+    from train import content_key
+
+    _train(tmp_path / "run", tmp_path / "artifacts", "model=lstm", "trainer.max_epochs=12",
+           "model.early_stopping_patience=1")
+    metrics = json.loads(next((tmp_path / "artifacts").rglob("artifact.json")).read_text())["metrics"]
+    assert metrics["epochs"] < 12 and metrics["epochs"] - 1 - metrics["best_epoch"] == 1
+    losses = [e["val_loss"] for e in metrics["learning_curve"]]
+    assert min(losses) == losses[metrics["best_epoch"]] and losses[-1] >= losses[metrics["best_epoch"]]
+
+    def key(kind, patience):
+        cfg = compose(f"extractors.{kind}.early_stopping_patience={patience}")
+        return content_key(_train_cfg(cfg, kind, 8, tmp_path / "out"))
+
+    assert key("tcn", 2) != key("tcn", 5)
+    assert compose().extractors.tcn.early_stopping_patience == 2
