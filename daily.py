@@ -7,7 +7,8 @@
 
 1. bars: the whole file, or an append, merged into the dataset's bar history; every bar an
    earlier run used must be unchanged (else exit 5 naming symbol and time; `data.restate=true`
-   takes the new values and rebuilds the store rows after them); stale data exits 2;
+   takes the new values and rebuilds the store rows after them); stale data exits 2, and so does a
+   symbol that traded in the last 24 hours without a bar at the latest hour;
 2. features over the whole history (point in time: a day's features are the backtest's);
 3. the champion of this dataset and task (none: exit 3); if it has no model for the latest day
    (a new fold's test window has begun), the scheduled retrain (`daily.retrain`, exit 4 if skipped);
@@ -91,6 +92,22 @@ def _check_fresh(bars: pd.DataFrame, max_age_hours) -> None:
         stale = bars.groupby("symbol")["ts"].max().sort_values().index[0]
         raise DailyStop(EXIT_STALE, f"stale data: the latest bar closed {age:.1f} h ago ({latest + HOUR}, e.g. "
                                     f"{stale}), more than data.max_data_age_hours={max_age_hours}; no signal served")
+
+
+def check_complete_hour(bars: pd.DataFrame) -> None:
+    """Every symbol that traded in the last 24 hours has its bar of the latest hour. Each hour's market
+    return and the extractors' cross-sectional inputs average the coins present at that hour: served
+    without a late coin's bars, the other coins' inputs would differ from what the backfill computes
+    once the bars are in, and the day would not be the backtest's."""
+    latest = bars["ts"].max()
+    last_bar = bars.groupby("symbol", sort=True)["ts"].max()
+    late = last_bar[(last_bar < latest) & (last_bar > latest - DAY)].sort_values()
+    if not late.empty:
+        named = ", ".join(f"{symbol} (last bar {ts})" for symbol, ts in late.head(5).items())
+        raise DailyStop(EXIT_STALE, f"incomplete data: {len(late)} symbol(s) that traded in the last 24 h have no "
+                                    f"bar at {latest}: {named}{' ...' if len(late) > 5 else ''}; every hour's "
+                                    f"market and cross-sectional inputs need all of them; no signal served "
+                                    f"(daily.require_complete_hour=false serves without them)")
 
 
 def _champion(cfg: DictConfig, dataset: str) -> tuple[Registry, ServedRun | None]:
@@ -205,6 +222,8 @@ def run_daily(cfg: DictConfig) -> DailyResult:
     with open_dict(cfg):  # every later stage (fingerprints, a retrain) reads the whole history
         cfg.data.hourly_path = str(history.path)
     _check_fresh(market.bars, cfg.data.max_data_age_hours)
+    if cfg.daily.require_complete_hour:
+        check_complete_hour(market.bars)
     groups = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("features", "labels")}
     frames = build_feature_frames(market.grid, market.fear_greed, groups["features"], groups["labels"])
     day = frames.daily["ts"].max()

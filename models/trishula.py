@@ -88,6 +88,8 @@ class TrishulaClassifier:
     num_leaves, ...). early_stopping_rounds: rounds without a better validation multi_logloss; None
     trains all n_estimators rounds (the validation rows are then only scored, never chosen on).
     feature_schema_hash: a hash of how the features are computed, checked again at inference.
+    additive_features: columns that enter additively: each may share a tree with no other column
+    (LightGBM's interaction_constraints), while the rest interact freely among themselves.
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class TrishulaClassifier:
         backend: str = "local",
         dask_client=None,
         feature_schema_hash: str | None = None,
+        additive_features: Sequence[str] = (),
     ):
         if backend not in ("local", "dask"):
             raise ValueError(f"stack.backend must be 'local' or 'dask', got {backend!r}")
@@ -107,6 +110,19 @@ class TrishulaClassifier:
         self.backend = backend
         self.dask_client = dask_client
         self.feature_schema_hash = feature_schema_hash
+        self.additive_features = tuple(additive_features)
+
+    def _interaction_constraints(self, features: list[str]) -> dict:
+        """LightGBM's interaction_constraints for `additive_features`: one group of all the other columns, and a
+        group of its own for each additive column. Every column is named in a group."""
+        if not self.additive_features:
+            return {}
+        unknown = sorted(set(self.additive_features) - set(features))
+        if unknown:
+            raise ValueError(f"additive_features {unknown} are not among the model's features")
+        additive = set(self.additive_features)
+        shared = [i for i, name in enumerate(features) if name not in additive]
+        return {"interaction_constraints": [shared, *([i] for i, name in enumerate(features) if name in additive)]}
 
     def fit(
         self, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame, y_val: np.ndarray
@@ -122,14 +138,15 @@ class TrishulaClassifier:
         callbacks = [] if self.early_stopping_rounds is None else [
             lgb.early_stopping(self.early_stopping_rounds, first_metric_only=True, verbose=False)]
         if self.backend == "local":
-            model = lgb.LGBMClassifier(objective="multiclass", num_class=N_CLASSES, **self.params)
+            model = lgb.LGBMClassifier(objective="multiclass", num_class=N_CLASSES, **self.params,
+                                       **self._interaction_constraints(features))
             model.fit(X, y, eval_X=(X_val[features],), eval_y=(y_val,), eval_metric="multi_logloss",
                       callbacks=callbacks)
             self.booster_ = model.booster_
             self.best_iteration_ = int(model.best_iteration_ or model.booster_.current_iteration())
             self.best_score_ = {name: dict(scores) for name, scores in model.best_score_.items()}
         else:
-            self.booster_ = self._fit_dask(X, y).booster_
+            self.booster_ = self._fit_dask(X, y, self._interaction_constraints(features)).booster_
             losses = staged_log_loss(self.booster_, X_val[features], y_val)
             best = len(losses) if self.early_stopping_rounds is None else early_stopping_iteration(
                 losses, self.early_stopping_rounds)
@@ -139,12 +156,13 @@ class TrishulaClassifier:
         self.classes_ = np.arange(N_CLASSES)
         return self
 
-    def _fit_dask(self, X: pd.DataFrame, y: np.ndarray) -> lgb.LGBMClassifier:
+    def _fit_dask(self, X: pd.DataFrame, y: np.ndarray, constraints: Mapping) -> lgb.LGBMClassifier:
         import dask.dataframe as dd
 
         workers = max(1, len(self.dask_client.scheduler_info()["workers"]))
         params = {k: v for k, v in self.params.items() if k != "n_jobs"}  # workers use their own threads
-        model = lgb.DaskLGBMClassifier(client=self.dask_client, objective="multiclass", num_class=N_CLASSES, **params)
+        model = lgb.DaskLGBMClassifier(client=self.dask_client, objective="multiclass", num_class=N_CLASSES, **params,
+                                       **constraints)
         model.fit(
             dd.from_pandas(X.reset_index(drop=True), npartitions=workers),
             dd.from_pandas(pd.Series(y), npartitions=workers),

@@ -71,6 +71,13 @@ def feature_sets(
     return sets
 
 
+def additive_inputs(features: Mapping[str, Sequence[str]]) -> list[str]:
+    """The extractor outputs among the models' inputs: every column of any model that the tabular model
+    (the tabular and regime inputs) lacks."""
+    tabular = set(features["tabular"])
+    return [c for c in dict.fromkeys(c for columns in features.values() for c in columns) if c not in tabular]
+
+
 INPUT_MODES = ("raw", "day_rank")
 
 

@@ -22,7 +22,14 @@ from features.labels import CLASS_NAMES
 from splits.artifacts import folds_from_config
 from splits.walkforward import Fold
 from stacking.folds import meta_folds
-from stacking.frame import assemble_stack_frame, complete_rows, decision_rows, feature_sets, ranked_inputs
+from stacking.frame import (
+    additive_inputs,
+    assemble_stack_frame,
+    complete_rows,
+    decision_rows,
+    feature_sets,
+    ranked_inputs,
+)
 from stacking.lineage import cap_at_pins, readable_versions, roll_forward, task_scope
 from stacking.registry import PromotionDecision, Registry, decide_promotion, run_key
 from stacking.signals import apply_confidence, directions, signal_zscore, zscore_scale
@@ -157,6 +164,7 @@ def run_stack(
             label=label, params=stack_cfg["lgbm"], early_stopping_rounds=stack_cfg["early_stopping_rounds"],
             confidence=stack_cfg["confidence"], kinds=kinds, feature_schema_hash=schema, models=list(features),
             ranked=ranked_inputs(features, frames, stack_cfg["inputs"]),
+            additive=additive_inputs(features) if stack_cfg["additive_extractors"] else (),
             backend=stack_cfg["backend"], console=console,
         )
         with dask_client(stack_cfg) as client:

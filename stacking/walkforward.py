@@ -49,6 +49,8 @@ class StackSettings:
     models: Sequence[str] = ("tabular", "trishula")
     # Inputs fed as per-day ranks (stacking.frame.ranked_inputs); each model records its own.
     ranked: Sequence[str] = ()
+    # Inputs that enter additively (stack.additive_extractors: the extractor outputs); each model records its own.
+    additive: Sequence[str] = ()
     backend: str = "local"
     dask_client: object | None = None
     console: Console = field(default_factory=Console)
@@ -94,13 +96,14 @@ def train_fold(
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {"fold": fold.to_dict(), "rows": {"train": len(train), "val": len(val), "test": len(test)}, "models": {}}
     confidence = dict(settings.confidence)
-    ranked = set(settings.ranked)
+    ranked, additive = set(settings.ranked), set(settings.additive)
     targets = precision_targets(train[label].to_numpy(), confidence["mode"], confidence["target_precision"],
                                 confidence["target_lift"])
     for name, columns in features.items():
         model = TrishulaClassifier(
             settings.params, settings.early_stopping_rounds, settings.backend, settings.dask_client,
             feature_schema_hash=settings.feature_schema_hash,
+            additive_features=[c for c in columns if c in additive],
         ).fit(train[columns], train[label].to_numpy(), val[columns], val[label].to_numpy())
         val_proba = model.predict_proba(val, settings.feature_schema_hash)
         thresholds = fit_confidence_thresholds(val[label].to_numpy(), val_proba, targets, confidence["min_support"])
@@ -113,6 +116,7 @@ def train_fold(
             "label": label,
             "features": columns,
             "ranked_features": [c for c in columns if c in ranked],
+            "additive_features": list(model.additive_features),
             "feature_schema_hash": settings.feature_schema_hash,
             "params": dict(settings.params),
             "best_iteration": model.best_iteration_,

@@ -22,7 +22,14 @@ from models.trishula import (
 )
 from splits.artifacts import folds_from_config
 from stacking.folds import meta_folds
-from stacking.frame import check_out_of_sample, day_ranks, decision_rows, feature_sets, ranked_inputs
+from stacking.frame import (
+    additive_inputs,
+    check_out_of_sample,
+    day_ranks,
+    decision_rows,
+    feature_sets,
+    ranked_inputs,
+)
 from stacking.registry import Registry, decide_promotion
 from stacking.run import build_signals
 from stacking.signals import (
@@ -361,6 +368,35 @@ def test_ablations_drop_exactly_the_named_extractor_inputs(frames):
     assert set(sets["trishula_no_tcn"]) == {*tabular, *probabilities["lstm"]}
     with pytest.raises(ValueError, match="no_embeddings"):
         feature_sets(frames, ["lstm", "tcn"], embeddings, ["no_embeddings"], embeddings=False)
+
+
+def _tree_features(node: dict) -> set[int]:
+    if "split_feature" not in node:
+        return set()
+    return {node["split_feature"]} | _tree_features(node["left_child"]) | _tree_features(node["right_child"])
+
+
+def test_additive_features_never_share_a_tree_with_another_column(split_rows, frames):
+    """stack.additive_extractors: a tree that splits on an additive column splits on nothing else; the
+    other columns still interact."""
+    parts, features = split_rows
+    additive = ["rsi_14", "ret_7d"]  # real columns standing in for extractor outputs
+    model = TrishulaClassifier(SMALL, early_stopping_rounds=None, additive_features=additive).fit(
+        parts["train"][features], parts["train"]["label_3d"].to_numpy(), parts["val"],
+        parts["val"]["label_3d"].to_numpy())
+    index = {features.index(c) for c in additive}
+    used = [_tree_features(tree["tree_structure"]) for tree in model.booster_.dump_model()["tree_info"]]
+    assert any(u & index for u in used) and any(len(u) > 1 for u in used)
+    assert all(len(u) == 1 for u in used if u & index)
+    with pytest.raises(ValueError, match="not_a_column"):
+        TrishulaClassifier(SMALL, additive_features=["not_a_column"]).fit(
+            parts["train"][features], parts["train"]["label_3d"].to_numpy(), parts["val"],
+            parts["val"]["label_3d"].to_numpy())
+    # The extractor outputs: every column the tabular model lacks, probabilities and embeddings alike.
+    embeddings = {"lstm": ["lemb_0"], "tcn": ["temb_0"]}
+    sets = feature_sets(frames, ["lstm", "tcn"], embeddings, ["with_embeddings"], embeddings=False)
+    assert set(additive_inputs(sets)) == {"lemb_0", "temb_0", *(f"{kind}_p_{c}" for kind in embeddings
+                                                                 for c in ("sell", "hold", "buy"))}
 
 
 def test_promotion_refuses_a_challenger_inside_the_margin_or_below_min_t_and_logs_why(frames, tmp_path):
