@@ -40,6 +40,9 @@ SOURCES = {
     "backfill": ("marketdata", "features", "splits", "models", "datamodules", "backfill", "store"),
     "trishula": ("marketdata", "features", "splits", "store", "models/trishula.py", "stacking", "evaluation"),
 }
+# Files inside those parts that do not shape that kind: the meta-learner's model sits in models/ beside
+# the networks, and a change to it must not retrain the extractors or redo their backfill.
+NOT_SOURCES = {"extractor": ("models/trishula.py",), "backfill": ("models/trishula.py",)}
 
 
 class HistoryChangedError(ValueError):
@@ -53,7 +56,9 @@ def _files(part: str) -> list[Path]:
 
 def source_hash(kind: str) -> str:
     """sha256 over the source files that shape results of `kind` (a key of SOURCES), path and bytes."""
-    return _source_hash(tuple((str(p), p.stat().st_mtime_ns) for part in SOURCES[kind] for p in _files(part)))
+    skipped = {ROOT / part for part in NOT_SOURCES.get(kind, ())}
+    return _source_hash(tuple((str(p), p.stat().st_mtime_ns) for part in SOURCES[kind] for p in _files(part)
+                              if p not in skipped))
 
 
 @functools.lru_cache(maxsize=32)

@@ -52,6 +52,12 @@ def test_a_touched_source_file_invalidates_reuse(source_copy, tmp_path):
     signals = source_copy / "stacking" / "signals.py"
     signals.write_text(signals.read_text() + "\n# another fix\n")
     assert lineage.source_hash("trishula") != after["trishula"]  # the Trishula run key holds it
+    # The meta-learner's model lives in models/ too, but shapes neither the extractors nor their backfill.
+    meta = {kind: lineage.source_hash(kind) for kind in lineage.SOURCES}
+    trishula = source_copy / "models" / "trishula.py"
+    trishula.write_text(trishula.read_text() + "\n# a meta-learner fix\n")
+    assert lineage.source_hash("trishula") != meta["trishula"]
+    assert lineage.source_hash("extractor") == meta["extractor"] and lineage.source_hash("backfill") == meta["backfill"]
 
 
 def test_fingerprints_follow_the_content_and_appends_keep_the_past(tmp_path):
