@@ -30,6 +30,7 @@ import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from backfill import commit_staged, make_plan, stage_backfill  # noqa: E402
+from benchmarks.measure import now  # noqa: E402
 from features.build import load_feature_frames  # noqa: E402
 from models import TCNExtractor  # noqa: E402
 from splits import Normalizer  # noqa: E402
@@ -73,17 +74,10 @@ def _bare_inference_rate(plan, batch_size: int, limit: int, device: torch.device
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     with torch.inference_mode(), autocast:
         net(windows[ends[:batch_size]])  # warm-up
-        _synchronize(device)
-        start = time.perf_counter()
+        start = now(device)
         for i in range(0, len(ends), batch_size):
             net(windows[ends[i : i + batch_size]])
-        _synchronize(device)
-    return len(ends) / (time.perf_counter() - start)
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+        return len(ends) / (now(device) - start)
 
 
 def main() -> None:

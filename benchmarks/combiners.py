@@ -43,6 +43,7 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from benchmarks.quality import PERIODS, in_period  # noqa: E402
 from evaluation.metrics import daily_rank_ic, ic_summary, paired_ic_comparison  # noqa: E402
+from stacking.frame import day_ranks  # noqa: E402
 from stacking.walkforward import BLEND  # noqa: E402
 from store.files import write_json_atomic, write_text_atomic  # noqa: E402
 
@@ -64,8 +65,9 @@ def parts_frame(predictions: pd.DataFrame) -> pd.DataFrame:
     rows = predictions.loc[predictions["model"] == BLEND, [*keys, "fold", "label", TARGET]].set_index(keys)
     frame = rows.join(references).join(parts, how="inner").reset_index()
     columns = list(parts.columns)
-    frame[columns] = frame.groupby("date")[columns].rank(pct=True) - 0.5
-    frame["target_rank"] = frame.groupby("date")[TARGET].rank(pct=True) - 0.5
+    ranked = day_ranks(frame, [*columns, TARGET])
+    frame[columns] = ranked[columns] - 0.5
+    frame["target_rank"] = ranked[TARGET] - 0.5
     return frame
 
 

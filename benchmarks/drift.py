@@ -7,7 +7,7 @@ The meta-learner is trained on rows that older extractor versions served and app
 version serves, so each embedding dimension and class probability must mean the same across versions.
 Only the artifacts the current training code made are read (older code's are left out, counted). Per
 kind, the config lineage of the newest artifact is compared (inputs and their schema hash and
-cross-sectional treatment, train window, network, dataset, label, training code): each consecutive
+cross-sectional treatment, train window, network, dataset, label): each consecutive
 pair (older A, newer B, by fold) scores the SAME windows: the decision rows B serves as the backfill
 plans them (backfill/plan.py: from B's eligibility to the next version's, every `embed.stride_hours`), each
 artifact with its own normalisation. Per output column (the embedding dimensions and the softmax
@@ -63,7 +63,8 @@ MIN_COINS = 5  # a day's cross-sectional correlation needs this many coins to me
 AGREEING = 0.7  # a column "agrees" across versions at a Spearman correlation of at least this
 WAYS = ("raw", "day_rank")
 GROUPS = ("embedding", "probability")
-LINEAGE_FIELDS = ("feature_schema_hash", "inputs", "net", "dataset", "label", "label_thresholds", "source_hash")
+# The training code needs no field: only the current code's artifacts are read (main).
+LINEAGE_FIELDS = ("feature_schema_hash", "inputs", "net", "dataset", "label", "label_thresholds")
 console = pipeline.console
 
 
