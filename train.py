@@ -28,7 +28,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from datamodules import FoldWindowDataModule
-from features.build import FeatureFrames, parse_horizons
+from features.build import FeatureFrames, label_horizon_days, parse_horizons
 from features.labels import CLASS_NAMES
 from models import ExtractorModule, balanced_class_weights
 from models.learning_curve import LearningCurve
@@ -58,7 +58,7 @@ def _metrics(results: list[dict]) -> dict[str, float]:
 def _artifact_meta(cfg: DictConfig, dm: FoldWindowDataModule, metrics: dict, weights: list[float] | None) -> dict:
     groups = extractor_groups(cfg)
     label = cfg.labels.primary
-    horizon = int(label.removeprefix("label_").removesuffix("d"))
+    horizon = label_horizon_days(label)
     inputs = input_spec(dm.frame_kind, dm.columns, dm.window, groups["features"], groups["data"])
     return {
         "kind": cfg.model.kind,
@@ -100,12 +100,30 @@ def prior_loss(datamodule: FoldWindowDataModule, weights: list[float] | None) ->
 
 
 def extractor_groups(cfg: DictConfig) -> dict[str, dict]:
-    """The config groups this extractor trains on (CONFIG_GROUPS), the split's train window (`window`)
-    replaced by the model's `train_window` where one is set (a longer history costs each kind
-    differently). Test windows, and so fold numbers, are the same either way."""
+    """The config groups this extractor trains on (CONFIG_GROUPS), the split's train window (`window`),
+    validation length (`val_days`) and purges (`purge_days`) replaced by the model's where it sets them:
+    a longer history costs each kind differently, and an extractor learns one label, whose horizon
+    may be shorter than the longest the split purges for. Test windows, and so fold numbers, are the
+    same either way: the train window's end gives and takes the days the other windows change by."""
     groups = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in CONFIG_GROUPS}
+    split = groups["split"]
     if cfg.model.get("train_window") is not None:
-        groups["split"]["window"] = cfg.model.train_window
+        split["window"] = cfg.model.train_window
+    val_days, purge_days = cfg.model.get("val_days"), cfg.model.get("purge_days")
+    if val_days is not None or purge_days is not None:
+        split_purge = split["purge_days"]
+        if split_purge is None:
+            split_purge = max(parse_horizons(cfg.labels.thresholds))
+        # The test anchor lies train + purge + val + purge days after the first day: keep that sum.
+        shared = split["train_days"] + split["val_days"] + 2 * split_purge
+        val_days = split["val_days"] if val_days is None else val_days
+        purge_days = split_purge if purge_days is None else purge_days
+        train_days = shared - val_days - 2 * purge_days
+        if val_days < 1 or purge_days < 0 or train_days < 1:
+            raise ValueError(f"{cfg.model.kind}: val_days={val_days} and purge_days={purge_days} leave its train "
+                             f"window {train_days} days of the {shared} its train, purge and validation windows "
+                             "share (split.train_days + split.val_days + 2 split.purge_days)")
+        split |= {"train_days": train_days, "val_days": val_days, "purge_days": purge_days}
     return groups
 
 
@@ -151,10 +169,11 @@ def warm_start_artifact(cfg: DictConfig) -> ExtractorArtifact:
 def training_fold(cfg: DictConfig) -> Fold:
     """Fold `cfg.fold` as the split config numbers it over the whole data (whatever test dates it selects)."""
     first, last = data_span(cfg.data)
-    longest = max(parse_horizons(cfg.labels.thresholds))
+    # The purges must cover the horizon of the label the extractor learns (the split's default covers the longest).
+    horizon = label_horizon_days(cfg.labels.primary)
     split = {**extractor_groups(cfg)["split"], "first_test_date": None, "last_test_date": None, "open_last_fold": True}
-    folds = {f.index: f for f in folds_from_config(pd.DataFrame({"ts": [first.floor("D"), last.floor("D")]}), split,
-                                                   longest)}
+    days = pd.DataFrame({"ts": [first.floor("D"), last.floor("D")]})
+    folds = {f.index: f for f in folds_from_config(days, split, max(parse_horizons(cfg.labels.thresholds)), horizon)}
     if cfg.fold not in folds:
         raise ValueError(f"fold {cfg.fold} is not among the folds the split config produces ({sorted(folds)})")
     return folds[cfg.fold]

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from datamodules.windows import WindowDataset, window_end_mask
-from features.build import FeatureFrames, load_feature_frames
+from features.build import FeatureFrames, label_horizon_days, load_feature_frames
 from splits import Fold, Normalizer
 from splits.artifacts import folds_from_config
 
@@ -101,7 +101,7 @@ class FoldWindowDataModule(L.LightningDataModule):
         missing = [c for c in self.columns if c not in frame.columns]
         if missing:
             raise ValueError(f"{self.frame_kind} features {missing} are not built by the features config")
-        folds = folds_from_config(frames.daily, self.cfg["split"], max(frames.horizons))
+        folds = folds_from_config(frames.daily, self.cfg["split"], max(frames.horizons), label_horizon_days(self.label))
         chosen = [f for f in folds if f.index == self.fold_index]
         if not chosen:
             raise ValueError(

@@ -41,6 +41,11 @@ def parse_horizons(thresholds: Mapping[str, float]) -> dict[int, float]:
     return horizons
 
 
+def label_horizon_days(label: str) -> int:
+    """'label_3d' -> 3: the days of closes the label reads after its decision day."""
+    return next(iter(parse_horizons({label: 0.0})))
+
+
 @dataclass
 class FeatureFrames:
     daily: pd.DataFrame
@@ -139,5 +144,6 @@ __all__ = [
     "FeatureFrames",
     "build_feature_frames",
     "load_feature_frames",
+    "label_horizon_days",
     "parse_horizons",
 ]

@@ -12,8 +12,11 @@ from splits.walkforward import Fold, make_folds
 DAY = pd.Timedelta(days=1)
 
 
-def folds_from_config(daily: pd.DataFrame, split_cfg: Mapping, longest_horizon_days: int) -> list[Fold]:
-    """The folds `split_cfg` asks for over the days `daily` covers."""
+def folds_from_config(daily: pd.DataFrame, split_cfg: Mapping, longest_horizon_days: int,
+                      trained_horizon_days: int | None = None) -> list[Fold]:
+    """The folds `split_cfg` asks for over the days `daily` covers; a null `purge_days` purges the
+    longest label horizon. trained_horizon_days: the horizon of the only label the folds' user trains
+    on (an extractor), the shortest purge it may set instead (default: the longest)."""
     purge = split_cfg.get("purge_days")
     return make_folds(
         daily["ts"].min(),
@@ -23,7 +26,7 @@ def folds_from_config(daily: pd.DataFrame, split_cfg: Mapping, longest_horizon_d
         test_days=split_cfg["test_days"],
         step_days=split_cfg["step_days"],
         purge_days=longest_horizon_days if purge is None else purge,
-        longest_horizon_days=longest_horizon_days,
+        longest_horizon_days=longest_horizon_days if trained_horizon_days is None else trained_horizon_days,
         window=split_cfg["window"],
         first_test_date=split_cfg.get("first_test_date"),
         last_test_date=split_cfg.get("last_test_date"),

@@ -2,11 +2,11 @@
 
 A decision row is a symbol's daily bar d. Its decision time is the bar's close (d + 1 day, 00:00
 UTC): everything on the row is known then. It carries the tabular and regime features of day d
-(built point in time by `features/`), and for each extractor kind the outputs the store's as-of
-rule allows at that decision time (`FeatureStore.read_asof`): the embedding, the probabilities
-(softmax of the stored raw logits, taken once, in the read) and the lineage (version, fold,
-eligible_from). Labels and forward returns are joined for training and evaluation only; they are
-never features.
+(built point in time by `features/`), and for each extractor kind the outputs the store's as-of rule
+allows at that decision time (`FeatureStore.read_asof`): the embedding, the probabilities (softmax
+of the stored raw logits, taken once, in the read), the score P(buy) - P(sell) made of them, and the
+lineage (version, fold, eligible_from). Labels and forward returns are joined for training and
+evaluation only; they are never features.
 
 Rows no extractor output is eligible for are kept by `assemble_stack_frame` (with NaN outputs)
 and dropped by the caller; a value is never filled.
@@ -27,6 +27,10 @@ DAY = pd.Timedelta(days=1)
 # Evaluation ranks the signal against the forward 3-day return whatever the training label (SPEC §8).
 EVALUATION_RETURN = "fwd_ret_3d"
 PROBABILITY_SUFFIXES = tuple(f"p_{name.lower()}" for name in CLASS_NAMES)
+# What of each extractor's outputs the meta-learner reads (stack.extractor_inputs): its three class
+# probabilities, or its score P(buy) - P(sell) (`<kind>_score`), the one number its own signal and
+# the blend of the parts rank by.
+EXTRACTOR_INPUTS = {"probabilities": PROBABILITY_SUFFIXES, "score": ("score",)}
 
 
 class MixedVersionsError(ValueError):
@@ -35,21 +39,25 @@ class MixedVersionsError(ValueError):
 
 def feature_sets(
     frames: FeatureFrames, kinds: Sequence[str], embedding_columns: Mapping[str, Sequence[str]],
-    ablations: Sequence[str] = (), *, embeddings: bool,
+    ablations: Sequence[str] = (), *, embeddings: bool, extractor_inputs: str = "probabilities",
 ) -> dict[str, list[str]]:
     """The feature list of each trained model: tabular-only, Trishula (tabular + extractor outputs) and
     its ablations, named `trishula_<ablation>`.
 
-    The regime inputs are market-wide context, in all. The extractor part is the read-time probabilities
-    of each kind (not the logits: one transform, done in the read) and, with `embeddings`, every embedding
-    column. `no_embeddings` (when Trishula reads them) or `with_embeddings` (when it does not) flips that;
-    `no_<kind>` leaves that extractor out.
+    The regime inputs are market-wide context, in all. The extractor part is, per kind, the read-time
+    probabilities (not the logits: one transform, done in the read) or the score made of them
+    (`extractor_inputs`) and, with `embeddings`, every embedding column. `no_embeddings` (when Trishula
+    reads them) or `with_embeddings` (when it does not) flips that; `no_<kind>` leaves that extractor
+    out.
     """
     flip = "no_embeddings" if embeddings else "with_embeddings"
     known = [flip, *(f"no_{kind}" for kind in kinds)]
     unknown = [ablation for ablation in ablations if ablation not in known]
     if unknown:
         raise ValueError(f"stack.ablations {unknown} unknown: each is one of {known}")
+    if extractor_inputs not in EXTRACTOR_INPUTS:
+        raise ValueError(f"stack.extractor_inputs must be one of {sorted(EXTRACTOR_INPUTS)}, got {extractor_inputs!r}")
+    suffixes = EXTRACTOR_INPUTS[extractor_inputs]
     tabular = [*frames.columns["tabular"], *frames.columns["regime"]]
 
     def extractor(used_kinds: Sequence[str], with_embeddings: bool) -> list[str]:
@@ -58,7 +66,7 @@ def feature_sets(
             for kind in used_kinds
             for column in (
                 *(embedding_columns[kind] if with_embeddings else ()),
-                *(f"{kind}_{suffix}" for suffix in PROBABILITY_SUFFIXES),
+                *(f"{kind}_{suffix}" for suffix in suffixes),
             )
         ]
 
@@ -146,6 +154,7 @@ def assemble_stack_frame(
         frame = store.read_asof(frame, kind, version=pinned.get(kind), max_staleness_hours=max_staleness_hours,
                                 among=None if among is None else among.get(kind), dataset=dataset)
         check_out_of_sample(frame, kind)
+        frame[f"{kind}_score"] = frame[f"{kind}_p_buy"] - frame[f"{kind}_p_sell"]
         versions = frame[f"{kind}_version"].dropna().unique()
         if len(versions) > 1 and not allow_mixed_versions:
             raise MixedVersionsError(

@@ -137,7 +137,8 @@ def run_stack(
         raise ValueError("no meta fold fits: the store's out-of-sample rows are too short for stack.split")
 
     features = feature_sets(frames, kinds, {kind: store.embedding_columns(kind) for kind in kinds},
-                            stack_cfg["ablations"], embeddings=stack_cfg["embeddings"])
+                            stack_cfg["ablations"], embeddings=stack_cfg["embeddings"],
+                            extractor_inputs=stack_cfg["extractor_inputs"])
     versions = store_versions(store, kinds, among)
     fingerprint = data_fingerprint(cfg.data)
     keyed = {k: v for k, v in stack_cfg.items() if k not in ("promotion", "force", "backend", "dask", "root")}

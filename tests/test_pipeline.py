@@ -213,6 +213,9 @@ def test_meta_learner_training_rows_are_out_of_sample_for_their_extractors(stack
         labels_end = val_end + pd.Timedelta(days=1 + 3)  # the last validation label's close
         assert (labels_end + pd.Timedelta(days=14) <= frame["decision_time"]).all()
         assert frame[f"{kind}_version"].nunique() == 4  # folds 0, 4, 8, 12: mixed, as configured
+        # The score the meta-learner may read instead of the probabilities (stack.extractor_inputs).
+        np.testing.assert_array_equal(frame[f"{kind}_score"], frame[f"{kind}_p_buy"] - frame[f"{kind}_p_sell"])
+        assert frame[f"{kind}_score"].between(-1, 1).all() and frame[f"{kind}_score"].std() > 0
 
 
 def test_in_sample_pins_and_unannounced_mixing_are_refused(stacked):

@@ -369,6 +369,16 @@ def test_ablations_drop_exactly_the_named_extractor_inputs(frames):
     with pytest.raises(ValueError, match="no_embeddings"):
         feature_sets(frames, ["lstm", "tcn"], embeddings, ["no_embeddings"], embeddings=False)
 
+    # stack.extractor_inputs=score: one column a kind, P(buy) - P(sell), in place of the three probabilities.
+    sets = feature_sets(frames, ["lstm", "tcn"], embeddings, ["with_embeddings", "no_lstm"], embeddings=False,
+                        extractor_inputs="score")
+    assert set(sets["trishula"]) == {*tabular, "lstm_score", "tcn_score"}
+    assert set(sets["trishula_with_embeddings"]) == {*tabular, *embeddings["lstm"], *embeddings["tcn"],
+                                                     "lstm_score", "tcn_score"}
+    assert set(sets["trishula_no_lstm"]) == {*tabular, "tcn_score"}
+    with pytest.raises(ValueError, match="stack.extractor_inputs must be one of"):
+        feature_sets(frames, ["lstm", "tcn"], embeddings, embeddings=False, extractor_inputs="logits")
+
 
 def _tree_features(node: dict) -> set[int]:
     if "split_feature" not in node:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import lightning as L
+import pandas as pd
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -268,6 +269,53 @@ def test_a_kinds_train_window_replaces_the_splits_for_that_kind_only(tmp_path):
     samples, rolling_samples = artifact.meta["samples"], train_extractor(rolling).meta["samples"]
     assert samples["train"] > rolling_samples["train"]
     assert (samples["val"], samples["test"]) == (rolling_samples["val"], rolling_samples["test"])
+
+
+def test_a_kinds_val_days_and_purge_days_move_its_windows_on_the_same_test_window(tmp_path):
+    """extractors.<kind>.val_days / purge_days: that kind early-stops on its own validation window and
+    purges only its label's horizon; the train window's end gives or takes the days, so its test window
+    (the fold's number), the first day its outputs may be served, and the other kind stay as they were."""
+    from pipeline import _train_cfg
+    from store.feature_store import eligible_from
+    from train import content_key, train_extractor, training_fold
+
+    def kind_cfg(kind, val_days="null", purge_days="null"):
+        cfg = compose("trainer.max_epochs=1", f"paths.artifacts_dir={tmp_path / 'artifacts'}",
+                      "extractors.lstm.train_window=rolling", f"extractors.lstm.val_days={val_days}",
+                      f"extractors.lstm.purge_days={purge_days}")
+        return _train_cfg(cfg, kind, 8, tmp_path / f"out_{val_days}_{purge_days}")
+
+    default, longer, recent = kind_cfg("lstm"), kind_cfg("lstm", val_days=42), kind_cfg("lstm", purge_days=3)
+    split, long, short = training_fold(default), training_fold(longer), training_fold(recent)
+    assert split.purge_days == 14 and (split.val_end - split.val_start).days + 1 == 21
+    for fold in (long, short):
+        assert (fold.test_start, fold.test_end) == (split.test_start, split.test_end)
+        assert fold.train_start == split.train_start  # the rolling window keeps its first day
+    # 42 validation days: taken from the train window's end, the validation window ends where it did.
+    assert long.val_end == split.val_end and (long.val_end - long.val_start).days + 1 == 42
+    assert long.train_end == split.train_end - pd.Timedelta(days=21)
+    # Purging the 3-day label's horizon, not the longest (14 d): every window ends 11 or 22 days later.
+    assert short.purge_days == 3 and short.val_end == split.test_start - pd.Timedelta(days=4)
+    assert short.val_end == split.val_end + pd.Timedelta(days=11)
+    assert short.train_end == split.train_end + pd.Timedelta(days=22)
+    assert len({content_key(default), content_key(longer), content_key(recent)}) == 3
+    assert content_key(kind_cfg("tcn", purge_days=3)) == content_key(kind_cfg("tcn"))
+    with pytest.raises(ValueError, match=r"purge_days=2 is shorter than the .*label horizon \(3 d\)"):
+        training_fold(kind_cfg("lstm", purge_days=2))
+    for bad in (0, 173):
+        with pytest.raises(ValueError, match=rf"lstm: val_days={bad} and purge_days=14 leave"):
+            training_fold(kind_cfg("lstm", val_days=bad))
+
+    artifacts = {name: train_extractor(cfg) for name, cfg in
+                 (("default", default), ("longer", longer), ("recent", recent))}
+    assert artifacts["recent"].meta["purge_days"] == 3
+    assert artifacts["longer"].meta["val_start"] == str(long.val_start.date())
+    # Served from the same day: its labels end 22 days later, and so does the purge after them less 11.
+    assert len({eligible_from(a.meta) for a in artifacts.values()}) == 1
+    samples = {name: a.meta["samples"] for name, a in artifacts.items()}
+    assert samples["longer"]["val"] > samples["default"]["val"] > 0
+    assert samples["longer"]["train"] < samples["default"]["train"] < samples["recent"]["train"]
+    assert samples["longer"]["test"] == samples["default"]["test"] == samples["recent"]["test"]
 
 
 def test_a_kinds_patience_ends_its_training_and_keys_its_artifact(tmp_path):
