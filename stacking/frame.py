@@ -40,11 +40,13 @@ class MixedVersionsError(ValueError):
 def feature_sets(
     frames: FeatureFrames, kinds: Sequence[str], embedding_columns: Mapping[str, Sequence[str]],
     ablations: Sequence[str] = (), *, embeddings: bool, extractor_inputs: str = "probabilities",
+    regime_inputs: bool = True,
 ) -> dict[str, list[str]]:
     """The feature list of each trained model: tabular-only, Trishula (tabular + extractor outputs) and
     its ablations, named `trishula_<ablation>`.
 
-    The regime inputs are market-wide context, in all. The extractor part is, per kind, the read-time
+    The regime inputs are market-wide context, in all (with `regime_inputs`; they are the same for every
+    coin of a day). The extractor part is, per kind, the read-time
     probabilities (not the logits: one transform, done in the read) or the score made of them
     (`extractor_inputs`) and, with `embeddings`, every embedding column. `no_embeddings` (when Trishula
     reads them) or `with_embeddings` (when it does not) flips that; `no_<kind>` leaves that extractor
@@ -58,7 +60,7 @@ def feature_sets(
     if extractor_inputs not in EXTRACTOR_INPUTS:
         raise ValueError(f"stack.extractor_inputs must be one of {sorted(EXTRACTOR_INPUTS)}, got {extractor_inputs!r}")
     suffixes = EXTRACTOR_INPUTS[extractor_inputs]
-    tabular = [*frames.columns["tabular"], *frames.columns["regime"]]
+    tabular = [*frames.columns["tabular"], *(frames.columns["regime"] if regime_inputs else ())]
 
     def extractor(used_kinds: Sequence[str], with_embeddings: bool) -> list[str]:
         return [

@@ -138,7 +138,8 @@ def run_stack(
 
     features = feature_sets(frames, kinds, {kind: store.embedding_columns(kind) for kind in kinds},
                             stack_cfg["ablations"], embeddings=stack_cfg["embeddings"],
-                            extractor_inputs=stack_cfg["extractor_inputs"])
+                            extractor_inputs=stack_cfg["extractor_inputs"],
+                            regime_inputs=stack_cfg["regime_inputs"])
     versions = store_versions(store, kinds, among)
     fingerprint = data_fingerprint(cfg.data)
     keyed = {k: v for k, v in stack_cfg.items() if k not in ("promotion", "force", "backend", "dask", "root")}

@@ -379,6 +379,14 @@ def test_ablations_drop_exactly_the_named_extractor_inputs(frames):
     with pytest.raises(ValueError, match="stack.extractor_inputs must be one of"):
         feature_sets(frames, ["lstm", "tcn"], embeddings, embeddings=False, extractor_inputs="logits")
 
+    # stack.regime_inputs=false: no model reads the market-wide regime inputs; everything else stays.
+    regime = set(frames.columns["regime"])
+    assert regime and regime <= set(tabular)
+    sets = feature_sets(frames, ["lstm", "tcn"], embeddings, ["no_tcn"], embeddings=False, regime_inputs=False)
+    assert set(sets["tabular"]) == set(tabular) - regime
+    assert set(sets["trishula"]) == set(tabular) - regime | {*probabilities["lstm"], *probabilities["tcn"]}
+    assert set(sets["trishula_no_tcn"]) == set(tabular) - regime | set(probabilities["lstm"])
+
 
 def _tree_features(node: dict) -> set[int]:
     if "split_feature" not in node:
