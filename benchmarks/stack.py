@@ -79,9 +79,8 @@ def main() -> None:
         stack_cfg = OmegaConf.to_container(cfg.stack, resolve=True)
         meta, _ = meta_folds(evaluated, frame["date"].min(), purge_days=evaluated[0].purge_days, **stack_cfg["split"])
         features = feature_sets(frames, kinds, {kind: store.embedding_columns(kind) for kind in kinds},
-                                embeddings=stack_cfg["embeddings"],
-                            extractor_inputs=stack_cfg["extractor_inputs"],
-                            regime_inputs=stack_cfg["regime_inputs"])
+                                embeddings=stack_cfg["embeddings"], extractor_inputs=stack_cfg["extractor_inputs"],
+                                regime_inputs=stack_cfg["regime_inputs"])
         settings = StackSettings(
             label=cfg.labels.primary, params=stack_cfg["lgbm"],
             early_stopping_rounds=stack_cfg["early_stopping_rounds"],

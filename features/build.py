@@ -143,7 +143,7 @@ __all__ = [
     "TCN_CHANNELS",
     "FeatureFrames",
     "build_feature_frames",
-    "load_feature_frames",
     "label_horizon_days",
+    "load_feature_frames",
     "parse_horizons",
 ]

@@ -46,11 +46,10 @@ def feature_sets(
     its ablations, named `trishula_<ablation>`.
 
     The regime inputs are market-wide context, in all (with `regime_inputs`; they are the same for every
-    coin of a day). The extractor part is, per kind, the read-time
-    probabilities (not the logits: one transform, done in the read) or the score made of them
-    (`extractor_inputs`) and, with `embeddings`, every embedding column. `no_embeddings` (when Trishula
-    reads them) or `with_embeddings` (when it does not) flips that; `no_<kind>` leaves that extractor
-    out.
+    coin of a day). The extractor part is, per kind, the read-time probabilities (not the logits: one
+    transform, done in the read) or the score made of them (`extractor_inputs`) and, with `embeddings`,
+    every embedding column. `no_embeddings` (when Trishula reads them) or `with_embeddings` (when it does
+    not) flips that; `no_<kind>` leaves that extractor out.
     """
     flip = "no_embeddings" if embeddings else "with_embeddings"
     known = [flip, *(f"no_{kind}" for kind in kinds)]
