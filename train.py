@@ -181,8 +181,9 @@ def training_fold(cfg: DictConfig) -> Fold:
 
 def training_data_end(cfg: DictConfig) -> pd.Timestamp:
     """The first time fold `cfg.fold`'s training does not read: its last validation day's close plus the
-    longest label horizon (features before it are point in time, labels reach that far)."""
-    return training_fold(cfg).val_end + pd.Timedelta(days=1 + max(parse_horizons(cfg.labels.thresholds)))
+    horizon of the label it learns (features before it are point in time, that label reaches that far;
+    the other horizons' labels are not read)."""
+    return training_fold(cfg).val_end + pd.Timedelta(days=1 + label_horizon_days(cfg.labels.primary))
 
 
 def train_extractor(cfg: DictConfig, frames: FeatureFrames | None = None) -> ExtractorArtifact | None:

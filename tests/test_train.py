@@ -277,7 +277,7 @@ def test_a_kinds_val_days_and_purge_days_move_its_windows_on_the_same_test_windo
     (the fold's number), the first day its outputs may be served, and the other kind stay as they were."""
     from pipeline import _train_cfg
     from store.feature_store import eligible_from
-    from train import content_key, train_extractor, training_fold
+    from train import content_key, train_extractor, training_data_end, training_fold
 
     def kind_cfg(kind, val_days="null", purge_days="null"):
         cfg = compose("trainer.max_epochs=1", f"paths.artifacts_dir={tmp_path / 'artifacts'}",
@@ -299,6 +299,9 @@ def test_a_kinds_val_days_and_purge_days_move_its_windows_on_the_same_test_windo
     assert short.val_end == split.val_end + pd.Timedelta(days=11)
     assert short.train_end == split.train_end + pd.Timedelta(days=22)
     assert len({content_key(default), content_key(longer), content_key(recent)}) == 3
+    # The data a fit reads ends with its last validation label (3 days after val_end): for the 3-day
+    # purge, exactly when the test window begins, so bars of the test window never change its key.
+    assert training_data_end(recent) == split.test_start and training_data_end(default) < split.test_start
     assert content_key(kind_cfg("tcn", purge_days=3)) == content_key(kind_cfg("tcn"))
     with pytest.raises(ValueError, match=r"purge_days=2 is shorter than the .*label horizon \(3 d\)"):
         training_fold(kind_cfg("lstm", purge_days=2))
