@@ -44,6 +44,7 @@ from omegaconf import OmegaConf  # noqa: E402
 from benchmarks.quality import PERIODS, in_period  # noqa: E402
 from evaluation.metrics import daily_rank_ic, ic_summary, paired_ic_comparison  # noqa: E402
 from stacking.frame import day_ranks  # noqa: E402
+from stacking.signals import signal_score  # noqa: E402
 from stacking.walkforward import BLEND  # noqa: E402
 from store.files import write_json_atomic, write_text_atomic  # noqa: E402
 
@@ -90,7 +91,7 @@ def combiners(params: dict) -> dict[str, Callable[[pd.DataFrame, pd.DataFrame], 
         def fit(train, test):
             model = lgb.LGBMClassifier(objective="multiclass", **params)
             proba = model.fit(train[columns], train["label"].astype("int64")).predict_proba(test[columns])
-            return proba[:, 2] - proba[:, 0]
+            return signal_score(proba)
         return fit
 
     def regression(leaves):

@@ -31,9 +31,9 @@ from stacking.folds import meta_folds  # noqa: E402
 from stacking.frame import (  # noqa: E402
     assemble_stack_frame,
     complete_rows,
+    configured_feature_sets,
     day_ranks,
     decision_rows,
-    feature_sets,
     ranked_inputs,
 )
 from stacking.walkforward import FoldModel, StackSettings, train_fold  # noqa: E402
@@ -78,9 +78,7 @@ def main() -> None:
 
         stack_cfg = OmegaConf.to_container(cfg.stack, resolve=True)
         meta, _ = meta_folds(evaluated, frame["date"].min(), purge_days=evaluated[0].purge_days, **stack_cfg["split"])
-        features = feature_sets(frames, kinds, {kind: store.embedding_columns(kind) for kind in kinds},
-                                embeddings=stack_cfg["embeddings"], extractor_inputs=stack_cfg["extractor_inputs"],
-                                regime_inputs=stack_cfg["regime_inputs"])
+        features = configured_feature_sets(frames, kinds, store, stack_cfg)
         settings = StackSettings(
             label=cfg.labels.primary, params=stack_cfg["lgbm"],
             early_stopping_rounds=stack_cfg["early_stopping_rounds"],

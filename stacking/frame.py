@@ -21,6 +21,7 @@ import pandas as pd
 
 from features.build import FeatureFrames
 from features.labels import CLASS_NAMES
+from stacking.signals import signal_score
 from store.feature_store import FeatureStore, InSampleReadError
 
 DAY = pd.Timedelta(days=1)
@@ -78,6 +79,16 @@ def feature_sets(
         else:
             sets[f"trishula_{ablation}"] = tabular + extractor([k for k in kinds if k != ablation[3:]], embeddings)
     return sets
+
+
+def configured_feature_sets(
+    frames: FeatureFrames, kinds: Sequence[str], store: FeatureStore, stack_cfg: Mapping, ablations: Sequence[str] = (),
+) -> dict[str, list[str]]:
+    """`feature_sets` with the stack config's input choices (embeddings, extractor_inputs, regime_inputs) and
+    the store's embedding columns."""
+    return feature_sets(frames, kinds, {kind: store.embedding_columns(kind) for kind in kinds}, ablations,
+                        embeddings=stack_cfg["embeddings"], extractor_inputs=stack_cfg["extractor_inputs"],
+                        regime_inputs=stack_cfg["regime_inputs"])
 
 
 def additive_inputs(features: Mapping[str, Sequence[str]]) -> list[str]:
@@ -155,7 +166,7 @@ def assemble_stack_frame(
         frame = store.read_asof(frame, kind, version=pinned.get(kind), max_staleness_hours=max_staleness_hours,
                                 among=None if among is None else among.get(kind), dataset=dataset)
         check_out_of_sample(frame, kind)
-        frame[f"{kind}_score"] = frame[f"{kind}_p_buy"] - frame[f"{kind}_p_sell"]
+        frame[f"{kind}_score"] = signal_score(frame[[f"{kind}_{suffix}" for suffix in PROBABILITY_SUFFIXES]].to_numpy())
         versions = frame[f"{kind}_version"].dropna().unique()
         if len(versions) > 1 and not allow_mixed_versions:
             raise MixedVersionsError(

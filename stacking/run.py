@@ -26,8 +26,8 @@ from stacking.frame import (
     additive_inputs,
     assemble_stack_frame,
     complete_rows,
+    configured_feature_sets,
     decision_rows,
-    feature_sets,
     ranked_inputs,
 )
 from stacking.lineage import cap_at_pins, readable_versions, roll_forward, task_scope
@@ -136,10 +136,7 @@ def run_stack(
     if not meta:
         raise ValueError("no meta fold fits: the store's out-of-sample rows are too short for stack.split")
 
-    features = feature_sets(frames, kinds, {kind: store.embedding_columns(kind) for kind in kinds},
-                            stack_cfg["ablations"], embeddings=stack_cfg["embeddings"],
-                            extractor_inputs=stack_cfg["extractor_inputs"],
-                            regime_inputs=stack_cfg["regime_inputs"])
+    features = configured_feature_sets(frames, kinds, store, stack_cfg, stack_cfg["ablations"])
     versions = store_versions(store, kinds, among)
     fingerprint = data_fingerprint(cfg.data)
     keyed = {k: v for k, v in stack_cfg.items() if k not in ("promotion", "force", "backend", "dask", "root")}
