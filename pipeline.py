@@ -241,7 +241,8 @@ def train_stage(cfg: DictConfig, frames: FeatureFrames, folds: list, out: Path) 
             metrics = artifact.meta["metrics"]
             console.print(
                 f"extractors: {kind} fold {fold.index}: {metrics['epochs']} epochs (best {metrics['best_epoch']}), "
-                f"val loss {metrics['val/loss']:.4f} (prior {metrics['prior_val_loss']:.4f}), "
+                f"val loss {metrics['val/loss']:.4f} (start {metrics['start_val_loss']:.4f}, "
+                f"prior {metrics['prior_val_loss']:.4f}), "
                 f"test macro-F1 {metrics.get('test/f1_macro', float('nan')):.3f} "
                 f"({time.perf_counter() - started:.0f} s) -> {artifact.version}"
             )

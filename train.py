@@ -7,9 +7,10 @@
     python train.py model=tcn fold=4 init_from=artifacts/extractors/tcn/fold_002/<version>  # warm start
 
 Early stopping watches the validation loss; the best checkpoint's network is saved with what it
-was trained on (store/extractors.py), its best epoch and the validation loss of the class prior (the
-constant prediction a fit must beat). `init_from` warm-starts the network from an earlier fold's
-artifact of the same kind and shape (the main job chains each fold to the previous one).
+was trained on (store/extractors.py), its best epoch, the validation loss of the weights it started
+from and that of the class prior (the constant prediction a fit must beat). `init_from` warm-starts
+the network from an earlier fold's artifact of the same kind and shape (the main job chains each
+fold to the previous one).
 `python -m store.extractors` lists the trained extractors.
 """
 
@@ -235,13 +236,20 @@ def train_extractor(cfg: DictConfig, frames: FeatureFrames | None = None) -> Ext
         ckpt_path = checkpoints / "last.ckpt"
         if not ckpt_path.is_file():
             raise FileNotFoundError(f"resume=true but {ckpt_path} does not exist (give the run's hydra.run.dir)")
+    # The validation loss of the weights the fit starts from (the warm-start parent's, or the seeded
+    # initialisation's). A first epoch below it learned from this fold's data, which "best epoch 0" alone
+    # cannot tell from weights that never moved. Each DataLoader iterator draws a seed from torch's global
+    # generator: forking it keeps this look from changing the training's shuffles.
+    with torch.random.fork_rng(devices=[]):
+        start_val_loss = _metrics(trainer.validate(module, datamodule=datamodule, verbose=False))["val/loss"]
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     # The best epoch's weights, judged on validation; the test window is scored once, for the record.
     # Early stopping counts the epochs since the best one (0-based epochs; the checkpoint keeps that one).
     best_epoch = trainer.current_epoch - 1 - early_stopping.wait_count
     metrics = {"best_epoch_val_loss": float(checkpoint.best_model_score), "epochs": trainer.current_epoch,
-               "best_epoch": best_epoch, "prior_val_loss": prior_loss(datamodule, weights),
+               "best_epoch": best_epoch, "start_val_loss": start_val_loss,
+               "prior_val_loss": prior_loss(datamodule, weights),
                "learning_curve": curve.epochs}
     metrics |= _metrics(trainer.validate(module, datamodule=datamodule, ckpt_path="best", verbose=False))
     metrics |= _metrics(trainer.test(module, datamodule=datamodule, ckpt_path="best", verbose=False))

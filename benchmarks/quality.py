@@ -136,24 +136,47 @@ def signals_by_scale(run) -> dict[str, pd.DataFrame]:
 
 
 def extractor_fits(in_use: dict) -> dict:
-    """Per kind, the issue-12 learning checks: best epochs, the share stopped at epoch 0 and the share whose
-    validation loss beat the class prior's."""
+    """Per kind, the issue-12 learning checks: best epochs, the share stopped at epoch 0, the share whose
+    validation loss beat the class prior's, and whether the first epoch improved on the weights the fit
+    started from (a warm-started fit whose best epoch is 0 still learned if it did)."""
     fits = {}
     for kind, artifacts in in_use.items():
         metrics = [a.meta["metrics"] for a in artifacts]
         best = [m.get("best_epoch") for m in metrics]
-        beat = [m["val/loss"] < m["prior_val_loss"] for m in metrics if "prior_val_loss" in m]
         curves = [m["learning_curve"] for m in metrics if m.get("learning_curve")]
+        first_step = [round(m["learning_curve"][0]["val_loss"] - m["start_val_loss"], 4)
+                      for m in metrics if m.get("learning_curve") and "start_val_loss" in m]
         fits[kind] = {"epochs": [m["epochs"] for m in metrics], "best_epochs": best,
                       "best_epoch_0_share": sum(b == 0 for b in best) / len(best),
-                      "below_prior_share": sum(beat) / len(beat) if beat else None,
+                      "below_prior_share": _share_of([m["val/loss"] - m["prior_val_loss"] for m in metrics
+                                                      if "prior_val_loss" in m]),
                       "val_loss": [round(m["val/loss"], 4) for m in metrics],
+                      "start_val_loss": [_rounded(m.get("start_val_loss")) for m in metrics],
+                      # Epoch 0's validation loss less the start's: below 0, the first pass learned.
+                      "first_epoch_val_change": first_step,
+                      "first_epoch_below_start_share": _share_of(first_step),
+                      # The kept weights' validation loss less the start's: did the refit beat its parent?
+                      "kept_below_start_share": _share_of([m["val/loss"] - m["start_val_loss"] for m in metrics
+                                                           if "start_val_loss" in m]),
                       # Over the fit, first epoch -> last: training loss falling while validation loss rises
                       # is a fit learning its own fold (over-fitting), not the market.
                       "train_loss_change": [_change(c, "train_loss") for c in curves],
                       "val_loss_change": [_change(c, "val_loss") for c in curves],
                       "learning_curves": curves}
     return fits
+
+
+def _rounded(loss: float | None) -> float | None:
+    return None if loss is None else round(loss, 4)
+
+
+def _share_of(changes: list[float]) -> float | None:
+    """The share of negative changes (losses that fell), None without any."""
+    return sum(c < 0 for c in changes) / len(changes) if changes else None
+
+
+def _share(share: float | None) -> str:
+    return "n/a" if share is None else f"{share:.0%}"
 
 
 def _change(curve: list[dict], loss: str) -> float | None:
@@ -220,13 +243,14 @@ def _markdown(result: dict) -> str:
             "",
         ]
     lines += ["## Extractor fits", "",
-              "| kind | fits | best epochs | best epoch 0 | val loss below the prior's | train loss change "
-              "(first -> last epoch) | val loss change |", "| --- | ---: | --- | ---: | ---: | --- | --- |"]
+              "| kind | fits | best epochs | best epoch 0 | val loss below the prior's | epoch 0 below the start's "
+              "| kept weights below the start's | val loss change, start -> epoch 0 | train loss change (first -> "
+              "last epoch) | val loss change |", "| --- | ---: | --- | ---: | ---: | ---: | ---: | --- | --- | --- |"]
     for kind, fits in result["extractor_learning"].items():
-        below = fits["below_prior_share"]
         lines.append(f"| {kind} | {len(fits['epochs'])} | {fits['best_epochs']} | {fits['best_epoch_0_share']:.0%} | "
-                     f"{'n/a' if below is None else f'{below:.0%}'} | {fits['train_loss_change']} | "
-                     f"{fits['val_loss_change']} |")
+                     f"{_share(fits['below_prior_share'])} | {_share(fits['first_epoch_below_start_share'])} | "
+                     f"{_share(fits['kept_below_start_share'])} | {fits['first_epoch_val_change']} | "
+                     f"{fits['train_loss_change']} | {fits['val_loss_change']} |")
     lines += ["", "## Seconds per stage", "", "| stage | seconds | share |", "| --- | ---: | ---: |"]
     lines += [f"| {stage} | {seconds:.0f} | {seconds / result['total_seconds']:.0%} |"
               for stage, seconds in result["seconds"].items()]

@@ -71,6 +71,10 @@ def test_quality_scores_every_model_and_reads_each_fits_learning_curve(tmp_path,
         curves = [a.meta["metrics"]["learning_curve"] for a in saved]
         assert fits["learning_curves"] == curves and all(len(c) == 1 for c in curves)  # one epoch each
         assert fits["train_loss_change"] == [0.0] * len(saved)  # first epoch = last epoch
+        starts = [a.meta["metrics"]["start_val_loss"] for a in saved]
+        assert fits["start_val_loss"] == [round(s, 4) for s in starts]
+        assert fits["first_epoch_val_change"] == [round(c[0]["val_loss"] - s, 4)
+                                                  for c, s in zip(curves, starts, strict=True)]
     fits_table = (results / "quality.md").read_text().split("## Extractor fits")[1].split("##")[0]
     for kind, fits in result["extractor_learning"].items():
         assert f"| {kind} | {len(fits['epochs'])} | {fits['best_epochs']} |" in fits_table

@@ -95,6 +95,9 @@ def test_artifact_records_its_best_epoch_and_the_class_prior_loss(lstm_run):
     best_val = min(e["val_loss"] for e in curve)
     assert curve[metrics["best_epoch"]]["val_loss"] == best_val
     assert best_val == pytest.approx(metrics["best_epoch_val_loss"], abs=1e-5)
+    # Where the fit started: the seeded initialisation's validation loss, which the first epoch moved.
+    assert math.isfinite(metrics["start_val_loss"]) and metrics["start_val_loss"] > 0
+    assert abs(curve[0]["val_loss"] - metrics["start_val_loss"]) > 1e-4
 
 
 def test_warm_start_loads_an_earlier_fold_and_refuses_a_later_one(tmp_path):
@@ -107,6 +110,10 @@ def test_warm_start_loads_an_earlier_fold_and_refuses_a_later_one(tmp_path):
     assert warm.meta["init_from"] == earlier.version
     start, end = earlier.load_state_dict(), warm.load_state_dict()
     assert start.keys() == end.keys() and all(torch.equal(start[k], end[k]) for k in start)
+    # The start's validation loss is the parent's weights' on this fold's window: with lr 0, epoch 0's.
+    metrics = warm.meta["metrics"]
+    assert metrics["start_val_loss"] == pytest.approx(metrics["learning_curve"][0]["val_loss"], abs=1e-5)
+    assert metrics["start_val_loss"] == pytest.approx(metrics["val/loss"], abs=1e-6)
     # Fold 7's validation labels reach past the start of fold 5's test window.
     _train(tmp_path / "later", tmp_path / "artifacts", "model=lstm", "trainer.max_epochs=1", "fold=7")
     later = next(a for a in list_extractors(tmp_path / "artifacts" / "extractors") if a.meta["fold"] == 7)
