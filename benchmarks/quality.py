@@ -142,22 +142,20 @@ def extractor_fits(in_use: dict) -> dict:
     fits = {}
     for kind, artifacts in in_use.items():
         metrics = [a.meta["metrics"] for a in artifacts]
-        best = [m.get("best_epoch") for m in metrics]
-        curves = [m["learning_curve"] for m in metrics if m.get("learning_curve")]
-        first_step = [round(m["learning_curve"][0]["val_loss"] - m["start_val_loss"], 4)
-                      for m in metrics if m.get("learning_curve") and "start_val_loss" in m]
+        # The artifacts in use are the current training code's (content keys): every one has these metrics.
+        best = [m["best_epoch"] for m in metrics]
+        curves = [m["learning_curve"] for m in metrics]
+        first_step = [round(c[0]["val_loss"] - m["start_val_loss"], 4) for c, m in zip(curves, metrics, strict=True)]
         fits[kind] = {"epochs": [m["epochs"] for m in metrics], "best_epochs": best,
                       "best_epoch_0_share": sum(b == 0 for b in best) / len(best),
-                      "below_prior_share": _share_of([m["val/loss"] - m["prior_val_loss"] for m in metrics
-                                                      if "prior_val_loss" in m]),
+                      "below_prior_share": _share_of([m["val/loss"] - m["prior_val_loss"] for m in metrics]),
                       "val_loss": [round(m["val/loss"], 4) for m in metrics],
-                      "start_val_loss": [_rounded(m.get("start_val_loss")) for m in metrics],
+                      "start_val_loss": [round(m["start_val_loss"], 4) for m in metrics],
                       # Epoch 0's validation loss less the start's: below 0, the first pass learned.
                       "first_epoch_val_change": first_step,
                       "first_epoch_below_start_share": _share_of(first_step),
                       # The kept weights' validation loss less the start's: did the refit beat its parent?
-                      "kept_below_start_share": _share_of([m["val/loss"] - m["start_val_loss"] for m in metrics
-                                                           if "start_val_loss" in m]),
+                      "kept_below_start_share": _share_of([m["val/loss"] - m["start_val_loss"] for m in metrics]),
                       # Over the fit, first epoch -> last: training loss falling while validation loss rises
                       # is a fit learning its own fold (over-fitting), not the market.
                       "train_loss_change": [_change(c, "train_loss") for c in curves],
@@ -166,17 +164,9 @@ def extractor_fits(in_use: dict) -> dict:
     return fits
 
 
-def _rounded(loss: float | None) -> float | None:
-    return None if loss is None else round(loss, 4)
-
-
-def _share_of(changes: list[float]) -> float | None:
-    """The share of negative changes (losses that fell), None without any."""
-    return sum(c < 0 for c in changes) / len(changes) if changes else None
-
-
-def _share(share: float | None) -> str:
-    return "n/a" if share is None else f"{share:.0%}"
+def _share_of(changes: list[float]) -> float:
+    """The share of negative changes (losses that fell)."""
+    return sum(c < 0 for c in changes) / len(changes)
 
 
 def _change(curve: list[dict], loss: str) -> float | None:
@@ -248,8 +238,8 @@ def _markdown(result: dict) -> str:
               "last epoch) | val loss change |", "| --- | ---: | --- | ---: | ---: | ---: | ---: | --- | --- | --- |"]
     for kind, fits in result["extractor_learning"].items():
         lines.append(f"| {kind} | {len(fits['epochs'])} | {fits['best_epochs']} | {fits['best_epoch_0_share']:.0%} | "
-                     f"{_share(fits['below_prior_share'])} | {_share(fits['first_epoch_below_start_share'])} | "
-                     f"{_share(fits['kept_below_start_share'])} | {fits['first_epoch_val_change']} | "
+                     f"{fits['below_prior_share']:.0%} | {fits['first_epoch_below_start_share']:.0%} | "
+                     f"{fits['kept_below_start_share']:.0%} | {fits['first_epoch_val_change']} | "
                      f"{fits['train_loss_change']} | {fits['val_loss_change']} |")
     lines += ["", "## Seconds per stage", "", "| stage | seconds | share |", "| --- | ---: | ---: |"]
     lines += [f"| {stage} | {seconds:.0f} | {seconds / result['total_seconds']:.0%} |"
