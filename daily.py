@@ -14,9 +14,16 @@
    (a new fold's test window has begun), the scheduled retrain (`daily.retrain`, exit 4 if skipped);
 4. backfill of the decision times the store lacks, for the extractors the champion serves with;
 5. signals of the latest closed day through the walk-forward's own path (`stacking/serving.py`),
-   with the regime and size multiplier, written to `<out>/<dataset>/signals/<date>.parquet`, and
-   the Trailing J orders for the next bar to `orders/<date>.parquet`; both printed.
+   with the regime and size multiplier, written to `<out>/<dataset>/signals/<date>.parquet`;
+6. the orders of the configured strategy for the next bar (`orders/<date>.parquet`, printed):
+   `backtest=ranked`: the ranked book's (backtest/live.py: the backtest's own code on every day served
+   so far), the delta from the book held now to the target, with the target kept in `book/<date>.parquet`
+   (a kept book that differs from what the served signals give stops the run, exit 6);
+   `backtest=trailing_j`: a fresh Trailing J book's entries with their exit levels.
 Re-running a day rewrites the same files with the same numbers (nothing is appended twice).
+
+Exit codes: 0 served; 2 stale or incomplete data; 3 no champion; 4 no model for the day (retrain
+skipped or not promoted); 5 a changed past bar; 6 the kept position book disagrees with the signals.
 """
 
 from __future__ import annotations
@@ -34,7 +41,15 @@ from rich.console import Console
 from rich.table import Table
 
 from backfill import run_backfill
-from backtest import BacktestConfig, RegimeConfig, classify_regime, regime_for_decisions
+from backtest import (
+    BacktestConfig,
+    RankedBookConfig,
+    RegimeConfig,
+    classify_regime,
+    regime_for_decisions,
+    strategy_name,
+)
+from backtest.live import BookMismatchError, LiveBook, check_kept_book, live_book, served_signals
 from features.build import FeatureFrames, build_feature_frames
 from splits.artifacts import folds_from_config
 from stacking.frame import assemble_stack_frame, complete_rows, decision_rows
@@ -48,7 +63,7 @@ from store.lineage import BarHistory, HistoryChangedError, checked_market_data
 
 console = Console(width=None if sys.stdout.isatty() else 140)
 HOUR, DAY = pd.Timedelta(hours=1), pd.Timedelta(days=1)
-EXIT_STALE, EXIT_NO_CHAMPION, EXIT_NO_MODEL, EXIT_HISTORY = 2, 3, 4, 5
+EXIT_STALE, EXIT_NO_CHAMPION, EXIT_NO_MODEL, EXIT_HISTORY, EXIT_BOOK = 2, 3, 4, 5, 6
 SIDE = {"BUY": "long", "SELL": "short"}
 
 
@@ -68,6 +83,7 @@ class DailyResult:
     signals: pd.DataFrame | None
     orders: pd.DataFrame | None
     retrained: bool
+    book: LiveBook | None = None  # the ranked book after the day (backtest=ranked)
 
 
 def _append_target(cfg: DictConfig) -> str | None:
@@ -165,8 +181,10 @@ def latest_signals(cfg: DictConfig, frames: FeatureFrames, run: ServedRun, day: 
 
 
 def with_regime(cfg: DictConfig, frames: FeatureFrames, signals: pd.DataFrame) -> pd.DataFrame:
-    """The regime known at each decision and the size multiplier of the signal's side."""
-    regime_cfg = RegimeConfig(**OmegaConf.to_container(cfg.backtest.regime, resolve=True))
+    """The regime known at each decision and Trailing J's size multiplier of the signal's side (the ranked book,
+    which has no gate, reports both for information, under the SPEC's regime settings)."""
+    settings = cfg.backtest.get("regime")
+    regime_cfg = RegimeConfig(**OmegaConf.to_container(settings, resolve=True)) if settings else RegimeConfig()
     inputs = frames.daily.groupby("ts")[list(frames.columns["regime"])].first()
     out = signals.copy()
     out["regime"] = regime_for_decisions(classify_regime(inputs, regime_cfg), out["decision_time"]).to_numpy()
@@ -257,18 +275,39 @@ def run_daily(cfg: DictConfig) -> DailyResult:
     signals = with_regime(cfg, frames, latest_signals(cfg, frames, run, day))
     signals.insert(0, "run_id", run.run_id)
     signals.insert(1, "dataset", dataset)
-    closes = market.grid[market.grid["ts"] == day + 23 * HOUR].set_index("symbol")["close"]
-    orders = next_bar_orders(cfg, signals, closes)
     out = Path(cfg.daily.out_dir) / dataset
+    book = None
+    if strategy_name(cfg.backtest) == "ranked":
+        book = ranked_orders(cfg, signals, market.grid, day, out)
+        orders = book.orders
+    else:
+        closes = market.grid[market.grid["ts"] == day + 23 * HOUR].set_index("symbol")["close"]
+        orders = next_bar_orders(cfg, signals, closes)
     write_parquet_atomic(signals, out / "signals" / f"{day.date()}.parquet")
+    if book is not None:
+        write_parquet_atomic(book.book, out / "book" / f"{day.date()}.parquet")
     write_parquet_atomic(orders, out / "orders" / f"{day.date()}.parquet")
-    _print(signals, orders, day, run.run_id)
+    _print(signals, orders, day, run.run_id, book)
     console.print(f"daily: {len(signals)} signal rows and {len(orders)} order(s) in {out} "
                   f"({time.perf_counter() - started:.1f} s)")
-    return DailyResult(day, dataset, run.run_id, signals, orders, retrained)
+    return DailyResult(day, dataset, run.run_id, signals, orders, retrained, book)
 
 
-def _print(signals: pd.DataFrame, orders: pd.DataFrame, day: pd.Timestamp, run_id: str) -> None:
+def ranked_orders(cfg: DictConfig, signals: pd.DataFrame, grid: pd.DataFrame, day: pd.Timestamp,
+                  out: Path) -> LiveBook:
+    """The ranked book after `day` from every day served so far, checked against the book kept before it."""
+    config = RankedBookConfig(**OmegaConf.to_container(cfg.backtest.book, resolve=True))
+    book = live_book(served_signals(out / "signals", day, signals), grid, config, day)
+    kept = out / "book" / f"{(day - DAY).date()}.parquet"
+    try:
+        check_kept_book(pd.read_parquet(kept) if kept.is_file() else None, book, kept)
+    except BookMismatchError as err:
+        raise DailyStop(EXIT_BOOK, str(err)) from err
+    return book
+
+
+def _print(signals: pd.DataFrame, orders: pd.DataFrame, day: pd.Timestamp, run_id: str,
+           book: LiveBook | None) -> None:
     table = Table(title=f"Signals for {day.date()} (champion {run_id}; decided at the close, traded from the next bar)")
     columns = ("symbol", "p_sell", "p_hold", "p_buy", "score", "z", "direction", "signal", "regime", "size_multiplier")
     for column in columns:
@@ -276,6 +315,9 @@ def _print(signals: pd.DataFrame, orders: pd.DataFrame, day: pd.Timestamp, run_i
     for row in signals[list(columns)].itertuples(index=False):
         table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
     console.print(table)
+    if book is not None:
+        _print_book(book)
+        return
     if orders.empty:
         console.print("orders: none (no confident BUY / SELL, or the regime blocks it)")
         return
@@ -285,6 +327,23 @@ def _print(signals: pd.DataFrame, orders: pd.DataFrame, day: pd.Timestamp, run_i
     for column in columns:
         table.add_column(column, justify="left" if column in ("symbol", "side") else "right")
     for row in orders[list(columns)].itertuples(index=False):
+        table.add_row(*(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row))
+    console.print(table)
+
+
+def _print_book(book: LiveBook) -> None:
+    marked = "the start" if book.equity_through is None else f"{book.equity_through.date()}"
+    console.print(f"ranked book: equity {book.equity:,.2f} (the backtest's through {marked}, marked at the "
+                  f"reference prices); {len(book.book)} coins held from {(book.day + DAY).date()} 00:00 UTC")
+    if book.orders.empty:
+        console.print("orders: none (the target book equals the book held)")
+        return
+    table = Table(title=f"Ranked book orders, to fill at the open of {(book.day + DAY).date()} 00:00 UTC")
+    columns = ("symbol", "side", "target_weight", "current_weight", "delta_weight", "reference_price", "notional",
+               "quantity")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("symbol", "side") else "right")
+    for row in book.orders[list(columns)].itertuples(index=False):
         table.add_row(*(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row))
     console.print(table)
 

@@ -15,7 +15,8 @@ Stages, all from one config (so `data.*` and `paths.*` given once reach every st
    skipped);
 4. Trishula: the meta-learner per evaluated fold, the evaluation against its parts and the factor
    baselines (paired by day), and promotion (a run with unchanged inputs is reused);
-5. backtest: Trailing J on the signals, gated and sized by the regime detector;
+5. backtest: the configured strategy on the signals (`backtest=ranked`: the market-neutral book of the
+   day's ranks; `backtest=trailing_j`: SPEC §7's rules, gated and sized by the regime detector);
 6. report: report.html with every figure, also saved as PNG.
 Every skipped stage says so. Outputs go to `paths.output_dir`; artifacts that outlive a run
 (extractors, the store, Trishula runs) to `paths.artifacts_dir`.
@@ -39,9 +40,9 @@ from rich.console import Console
 from rich.table import Table
 
 from backfill import run_backfill
-from backtest import BacktestConfig, RegimeConfig, classify_regime, regime_for_decisions, run_backtest, write_backtest
+from backtest import BacktestResult, run_strategy, write_backtest
 from evaluation import write_report
-from evaluation.report import format_number
+from evaluation.report import format_number, format_percent
 from features.build import FeatureFrames, build_feature_frames
 from features.labels import CLASS_NAMES
 from marketdata.gaps import summarise_gaps
@@ -55,7 +56,6 @@ from train import content_key, train_extractor
 # Logs (CI, nohup) get a wide console; a terminal keeps its own width.
 console = Console(width=None if sys.stdout.isatty() else 140)
 STAGES = ("data", "extractors", "backfill", "stack", "backtest", "report")
-DIRECTION = {"BUY": 1, "HOLD": 0, "SELL": -1}
 
 
 def _gap_table(grid: pd.DataFrame, gaps: pd.DataFrame) -> Table:
@@ -145,11 +145,26 @@ def data_span(frames: FeatureFrames) -> dict:
             "days": [str(days.min().date()), str(days.max().date())]}
 
 
+SMOKE_COINS, SMOKE_DAYS = 20, 365
+
+
+def smoke_note(coins: int, test_days: int) -> str | None:
+    """The plain warning a run on too little data must carry (None: enough coins and test days to read)."""
+    if coins >= SMOKE_COINS and test_days >= SMOKE_DAYS:
+        return None
+    return (f"a smoke test, not evidence: {coins} coins and {test_days} test days are too few for these figures "
+            f"to say whether the models or the strategy work (that takes >= {SMOKE_COINS} coins and a year of "
+            f"test days; see benchmarks/results/ for the full data's figures).")
+
+
 def report_context(cfg: DictConfig, frames: FeatureFrames, evaluated: list) -> dict:
     """What the report's opening names: the data (coins, days, evaluated folds) and a digest of the config."""
     resolved = OmegaConf.to_container(cfg, resolve=False)
+    span = data_span(frames)
+    test_days = (evaluated[-1].test_end - evaluated[0].test_start).days + 1
     return {
-        "data": {**data_span(frames), "folds": [str(f.test_start.date()) for f in evaluated]},
+        "data": {**span, "folds": [str(f.test_start.date()) for f in evaluated],
+                 "smoke_test": smoke_note(len(span["symbols"]), test_days)},
         "config": {
             "digest": hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:12],
             "hourly bars": cfg.data.hourly_path,
@@ -180,15 +195,21 @@ def _print_results(metrics: dict, backtest: dict) -> None:
             f"behind {judged['behind'] or 'none'}, no clear difference from {judged['inconclusive'] or 'none'}",
             soft_wrap=True,
         )
-    summary, benchmark = backtest["summary"], backtest["benchmark"]
-    console.print(
-        f"backtest {summary['start']} .. {summary['end']}: return {format_number(summary['return'])}, "
-        f"Sharpe {format_number(summary['sharpe'])}, max drawdown {format_number(summary['max_drawdown'])}, "
-        f"{summary['trades']} trades ({summary['trades_long']} long / {summary['trades_short']} short); "
-        + (f"{benchmark['symbol']} buy & hold {format_number(benchmark['return'])}" if benchmark["in_data"]
-           else f"no {benchmark['symbol']} in the data to compare with (backtest.trading.benchmark_symbol)"),
-        soft_wrap=True,  # one line, however long: logs and greps see it whole
-    )
+    console.print(strategy_line(backtest), soft_wrap=True)  # one line, however long: logs and greps see it whole
+
+
+def strategy_line(backtest: dict) -> str:
+    """The backtest in one line: the strategy's net figures, its market exposure and the benchmark."""
+    summary, market, benchmark = backtest["performance"]["summary"], backtest["performance"]["market"], \
+        backtest["benchmark"]
+    held = (f"{benchmark['symbol']} buy & hold {format_percent(benchmark['return'])}" if benchmark["in_data"]
+            else f"no {benchmark['symbol']} in the data to compare with")
+    return (f"backtest ({backtest['strategy']}) {summary['start']} .. {summary['end']}: net return "
+            f"{format_percent(summary['return'])} (gross {format_percent(summary['gross_return'])}), Sharpe "
+            f"{format_number(summary['sharpe'])}, max drawdown {format_percent(summary['max_drawdown'])}, turnover "
+            f"{format_percent(summary['turnover_per_day'], signed=False)} a day, breakeven cost "
+            f"{format_number(summary['breakeven_cost_bps'])} bps a side, beta to the market "
+            f"{format_number(market['beta'])}; {held}")
 
 
 def _train_cfg(cfg: DictConfig, kind: str, fold: int, out: Path) -> DictConfig:
@@ -265,20 +286,10 @@ def extractor_folds(cfg: DictConfig, evaluated: list, all_folds: list) -> list:
 
 
 def backtest_stage(cfg: DictConfig, frames: FeatureFrames, grid: pd.DataFrame, signals: pd.DataFrame, out: Path):
-    """Trailing J on the signals, each sized by the regime known at its decision time."""
+    """The configured strategy (`backtest=ranked` or `trailing_j`) on the signals; backtest.json and its table."""
     bt_cfg = OmegaConf.to_container(cfg.backtest, resolve=True)
-    regime_cfg = RegimeConfig(**bt_cfg["regime"])
     regime_inputs = frames.daily.groupby("ts")[list(frames.columns["regime"])].first()
-    regime = classify_regime(regime_inputs, regime_cfg)
-    chosen = signals[bt_cfg["signal_column"]]
-    orders = pd.DataFrame({
-        "symbol": signals["symbol"],
-        "decision_time": signals["decision_time"],
-        "direction": chosen.map(DIRECTION).astype("int8"),
-        "score": signals["z"],
-        "regime": regime_for_decisions(regime, signals["decision_time"]),
-    })
-    result = run_backtest(orders, grid, BacktestConfig(**bt_cfg["trading"]), regime_cfg)
+    result = run_strategy(bt_cfg, signals, grid, regime_inputs)
     write_backtest(result, out)
     return result
 
@@ -314,9 +325,12 @@ def main(cfg: DictConfig) -> None:
     if until == "backtest":
         return
     console.rule("report")
-    report = write_report(out, run.metrics, run.predictions, backtest, result.trades,
-                          context=report_context(cfg, frames, evaluated))
+    context = report_context(cfg, frames, evaluated)
+    trades = result.trades if isinstance(result, BacktestResult) else None  # the ranked book holds positions
+    report = write_report(out, run.metrics, run.predictions, backtest, trades, context=context)
     _print_results(run.metrics, backtest)
+    if context["data"]["smoke_test"]:
+        console.print(f"[bold yellow]note[/]: {context['data']['smoke_test']}", soft_wrap=True)
     console.print(f"pipeline finished in {time.perf_counter() - started:.0f} s; outputs in {out}")
     console.print(f"report: {report.resolve()}")
 

@@ -10,24 +10,26 @@ Definitions (undefined ratios are None, JSON null, never inf or NaN):
   payoff = mean winning pnl / |mean losing pnl|;
 - exits and per_symbol: trades, pnl, win rate per group; per_month: trades EXITED in the month (UTC,
   by the equity day of their exit), their pnl, and return = pnl / realised equity at the month's start
-  (capital + pnl of earlier exits), so the monthly returns compound to the total return.
+  (capital + pnl of earlier exits), so the monthly returns compound to the total return;
+- performance: what a quant reads first (`backtest.performance`, the ranked book's definitions), from the
+  daily net returns of the equity curve against the volume-weighted market. Costs and turnover are booked
+  on the day of the entry's first mark (each mark values a trade net of both sides' costs); the legs are
+  each side's gross P&L on its trades' exit days; Trailing J pays no borrow.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from store.files import write_json_atomic, write_parquet_atomic
+from backtest.config import BacktestConfig
+from backtest.performance import annualised, performance, ratio, sharpe, sortino
 
 if TYPE_CHECKING:
     from backtest.regime import RegimeConfig
-    from backtest.trailing_j import BacktestConfig
 
 EXIT_ORDER: tuple[str, ...] = ("take_profit", "stop_loss", "trailing_stop", "expiry")
 
@@ -35,12 +37,14 @@ EXIT_ORDER: tuple[str, ...] = ("take_profit", "stop_loss", "trailing_stop", "exp
 @dataclass(frozen=True)
 class BacktestResult:
     """trades: one row per trade (`backtest.trailing_j.TRADE_COLUMNS`); equity: daily date (UTC midnight,
-    marked at that day's close), equity, drawdown, btc_equity."""
+    marked at that day's close), equity, drawdown, btc_equity; daily: the equity curve's days after the
+    first as `backtest.performance` returns (index date)."""
 
     config: BacktestConfig
     regime: RegimeConfig  # the gate and sizes the trades ran under
     trades: pd.DataFrame
     equity: pd.DataFrame
+    daily: pd.DataFrame
 
     def summary(self) -> dict[str, Any]:
         """The "summary" block of `to_json_dict`."""
@@ -49,7 +53,7 @@ class BacktestResult:
         days = len(curve) - 1
         net_pnl = float(trades["pnl"].sum())
         total_return = net_pnl / cfg.capital
-        annualised = _annualised(total_return, days, cfg.annualisation_days)
+        annual = annualised(total_return, days, cfg.annualisation_days)
         max_drawdown = float(equity["drawdown"].min())
         pnl = trades["pnl"].to_numpy()
         wins, losses = pnl[pnl > 0], pnl[pnl < 0]
@@ -59,14 +63,14 @@ class BacktestResult:
             "days": days,
             "net_pnl": net_pnl,
             "return": total_return,
-            "annualised_return": annualised,
+            "annualised_return": annual,
             "sharpe": _sharpe(curve, cfg.annualisation_days),
             "sortino": _sortino(curve, cfg.annualisation_days),
-            "calmar": _ratio(annualised, abs(max_drawdown)),
+            "calmar": ratio(annual, abs(max_drawdown)),
             "max_drawdown": max_drawdown,
-            "win_rate": _ratio(float(wins.size), float(pnl.size)),
-            "profit_factor": _ratio(float(wins.sum()), float(-losses.sum())),
-            "payoff": _ratio(_mean(wins), _mean(-losses)),
+            "win_rate": ratio(float(wins.size), float(pnl.size)),
+            "profit_factor": ratio(float(wins.sum()), float(-losses.sum())),
+            "payoff": ratio(_mean(wins), _mean(-losses)),
             "trades": int(len(trades)),
             "trades_long": int((trades["side"] == "long").sum()),
             "trades_short": int((trades["side"] == "short").sum()),
@@ -83,28 +87,32 @@ class BacktestResult:
             "symbol": cfg.benchmark_symbol,
             "in_data": available,
             "return": btc_return,
-            "annualised_return": _annualised(btc_return, len(btc) - 1, cfg.annualisation_days) if available else None,
+            "annualised_return": annualised(btc_return, len(btc) - 1, cfg.annualisation_days) if available else None,
             "sharpe": _sharpe(btc, cfg.annualisation_days) if available else None,
             "max_drawdown": float((btc / np.maximum.accumulate(btc) - 1.0).min()) if available else None,
         }
 
     def to_json_dict(self) -> dict[str, Any]:
-        """config, regime, summary, benchmark, exits, per_symbol, per_month and equity_curve; JSON-serialisable."""
+        """strategy, config, regime, summary, performance, benchmark, exits, per_symbol, per_month and
+        equity_curve; JSON-serialisable."""
         btc = self.equity["btc_equity"].to_numpy()
+        # The first row is the start (capital); each later one moves with its day's market return.
+        market = self.config.capital * np.cumprod(np.r_[1.0, 1.0 + self.daily["market"].fillna(0.0).to_numpy()])
         return {
+            "strategy": "trailing_j",
             "config": asdict(self.config),
             "regime": asdict(self.regime),
             "summary": self.summary(),
+            "performance": performance(self.daily, self.config.annualisation_days),
             "benchmark": self._benchmark(btc),
             "exits": _groups(self.trades, "exit_type", EXIT_ORDER),
             "per_symbol": _groups(self.trades, "symbol", sorted(self.trades["symbol"].unique())),
             "per_month": self._per_month(),
             "equity_curve": [
                 {"date": _day(date), "equity": float(e), "drawdown": float(d),
-                 "btc_equity": float(b) if np.isfinite(b) else None}
-                for date, e, d, b in self.equity[["date", "equity", "drawdown", "btc_equity"]].itertuples(
-                    index=False
-                )
+                 "btc_equity": float(b) if np.isfinite(b) else None, "market_equity": float(m)}
+                for (date, e, d, b), m in zip(self.equity[["date", "equity", "drawdown", "btc_equity"]].itertuples(
+                    index=False), market, strict=True)
             ],
         }
 
@@ -120,13 +128,6 @@ class BacktestResult:
         }
 
 
-def write_backtest(result: BacktestResult, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write `backtest.json` and `trades.parquet` into `out_dir`, each atomically; returns both paths."""
-    out_dir = Path(out_dir)
-    json_path = write_json_atomic(result.to_json_dict(), out_dir / "backtest.json")
-    return json_path, write_parquet_atomic(result.trades, out_dir / "trades.parquet")
-
-
 def _groups(trades: pd.DataFrame, column: str, keys: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:
     """trades, pnl and win rate per value of `column`, for every key (empty groups included)."""
     grouped = trades.groupby(column)["pnl"]
@@ -136,7 +137,7 @@ def _groups(trades: pd.DataFrame, column: str, keys: list[str] | tuple[str, ...]
         str(key): {
             "trades": int(row["trades"]),
             "pnl": float(row["pnl"]),
-            "win_rate": _ratio(float(row["wins"]), float(row["trades"])),
+            "win_rate": ratio(float(row["wins"]), float(row["trades"])),
         }
         for key, row in stats.iterrows()
     }
@@ -146,38 +147,40 @@ def _day(timestamp: pd.Timestamp) -> str:
     return timestamp.strftime("%Y-%m-%d")
 
 
-def _ratio(numerator: float | None, denominator: float | None) -> float | None:
-    """numerator / denominator, or None where it is undefined (missing parts, zero or non-finite)."""
-    if numerator is None or denominator is None or denominator == 0:
-        return None
-    value = numerator / denominator
-    return float(value) if math.isfinite(value) else None
-
-
 def _mean(values: np.ndarray) -> float | None:
     return float(values.mean()) if values.size else None
 
 
-def _annualised(total_return: float, days: int, year: int) -> float | None:
-    if days <= 0:
-        return None
-    return float(max(1.0 + total_return, 0.0) ** (year / days) - 1.0)
-
-
-def _daily_returns(curve: np.ndarray) -> np.ndarray:
-    return curve[1:] / curve[:-1] - 1.0
-
-
 def _sharpe(curve: np.ndarray, year: int) -> float | None:
-    returns = _daily_returns(curve)
-    if returns.size < 2:
-        return None
-    return _ratio(float(returns.mean()) * math.sqrt(year), float(returns.std(ddof=1)))
+    return sharpe(curve[1:] / curve[:-1] - 1.0, year)
 
 
 def _sortino(curve: np.ndarray, year: int) -> float | None:
-    returns = _daily_returns(curve)
-    if returns.size < 2:
-        return None
-    downside = math.sqrt(float(np.mean(np.minimum(returns, 0.0) ** 2)))
-    return _ratio(float(returns.mean()) * math.sqrt(year), downside)
+    return sortino(curve[1:] / curve[:-1] - 1.0, year)
+
+
+def trailing_daily(trades: pd.DataFrame, equity: pd.DataFrame, market: pd.Series) -> pd.DataFrame:
+    """Trailing J's daily performance columns (`backtest.performance`) from its trades and equity curve.
+
+    `market`: the market's open-to-open return per day (`backtest.panel`); the equity row of day D is
+    marked at D + 1 00:00, so its return spans D's open to D + 1's, the market's day D.
+    """
+    dates = pd.DatetimeIndex(equity["date"])
+    start = equity["equity"].to_numpy()[:-1]  # (days - 1,) equity at each day's start
+    net = equity["equity"].to_numpy()[1:] / start - 1.0
+    days = dates[1:]
+    ratio_ = trades["exit_price"] / trades["entry_price"]
+    sign = np.where(trades["side"] == "long", 1.0, -1.0)
+    gross_pnl = trades["notional"] * sign * (ratio_ - 1.0)
+    entry_day = (trades["entry_time"] - pd.Timedelta(1, "ns")).dt.floor("D")  # its first mark's row
+    exit_day = (trades["exit_time"] - pd.Timedelta(1, "ns")).dt.floor("D")
+    traded = (trades["notional"] * (1.0 + ratio_)).groupby(entry_day).sum().reindex(days, fill_value=0.0)
+    cost = (gross_pnl - trades["pnl"]).groupby(entry_day).sum().reindex(days, fill_value=0.0)
+    legs = {side: gross_pnl[trades["side"] == side].groupby(exit_day).sum().reindex(days, fill_value=0.0)
+            for side in ("long", "short")}
+    cost_share = cost.to_numpy() / start
+    return pd.DataFrame({
+        "gross": net + cost_share, "long": legs["long"].to_numpy() / start, "short": legs["short"].to_numpy() / start,
+        "turnover": traded.to_numpy() / start, "cost": cost_share, "borrow": 0.0, "net": net,
+        "market": market.reindex(days).to_numpy(),
+    }, index=days.rename("date"))

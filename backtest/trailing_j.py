@@ -29,6 +29,8 @@ Rules (every number is a `BacktestConfig` field):
   notional (cash at the entry fill) = slot × its regime multiplier, and the sum of open notionals never
   exceeds equity_t × deploy_rate (the candidate that would cross it is cut to the remaining budget; the
   ones after it get nothing). A multiplier of 0 blocks the entry and takes no slot.
+- Admission (`admission`): independent (each side on its own) or neutral (per decision time, as many
+  longs as shorts: the n strongest of each side, n = the smaller side's count).
 - Limits: at most max_long open longs and max_short open shorts, and at most one open position per
   (symbol, side) (a long and a short of one symbol may coexist). Candidates of one decision time are
   taken by |score| (highest first; ties and missing scores by symbol); a position frees its slot at
@@ -45,8 +47,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from backtest.config import BacktestConfig
+from backtest.panel import DailyPanel, daily_panel
 from backtest.regime import RegimeConfig, size_multiplier
-from backtest.report import BacktestResult
+from backtest.report import BacktestResult, trailing_daily
 
 HOUR_NS = 3_600_000_000_000
 DAY_NS = 24 * HOUR_NS
@@ -56,39 +60,6 @@ TRADE_COLUMNS: tuple[str, ...] = (
     "notional", "quantity", "fees", "pnl", "return_pct", "regime", "size_multiplier",
 )
 _CHUNK = 16_384  # candidates per exit matrix: bounds memory at 16k × max_hold_hours × a few float64 arrays
-
-
-@dataclass(frozen=True)
-class BacktestConfig:
-    """Trailing J parameters (SPEC §7 defaults); fractions, not percent; money in the quote currency."""
-
-    capital: float = 5000.0
-    deploy_rate: float = 0.85
-    max_long: int = 15
-    max_short: int = 15
-    take_profit: float = 0.045
-    stop_loss: float = 0.08
-    max_hold_hours: int = 72
-    trail_activation_long: float = 0.02
-    trail_long: float = 0.015
-    trail_activation_short: float = 0.015
-    trail_short: float = 0.003
-    fee_rate: float = 0.001  # per side, on notional
-    slippage: float = 0.001  # per side, on price
-    annualisation_days: int = 365
-    benchmark_symbol: str = "BTCUSDT"
-
-    def __post_init__(self) -> None:
-        if self.capital <= 0 or not 0 < self.deploy_rate <= 1:
-            raise ValueError(f"need capital > 0 and 0 < deploy_rate <= 1, got {self.capital}, {self.deploy_rate}")
-        if self.max_long < 0 or self.max_short < 0 or self.max_long + self.max_short == 0:
-            raise ValueError(f"need max_long, max_short >= 0 and one > 0, got {self.max_long}, {self.max_short}")
-        if self.max_hold_hours < 1:
-            raise ValueError(f"max_hold_hours must be >= 1, got {self.max_hold_hours}")
-        rates = ("take_profit", "stop_loss", "trail_long", "trail_short", "fee_rate", "slippage")
-        bad = {name: getattr(self, name) for name in rates if not 0 <= getattr(self, name) < 1}
-        if bad:
-            raise ValueError(f"rates must lie in [0, 1): {bad}")
 
 
 @dataclass(frozen=True)
@@ -108,24 +79,30 @@ def run_backtest(
     hourly: pd.DataFrame,
     config: BacktestConfig | None = None,
     regime_config: RegimeConfig | None = None,
+    panel: DailyPanel | None = None,
 ) -> BacktestResult:
     """Trade `signals` on `hourly` bars under the rules of the module docstring.
 
     signals: symbol, decision_time (tz-aware), direction (+1 / -1 / 0), optional score and regime; at most
     one row per (symbol, decision_time). Without a `regime` column every multiplier is 1 (no gate).
     hourly: symbol, ts (tz-aware bar open), open, high, low, close, optional is_filled; one block per
-    symbol, hour-contiguous.
+    symbol, hour-contiguous. `panel`: the bars' daily panel (`backtest.panel`), when the caller has it.
     """
     config = BacktestConfig() if config is None else config
     regime_config = RegimeConfig() if regime_config is None else regime_config
     bars = _bars(hourly)
     candidates = _candidates(signals, hourly, bars, regime_config)
+    if config.admission == "neutral":
+        candidates = _balanced(candidates)
     candidates = candidates.assign(**_exits(candidates, bars, config))
     candidates["notional"] = _admit(candidates, config)
     taken = candidates[candidates["notional"] > 0].reset_index(drop=True)
     decisions = _utc_ns(signals["decision_time"], "signals.decision_time")
     equity = _equity(taken, bars, (decisions.min(), decisions.max()), config)
-    return BacktestResult(config=config, regime=regime_config, trades=_trades(taken, bars, config), equity=equity)
+    trades = _trades(taken, bars, config)
+    market = (daily_panel(hourly) if panel is None else panel).market
+    return BacktestResult(config=config, regime=regime_config, trades=trades, equity=equity,
+                          daily=trailing_daily(trades, equity, market))
 
 
 def _utc_ns(values: pd.Series, name: str) -> np.ndarray:
@@ -200,6 +177,16 @@ def _candidates(
     frame["entry_row"] = frame["entry_row"].astype("int64")
     frame["priority"] = -frame["score"].abs().fillna(-np.inf)  # NaN score: last
     return frame.sort_values(["decision_ns", "priority", "symbol"], kind="stable", ignore_index=True)
+
+
+def _balanced(candidates: pd.DataFrame) -> pd.DataFrame:
+    """Per decision time, the first n longs and n shorts in priority order, n = the smaller side's count."""
+    is_long = candidates["side"] > 0
+    by_time = candidates["decision_ns"]
+    longs = is_long.groupby(by_time).transform("sum")
+    shorts = (~is_long).groupby(by_time).transform("sum")
+    rank = candidates.groupby([by_time, is_long], sort=False).cumcount()
+    return candidates[rank < np.minimum(longs, shorts)].reset_index(drop=True)
 
 
 def _entry_rows(candidates: pd.DataFrame, hourly: pd.DataFrame, bars: _Bars) -> pd.Series:

@@ -56,6 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[0] = str(ROOT)  # the repo's packages, not this folder's scripts
 
 import pandas as pd  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 import pipeline  # noqa: E402
@@ -114,8 +115,9 @@ def _period_result(cfg, frames, grid, run, by_scale_signals: dict, out: Path, pe
     metrics = evaluate_predictions(predictions[list(PREDICTION_COLUMNS)], horizon_days=3)
     signals = in_period(run.signals, period)
     backtest = pipeline.backtest_stage(cfg, frames, grid, signals, out / period).to_json_dict()
-    # The same scores and thresholds, z-scored each way (stack.signals.scale), traded alike.
-    by_scale = {scale: pipeline.backtest_stage(cfg, frames, grid, in_period(scaled, period),
+    # Trailing J on the same scores and thresholds, z-scored each way (stack.signals.scale).
+    trailing = OmegaConf.merge(cfg, {"backtest": OmegaConf.load(ROOT / "conf" / "backtest" / "trailing_j.yaml")})
+    by_scale = {scale: pipeline.backtest_stage(trailing, frames, grid, in_period(scaled, period),
                                                out / period / scale).to_json_dict()["summary"]
                 for scale, scaled in by_scale_signals.items()}
     folds = sorted(map(int, predictions["fold"].unique()))
@@ -123,7 +125,9 @@ def _period_result(cfg, frames, grid, run, by_scale_signals: dict, out: Path, pe
         "test_dates": [str(predictions["date"].min().date()), str(predictions["date"].max().date())],
         "folds": [folds[0], folds[-1]], "fold_count": len(folds), "symbols": int(predictions["symbol"].nunique()),
         "models": _model_rows(metrics), "verdict": metrics["verdict"],
-        "backtest": {"summary": backtest["summary"], "benchmark": backtest["benchmark"], "by_scale": by_scale},
+        "backtest": {"strategy": backtest["strategy"], "summary": backtest["performance"]["summary"],
+                     "beta": backtest["performance"]["market"]["beta"], "benchmark": backtest["benchmark"],
+                     "trailing_j_by_scale": by_scale},
     }
 
 
@@ -184,15 +188,20 @@ def _print_period(name: str, result: dict) -> None:
     for row in result["models"]:
         table.add_row(*(row[c] if c == "model" else format_number(row[c]) for c in columns))
     console.print(table)
-    summary, benchmark = result["backtest"]["summary"], result["backtest"]["benchmark"]
-    console.print(
-        f"{name} backtest: return {format_number(summary['return'])}, Sharpe {format_number(summary['sharpe'])}, "
-        f"max drawdown {format_number(summary['max_drawdown'])}, {summary['trades']} trades; "
-        f"{benchmark['symbol']} buy & hold {format_number(benchmark['return'])}", soft_wrap=True,
-    )
-    console.print(f"{name} backtest by z scale: " + "; ".join(
-        f"{scale} return {format_number(s['return'])}, Sharpe {format_number(s['sharpe'])}, {s['trades']} trades"
-        for scale, s in result["backtest"]["by_scale"].items()), soft_wrap=True)
+    console.print(f"{name}: {_strategy_text(result['backtest'])}", soft_wrap=True)
+
+
+def _strategy_text(backtest: dict) -> str:
+    """The default strategy's net figures and Trailing J's by z scale, as fractions (0.05 = 5 %)."""
+    summary, benchmark = backtest["summary"], backtest["benchmark"]
+    shown = {"return": "return", "gross_return": "gross", "sharpe": "Sharpe", "max_drawdown": "max drawdown",
+             "turnover_per_day": "turnover a day", "breakeven_cost_bps": "breakeven bps a side"}
+    figures = ", ".join(f"{label} {format_number(summary[key])}" for key, label in shown.items())
+    scales = "; ".join(f"{scale}: return {format_number(s['return'])}, Sharpe {format_number(s['sharpe'])}, "
+                       f"{s['trades']} trades" for scale, s in backtest["trailing_j_by_scale"].items())
+    return (f"{backtest['strategy']} book on Trishula's scores, net of costs: {figures}, beta "
+            f"{format_number(backtest['beta'])}; {benchmark['symbol']} buy & hold {format_number(benchmark['return'])}."
+            f" Trailing J by z scale (stack.signals.scale; same scores and thresholds): {scales}")
 
 
 def _markdown(result: dict) -> str:
@@ -209,7 +218,6 @@ def _markdown(result: dict) -> str:
         "",
     ]
     for name, period in result["periods"].items():
-        summary, benchmark = period["backtest"]["summary"], period["backtest"]["benchmark"]
         lines += [
             f"## {name}: test {period['test_dates'][0]} .. {period['test_dates'][1]} "
             f"({period['fold_count']} folds, {period['symbols']} coins)",
@@ -222,16 +230,7 @@ def _markdown(result: dict) -> str:
             cells = [format_number(row[c]) for c in ("ic_mean", "icir", "ic_t_stat", "days", "paired_diff",
                                                      "paired_t_stat", "paired_win_share")]
             lines.append(f"| {name_cell} | " + " | ".join(cells) + " |")
-        lines += [
-            "",
-            f"Trailing J on Trishula's signals: return {format_number(summary['return'])}, Sharpe "
-            f"{format_number(summary['sharpe'])}, max drawdown {format_number(summary['max_drawdown'])}, "
-            f"{summary['trades']} trades; {benchmark['symbol']} buy & hold {format_number(benchmark['return'])}.",
-            "By z scale (stack.signals.scale; same scores and thresholds): " + "; ".join(
-                f"{scale}: return {format_number(s['return'])}, Sharpe {format_number(s['sharpe'])}, "
-                f"{s['trades']} trades" for scale, s in period["backtest"]["by_scale"].items()) + ".",
-            "",
-        ]
+        lines += ["", _strategy_text(period["backtest"]) + ".", ""]
     lines += ["## Extractor fits", "",
               "| kind | fits | best epochs | best epoch 0 | val loss below the prior's | epoch 0 below the start's "
               "| kept weights below the start's | val loss change, start -> epoch 0 | train loss change (first -> "

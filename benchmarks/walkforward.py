@@ -50,7 +50,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 import pipeline  # noqa: E402
-from backtest import BacktestResult  # noqa: E402
+from backtest import BacktestResult, RankedBookResult  # noqa: E402
 from benchmarks import stages  # noqa: E402
 from benchmarks.measure import flops_per_sample, matmul_gflops  # noqa: E402
 from evaluation import write_report  # noqa: E402
@@ -78,12 +78,13 @@ def _walk_forward(cfg: DictConfig, out: Path, timed: stages.StageTimer) -> tuple
     """Every stage of pipeline.py's main(), each timed."""
     walk = stages.run_through_stack(cfg, out, timed)
 
-    def backtest() -> tuple[BacktestResult, dict]:
+    def backtest() -> tuple[BacktestResult | RankedBookResult, dict]:
         result = pipeline.backtest_stage(cfg, walk.frames, walk.grid, walk.run.signals, out)
         return result, result.to_json_dict()
 
     result, summary = timed("backtest", backtest)
-    timed("report", lambda: write_report(out, walk.run.metrics, walk.run.predictions, summary, result.trades,
+    trades = result.trades if isinstance(result, BacktestResult) else None
+    timed("report", lambda: write_report(out, walk.run.metrics, walk.run.predictions, summary, trades,
                                          context=pipeline.report_context(cfg, walk.frames, walk.evaluated)))
     return walk, result
 
@@ -140,7 +141,7 @@ def stage_figures(walk: stages.WalkForward, result: BacktestResult, seconds: dic
     """Per stage: seconds, share of the stages' sum, and its throughput fields."""
     hourly_rows = len(walk.frames.hourly)
     windows = sum(plan["rows"] for plan in walk.backfilled)
-    orders = len(walk.run.signals)  # backtest_stage makes one order per signal row
+    orders = len(walk.run.signals)  # the signal rows the strategy reads
     throughput = {
         "data": {"hourly_rows": hourly_rows, "hourly_rows_per_s": hourly_rows / seconds["data"]},
         **{f"extractors_{kind}": extractor_figures(artifacts, seconds[f"extractors_{kind}"], since)
@@ -148,7 +149,8 @@ def stage_figures(walk: stages.WalkForward, result: BacktestResult, seconds: dic
         "backfill": {"plans": len(walk.backfilled), "windows": windows,
                      "windows_per_s": _per_second(windows, seconds["backfill"])},
         "stack": stack_figures(walk.run, seconds["stack"]),
-        "backtest": {"orders": orders, "trades": len(result.trades),
+        "backtest": {"orders": orders, "positions": len(result.trades if isinstance(result, BacktestResult)
+                                                        else result.positions),
                      "orders_per_s": orders / seconds["backtest"]},
         "report": {},
     }
@@ -217,7 +219,7 @@ def throughput_text(stage: str, entry: dict) -> str:
         "stack": lambda: f"{_rate(entry['models_per_s'], 'models')} ({entry['models']} models, "
                          f"{entry['meta_folds']} meta folds, {entry['rows']['train']:,} train rows summed)",
         "backtest": lambda: f"{_rate(entry['orders_per_s'], 'orders')} ({entry['orders']:,} orders, "
-                            f"{entry['trades']:,} trades)",
+                            f"{entry['positions']:,} trades or daily positions)",
         "report": lambda: "",
     }
     return texts[stage]()

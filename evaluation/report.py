@@ -9,7 +9,12 @@ shows exactly the numbers in the JSON files. Key scheme (segments joined by ".";
 - `verdict.<field>`: metrics["verdict"] (the reference's IC and t);
 - `per_fold.<model>.<fold>.<path>`: metrics["per_fold"][model][fold] followed by a dotted path (`ic.mean`);
 - `backtest.<section>.<field>` and `backtest.<section>.<name>.<field>`: the backtest dict
-  (summary, benchmark, exits, per_symbol, per_month).
+  (summary, benchmark; Trailing J's exits, per_symbol, per_month);
+- `backtest.performance.<block>.<field>`: the strategy's performance (`backtest.performance`: summary,
+  market, legs, cost_sweep by its cost in bps, per_month).
+
+The report opens with the strategy a user would trade (its net equity beside BTC and the market, the cost
+sweep, the months), then the models' evidence, then the strategy's detail.
 
 Figures are drawn on `matplotlib.figure.Figure` objects with an explicit Agg canvas: no pyplot, no
 global backend state, safe to call from any process or thread.
@@ -106,6 +111,13 @@ def format_number(value: float | int | None) -> str:
     if abs(value) >= 1e4:
         return f"{value:,.0f}"
     return f"{value:.4g}"
+
+
+def format_percent(value: float | None, signed: bool = True) -> str:
+    """A fraction as a percentage with one decimal (0.0153 -> "+1.5 %"; unsigned "1.5 %"), None -> "—"."""
+    if value is None or not np.isfinite(value):
+        return "—"
+    return f"{100 * value:+.1f} %" if signed else f"{100 * value:.1f} %"
 
 
 # --- HTML pieces ------------------------------------------------------------------------------------------------
@@ -275,15 +287,22 @@ def _win_rate_figure(metrics: Mapping) -> Figure:
 def _equity_figure(backtest: Mapping) -> Figure:
     curve = pd.DataFrame(backtest["equity_curve"])
     dates = pd.to_datetime(curve["date"])
-    figure, (top, bottom) = _figure(10, 5.5, 2, 1, sharex=True, height_ratios=(3, 1))
-    top.plot(dates, _values(curve["equity"].tolist()), label="strategy")
+    figure, (axis,) = _figure(10, 4)
+    axis.plot(dates, _values(curve["equity"].tolist()), label="strategy, net of costs")
     benchmark = backtest["benchmark"]
     if benchmark["in_data"]:
-        top.plot(dates, _values(curve["btc_equity"].tolist()), color="grey", label=f"{benchmark['symbol']} buy & hold")
-    top.set(title="Equity", ylabel="equity")
-    top.legend(fontsize=8)
-    bottom.fill_between(dates, _values(curve["drawdown"].tolist()), 0.0, color="C3", alpha=0.5)
-    bottom.set(title="Drawdown", ylabel="drawdown")
+        axis.plot(dates, _values(curve["btc_equity"].tolist()), color="grey", label=f"{benchmark['symbol']} buy & hold")
+    axis.plot(dates, _values(curve["market_equity"].tolist()), color="C1", alpha=0.7, label="market (volume-weighted)")
+    axis.set(title="Net equity", ylabel="equity (log scale)", yscale="log")
+    axis.legend(fontsize=8)
+    return figure
+
+
+def _drawdown_figure(backtest: Mapping) -> Figure:
+    curve = pd.DataFrame(backtest["equity_curve"])
+    figure, (axis,) = _figure(10, 2.2)
+    axis.fill_between(pd.to_datetime(curve["date"]), _values(curve["drawdown"].tolist()), 0.0, color="C3", alpha=0.5)
+    axis.set(title="Drawdown of the net equity", ylabel="drawdown")
     return figure
 
 
@@ -334,9 +353,7 @@ def _names(models: Sequence[str]) -> str:
     return ", ".join(models) if models else "none"
 
 
-def _answer_blocks(
-    metrics: Mapping, predictions: pd.DataFrame, backtest: Mapping | None, context: Mapping
-) -> list[Block]:
+def _answer_blocks(metrics: Mapping, predictions: pd.DataFrame, context: Mapping) -> list[Block]:
     """The report's opening: the data, the config, and whether Trishula beat its parts and the factors.
 
     Without a data context (stack.py) the coins and days are those of the predictions."""
@@ -370,20 +387,66 @@ def _answer_blocks(
     rows = [(entry["model"], entry["model"] + (" (baseline)" if entry["model"] in metrics.get("baselines", []) else ""),
              entry) for entry in metrics["comparison"]]
     blocks.append(_grid("comparison", "model", rows, ANSWER_COLUMNS))
-    if backtest is not None:
-        summary, benchmark = backtest["summary"], backtest["benchmark"]
-        held = _span("backtest.benchmark.return", benchmark["return"])
-        symbol = html.escape(benchmark["symbol"])
-        versus = (f"{symbol} buy &amp; hold {held}" if benchmark["in_data"]
-                  else f"no {symbol} in the data to compare with")
-        figures = ", ".join(f"{label} {_span(f'backtest.summary.{field}', summary[field])}" for field, label in
-                            (("return", "return"), ("sharpe", "Sharpe"), ("max_drawdown", "max drawdown"),
-                             ("trades", "trades")))
-        blocks.append(
-            f"<p><b>Backtest</b> (Trailing J on Trishula's gated signals, {html.escape(str(summary['start']))} .. "
-            f"{html.escape(str(summary['end']))}): {figures}; {versus}.</p>"
-        )
     return blocks
+
+
+STRATEGY_NAMES = {"ranked": "the ranked market-neutral book of Trishula's daily scores",
+                  "trailing_j": "Trailing J on Trishula's gated signals"}
+COST_SWEEP_COLUMNS = (("return", "net return"), ("annualised_return", "annualised"), ("sharpe", "Sharpe"))
+
+
+def _strategy_blocks(backtest: Mapping, context: Mapping) -> list[Block]:
+    """The report's opening: what trading the signals earned, net of costs, against BTC and the market."""
+    perf = backtest["performance"]
+    summary, market = perf["summary"], perf["market"]
+    key = "backtest.performance"
+    figures = ", ".join(f"{label} {_span(f'{key}.summary.{field}', summary[field])}" for field, label in (
+        ("return", "net return"), ("gross_return", "gross return"), ("sharpe", "net Sharpe"),
+        ("max_drawdown", "max drawdown"), ("turnover_per_day", "turnover a day"),
+        ("breakeven_cost_bps", "breakeven cost (bps a side)")))
+    smoke = context.get("data", {}).get("smoke_test")
+    blocks: list[Block] = [
+        f"<h2>The strategy: {html.escape(STRATEGY_NAMES.get(backtest['strategy'], backtest['strategy']))}</h2>",
+        f"<p><b>{html.escape(str(summary['start']))} .. {html.escape(str(summary['end']))}</b>, "
+        f"{_span(f'{key}.summary.days', summary['days'])} days, as fractions (0.05 = 5 %): {figures}; beta to the "
+        f"market {_span(f'{key}.market.beta', market['beta'])}, P&amp;L in excess of the market "
+        f"{_span(f'{key}.market.excess_return', market['excess_return'])}.</p>",
+        f"<p><b>In words</b>: {html.escape(_strategy_verdict(summary, market, smoke))}</p>",
+        ("strategy_equity", _equity_figure(backtest)),
+        "<h3>Cost sweep (one-way cost in bps of the traded value; borrow as charged)</h3>",
+        _grid(f"{key}.cost_sweep", "bps a side", [(bps, bps, row) for bps, row in perf["cost_sweep"].items()],
+              COST_SWEEP_COLUMNS),
+        ("cost_sweep", _cost_sweep_figure(perf["cost_sweep"])),
+        "<h3>Net return per month</h3>",
+        _field_table(f"{key}.per_month", perf["per_month"]),
+    ]
+    return blocks
+
+
+def _strategy_verdict(summary: Mapping, market: Mapping, smoke: str | None) -> str:
+    """One plain sentence on whether the strategy made money after costs, and how surely."""
+    if smoke:
+        return smoke
+    sharpe, breakeven = summary["sharpe"], summary["breakeven_cost_bps"]
+    if sharpe is None or breakeven is None:
+        return "undefined: too few days or no trading."
+    verdict = ("it made money after costs" if summary["return"] > 0 else "it lost money after costs")
+    costs = (f"it pays costs up to {breakeven:.1f} bps a side" if breakeven > 0
+             else "it lost before costs, so no cost level makes it pay")
+    return (f"{verdict} (net Sharpe {sharpe:.2f} over {summary['days']} days: |Sharpe| x sqrt(years) "
+            f"= {abs(sharpe) * (summary['days'] / 365) ** 0.5:.1f}, about the t-stat of its mean); {costs}.")
+
+
+def _cost_sweep_figure(sweep: Mapping[str, Mapping]) -> Figure:
+    figure, (left, right) = _figure(10, 3.2, 1, 2)
+    bps, rows = [float(b) for b in sweep], list(sweep.values())
+    left.plot(bps, 100 * _values([row["return"] for row in rows]), marker="o")
+    left.axhline(0.0, color="black", linewidth=0.8)
+    left.set(title="Net return against cost", xlabel="bps a side", ylabel="net return (%)")
+    right.plot(bps, _values([row["sharpe"] for row in rows]), marker="o", color="C1")
+    right.axhline(0.0, color="black", linewidth=0.8)
+    right.set(title="Net Sharpe against cost", xlabel="bps a side", ylabel="Sharpe")
+    return figure
 
 
 def _metric_blocks(metrics: Mapping, predictions: pd.DataFrame) -> list[Block]:
@@ -423,28 +486,37 @@ def _metric_blocks(metrics: Mapping, predictions: pd.DataFrame) -> list[Block]:
 
 
 def _backtest_blocks(backtest: Mapping, trades: pd.DataFrame | None) -> list[Block]:
+    """The strategy's detail: its summary, benchmark, legs and market exposure; Trailing J's trade breakdowns."""
+    perf = backtest["performance"]
+    legs = [(leg, leg, values) for leg, values in perf["legs"].items()]
     blocks: list[Block] = [
-        "<h2>Backtest</h2><h3>Summary</h3>",
+        "<h2>Strategy detail</h2><h3>Summary</h3>",
         _field_table("backtest.summary", backtest["summary"]),
+        "<h3>Against the market</h3>",
+        _field_table("backtest.performance.market", perf["market"]),
+        "<h3>Legs (each side's return, a fraction of equity)</h3>",
+        _grid("backtest.performance.legs", "leg", legs, (("return", "return"), ("sharpe", "Sharpe"))),
         "<h3>Benchmark</h3>",
         _field_table("backtest.benchmark", backtest["benchmark"]),
-        "<h3>Equity and drawdown</h3>",
-        ("equity_drawdown", _equity_figure(backtest)),
+        "<h3>Drawdown</h3>",
+        ("drawdown", _drawdown_figure(backtest)),
     ]
-    for section, title, horizontal in (
-        ("exits", "P&L by exit type", False),
-        ("per_symbol", "P&L per coin", True),
-        ("per_month", "P&L per month", False),
-    ):
-        rows = [(str(name), str(name), values) for name, values in backtest[section].items()]
-        blocks += [
-            f"<h3>{html.escape(title)}</h3>",
-            _grid(f"backtest.{section}", section.replace("_", " "), rows, BREAKDOWN_COLUMNS[section]),
-            (f"pnl_{section}", _breakdown_figure(backtest, section, title, horizontal)),
-        ]
-    if trades is not None and not trades.empty:
-        blocks += ["<h3>Trade returns</h3>", ("trade_returns", _trade_returns_figure(trades))]
-    config = json.dumps({"trading": backtest["config"], "regime": backtest["regime"]}, indent=2, default=str)
+    if backtest["strategy"] == "trailing_j":
+        for section, title, horizontal in (
+            ("exits", "P&L by exit type", False),
+            ("per_symbol", "P&L per coin", True),
+            ("per_month", "P&L per month", False),
+        ):
+            rows = [(str(name), str(name), values) for name, values in backtest[section].items()]
+            blocks += [
+                f"<h3>{html.escape(title)}</h3>",
+                _grid(f"backtest.{section}", section.replace("_", " "), rows, BREAKDOWN_COLUMNS[section]),
+                (f"pnl_{section}", _breakdown_figure(backtest, section, title, horizontal)),
+            ]
+        if trades is not None and not trades.empty:
+            blocks += ["<h3>Trade returns</h3>", ("trade_returns", _trade_returns_figure(trades))]
+    settings = {key: backtest[key] for key in ("config", "regime") if key in backtest}
+    config = json.dumps(settings, indent=2, default=str)
     return [*blocks, "<h3>Configuration</h3>", f"<pre>{html.escape(config)}</pre>"]
 
 
@@ -466,7 +538,9 @@ def write_report(
     returns, once there are no trades) are removed, so `figures/` always matches `report.html`.
     """
     out_dir = Path(out_dir)
-    blocks = [*_answer_blocks(metrics, predictions, backtest, context or {}), *_metric_blocks(metrics, predictions)]
+    context = context or {}
+    blocks = [] if backtest is None else _strategy_blocks(backtest, context)
+    blocks += [*_answer_blocks(metrics, predictions, context), *_metric_blocks(metrics, predictions)]
     if backtest is not None:
         blocks += _backtest_blocks(backtest, trades)
     body, drawn = [], set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from marketdata import freqtrade
 from marketdata.gaps import apply_gap_policy, find_gaps, too_long_gaps
 from marketdata.validate import DataValidationError, bad_symbols, check_bars, check_columns
 
@@ -19,6 +21,10 @@ BAR_COLUMNS = ("symbol", "ts", "open", "high", "low", "close", "volume")
 BAD_SYMBOL_POLICIES = ("error", "drop")
 # The data config keys the loader reads (the others, e.g. data.restate, belong to other stages).
 LOADER_KEYS = ("hourly_path", "fear_greed_path", "gaps", "max_gap_hours", "on_bad_symbol")
+HOURLY_FORMATS = (f"a long-format Parquet file ({', '.join(BAR_COLUMNS)}) or a freqtrade data folder "
+                  f"({freqtrade.FILES} files)")
+FEAR_GREED_FORMATS = f"a Parquet file ({', '.join(FEAR_GREED_COLUMNS)})"
+PARQUET_MAGIC = b"PAR1"
 
 
 def dataset_id(hourly: pd.DataFrame) -> str:
@@ -29,16 +35,37 @@ def dataset_id(hourly: pd.DataFrame) -> str:
     return f"{first['ts'].iloc[0]:%Y%m%d}-{digest.hexdigest()[:10]}"
 
 
-def _read_parquet(path: str | Path) -> pd.DataFrame:
+def read_bars(path: str | Path) -> pd.DataFrame:
+    """The hourly bars as stored, unvalidated: a long-format Parquet file, or a freqtrade data folder read
+    into the long schema (marketdata/freqtrade.py)."""
+    path = Path(path)
+    return freqtrade.read_freqtrade(path) if path.is_dir() else _read_parquet(path, HOURLY_FORMATS)
+
+
+def _read_parquet(path: str | Path, accepted: str) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (set the path in conf/data or on the command line)")
+    if not _is_parquet(path):
+        raise DataValidationError(f"{path}: not a Parquet file; expected {accepted}")
     return pd.read_parquet(path)
+
+
+def _is_parquet(path: Path) -> bool:
+    """Whether the file starts and ends with Parquet's magic bytes: another format (a CSV) gets the
+    project's error naming the file and the accepted formats, not pyarrow's."""
+    if path.stat().st_size < 3 * len(PARQUET_MAGIC):  # magic, footer length, magic
+        return False
+    with path.open("rb") as handle:
+        head = handle.read(len(PARQUET_MAGIC))
+        handle.seek(-len(PARQUET_MAGIC), os.SEEK_END)
+        return head == PARQUET_MAGIC and handle.read() == PARQUET_MAGIC
 
 
 def load_hourly(path: str | Path) -> pd.DataFrame:
     """Hourly OHLCV in the long schema, validated, sorted by (symbol, ts) with a fresh RangeIndex.
 
+    path: a long-format Parquet file or a freqtrade data folder (the same bars give the same frame).
     `ts` is the bar open in UTC; a bar `ts=t` covers [t, t+1h) and is known at t+1h.
     """
     return _load_hourly(path, "error")[0]
@@ -49,7 +76,7 @@ def _load_hourly(path: str | Path, on_bad_symbol: str) -> tuple[pd.DataFrame, pd
     if on_bad_symbol not in BAD_SYMBOL_POLICIES:
         raise ValueError(f"data.on_bad_symbol must be one of {BAD_SYMBOL_POLICIES}, got {on_bad_symbol!r}")
     source = str(path)
-    frame = check_columns(_read_parquet(path), source)
+    frame = check_columns(read_bars(path), source)
     if on_bad_symbol == "error":
         check_bars(frame, source, HOUR)
         dropped = bad_symbols(frame.iloc[:0], source, HOUR)
@@ -66,7 +93,7 @@ def load_fear_greed(path: str | Path) -> pd.DataFrame:
     feature builders' documented config choice, not this loader's.
     """
     source = str(path)
-    frame = _read_parquet(path)
+    frame = _read_parquet(path, FEAR_GREED_FORMATS)
     if frame.empty:
         raise DataValidationError(f"{source}: the file holds no rows")
     missing = [c for c in ("date", "value") if c not in frame.columns]

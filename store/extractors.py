@@ -32,6 +32,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from marketdata.freqtrade import candle_files, read_freqtrade
+
 ARTIFACT_FILE = "artifact.json"
 WEIGHTS_FILE = "net.pt"
 
@@ -47,8 +49,8 @@ def file_fingerprint(paths: Iterable[str | Path]) -> str:
 
 
 def data_fingerprint(data_cfg: Mapping) -> str:
-    """A 64-hex fingerprint of the data's content: the hourly bars (whatever file or row order holds
-    them) and the Fear & Greed file. Hashed once per file state (size, mtime)."""
+    """A 64-hex fingerprint of the data's content: the hourly bars (whatever file, freqtrade folder or
+    row order holds them) and the Fear & Greed file. Hashed once per file state (size, mtime)."""
     return data_prefix_fingerprint(data_cfg, None)
 
 
@@ -68,15 +70,20 @@ def data_span(data_cfg: Mapping) -> tuple[pd.Timestamp, pd.Timestamp]:
     return pd.Timestamp(times[0], tz="UTC"), pd.Timestamp(times[-1], tz="UTC")
 
 
-def _state(path) -> tuple[str, int, int]:
+def _state(path) -> tuple[str, tuple[tuple[str, int, int], ...]]:
+    """The path and (name, size, mtime) of each file its data is read from: the file, or a freqtrade
+    folder's candle files (a folder's own mtime misses a file rewritten in place)."""
     path = Path(path).resolve()
-    return str(path), path.stat().st_size, path.stat().st_mtime_ns
+    files = candle_files(path).values() if path.is_dir() else [path]
+    return str(path), tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files)
 
 
 @functools.lru_cache(maxsize=8)
-def _content_hashes(state: tuple[str, int, int], time_column: str) -> tuple[np.ndarray, np.ndarray]:
-    """(times sorted, running sums of two independent row hashes): a multiset hash of every prefix."""
-    frame = pd.read_parquet(state[0])
+def _content_hashes(state: tuple[str, tuple], time_column: str) -> tuple[np.ndarray, np.ndarray]:
+    """(times sorted, running sums of two independent row hashes): a multiset hash of every prefix.
+    A freqtrade folder reads as the long-format file of the same bars, so both hash the same."""
+    path = Path(state[0])
+    frame = read_freqtrade(path) if path.is_dir() else pd.read_parquet(path)
     frame = frame.sort_values([time_column, *(["symbol"] if "symbol" in frame else [])], kind="stable",
                               ignore_index=True)
     hashes = [pd.util.hash_pandas_object(frame, index=False, hash_key=key).to_numpy() for key in _HASH_KEYS]

@@ -162,6 +162,24 @@ def test_position_limits_rank_by_abs_score_and_respect_capital():
     assert limited["side"].value_counts().to_dict() == {"long": 4, "short": 3}
 
 
+def test_neutral_admission_takes_as_many_longs_as_shorts_by_strength():
+    symbols = [f"S{i:02d}" for i in range(7)]
+    bars = pd.concat([path([(100, 100.5, 99.5, 100)], symbol=s) for s in symbols] + [path([(100, 100, 100, 100)])],
+                     ignore_index=True)
+    # Five longs and two shorts at one decision, a second time with only longs.
+    signals = pd.DataFrame({"symbol": symbols, "decision_time": DECISION, "direction": [1, 1, 1, 1, 1, -1, -1],
+                            "score": [5.0, 1.0, 4.0, 2.0, 3.0, -0.5, -9.0]})
+    later = signals.assign(decision_time=DECISION + pd.Timedelta(days=5), direction=1)
+    config = BacktestConfig(fee_rate=0.0, slippage=0.0, benchmark_symbol="AAA", admission="neutral")
+    trades = run_backtest(pd.concat([signals, later], ignore_index=True), bars, config).trades
+    assert sorted(zip(trades["symbol"], trades["side"], strict=True)) == [
+        ("S00", "long"), ("S02", "long"), ("S05", "short"), ("S06", "short")]  # nothing from the one-sided time
+    independent = run_backtest(signals, bars, BARE).trades
+    assert len(independent) == 7
+    with pytest.raises(ValueError, match=r"backtest\.trading\.admission"):
+        BacktestConfig(admission="hedged")
+
+
 def test_capital_budget_cuts_the_last_candidate():
     config = BacktestConfig(max_long=2, max_short=0, deploy_rate=0.5, benchmark_symbol="AAA", fee_rate=0, slippage=0)
     bars = pd.concat([path([(100, 100.5, 99.5, 100)], symbol=s) for s in ("AAA", "BBB", "CCC")], ignore_index=True)
@@ -300,8 +318,8 @@ def test_bad_inputs_are_errors():
 def test_report_structure_and_undefined_ratios(tmp_path):
     result = run_backtest(signal(), path([(100, 100.5, 99.5, 100), (100, 105, 100, 104)]), BARE)
     report = result.to_json_dict()
-    assert list(report) == ["config", "regime", "summary", "benchmark", "exits", "per_symbol", "per_month",
-                            "equity_curve"]
+    assert list(report) == ["strategy", "config", "regime", "summary", "performance", "benchmark", "exits",
+                            "per_symbol", "per_month", "equity_curve"]
     assert report["config"] == {**BARE.__dict__}
     assert report["regime"] == {**RegimeConfig().__dict__}
     summary = report["summary"]

@@ -22,8 +22,11 @@ import pandas as pd
 import pytest
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
+from omegaconf import OmegaConf
 
-from daily import DailyStop, run_daily
+from backtest import RankedBookConfig, run_ranked_book
+from daily import DailyStop, next_bar_orders, run_daily
+from marketdata import apply_gap_policy, load_hourly
 from store.feature_store import FeatureStore
 from store.lineage import BarHistory
 from tests.conftest import ROOT, SAMPLE
@@ -31,6 +34,7 @@ from tests.conftest import ROOT, SAMPLE
 pytestmark = pytest.mark.slow
 
 FIRST_DAY, LAST_DAY = pd.Timestamp("2023-12-18", tz="UTC"), pd.Timestamp("2023-12-23", tz="UTC")
+DAY, HOUR = pd.Timedelta(days=1), pd.Timedelta(hours=1)
 COMMON = ("split.first_test_date=2023-11-20", "pipeline.retrain_every_folds=4", "trainer.max_epochs=1",
           "stack.lgbm.n_estimators=80")
 SIGNAL_COLUMNS = ["symbol", "date", "decision_time", "fold", "p_sell", "p_hold", "p_buy", "score", "raw_sell",
@@ -101,23 +105,64 @@ def test_live_signals_equal_the_walk_forward_day_by_day(env, reference):
     # Day 12-19 began fold 13's test window: the run retrained and served from the new champion.
     assert [r.retrained for r in results.values()] == [False, True, False, False, False]
     assert len({r.run_id for r in results.values()}) == 2
+    trailing_orders = 0
     for day, result in results.items():
         served = _served(env, day)
         assert (served["date"] == day).all() and (served["run_id"] == result.run_id).all()
         _same_rows(served, reference[reference["date"] == day])
         assert served["fold"].iloc[0] == (12 if day < pd.Timestamp("2023-12-19", tz="UTC") else 13)
         assert set(served["regime"]) <= {"bull", "bear", "range", "high_vol", "unknown"}
-        orders = pd.read_parquet(env["art"] / "daily" / result.dataset / "orders" / f"{day.date()}.parquet")
-        fired = served[served["signal"].isin(["BUY", "SELL"]) & (served["size_multiplier"] > 0)]
-        assert sorted(orders["symbol"]) == sorted(fired["symbol"])
-        long = orders["side"] == "long"
-        assert (orders.loc[long, "take_profit"] > orders.loc[long, "reference_price"]).all()
-        assert (orders.loc[~long, "stop_loss"] > orders.loc[~long, "reference_price"]).all()
+        # The ranked book's orders (the default strategy) fill at the next day's first bar and move the book
+        # held now to the target kept for the day.
+        out = env["art"] / "daily" / result.dataset
+        orders = pd.read_parquet(out / "orders" / f"{day.date()}.parquet").set_index("symbol")
+        kept = pd.read_parquet(out / "book" / f"{day.date()}.parquet").set_index("symbol")["weight"]
+        assert len(orders) > 0 and (orders["fill_time"] == day + DAY).all()
+        np.testing.assert_allclose(orders["target_weight"], kept.reindex(orders.index).fillna(0.0))
+        assert ((orders["side"] == "buy") == (orders["delta_weight"] > 0)).all()
+        # Trailing J's orders for the same signals: one per fired signal, its side and its slot x multiplier.
+        bars = pd.read_parquet(env["files"]["reference"])
+        closes = bars[bars["ts"] == day + 23 * HOUR].set_index("symbol")["close"]
+        trailing = next_bar_orders(_compose("backtest=trailing_j"), served, closes).set_index("symbol")
+        fired = served[served["signal"].isin(["BUY", "SELL"]) & (served["size_multiplier"] > 0)].set_index("symbol")
+        assert trailing["side"].to_dict() == fired["signal"].map({"BUY": "long", "SELL": "short"}).to_dict()
+        slot = 5000 * 0.85 / 30
+        np.testing.assert_allclose(trailing["notional"], slot * fired.loc[trailing.index, "size_multiplier"])
+        long = trailing["side"] == "long"
+        assert (trailing.loc[long, "take_profit"] > trailing.loc[long, "reference_price"]).all()
+        assert (trailing.loc[~long, "stop_loss"] > trailing.loc[~long, "reference_price"]).all()
+        trailing_orders += len(trailing)
+    assert trailing_orders > 0
     # The walk-forward's own output for the retrain day: the challenger's signals as run_stack wrote them.
     run_dir = env["art"] / "trishula" / "runs" / results[pd.Timestamp("2023-12-19", tz="UTC")].run_id
     stored = pd.read_parquet(run_dir / "signals.parquet")
     day = pd.Timestamp("2023-12-19", tz="UTC")
     _same_rows(_served(env, day), stored[stored["date"] == day])
+
+
+def test_the_live_book_replays_the_backtest_day_by_day(env, reference):
+    """daily.py's kept books, orders and equity equal the ranked backtest of the walk-forward's signals of the
+    served days, traded on the whole span's bars."""
+    days = sorted(env["results"])
+    out = env["art"] / "daily" / env["results"][days[0]].dataset
+    grid = apply_gap_policy(load_hourly(env["files"]["reference"]))
+    config = RankedBookConfig(**OmegaConf.to_container(_compose().backtest.book, resolve=True))
+    backtest = run_ranked_book(reference[reference["date"].between(days[0], days[-1])], grid, config)
+    positions = backtest.positions.set_index(["date", "symbol"])["weight"]
+    for day in days:
+        kept = pd.read_parquet(out / "book" / f"{day.date()}.parquet").set_index("symbol")["weight"]
+        expected = positions.loc[day + DAY]
+        assert len(kept) > 0
+        pd.testing.assert_series_equal(kept.sort_index(), expected.sort_index(), check_names=False, rtol=1e-9)
+        live = env["results"][day].book
+        held = positions.loc[day] if day in positions.index.get_level_values("date") else pd.Series(dtype=float)
+        pd.testing.assert_series_equal(live.held.sort_index(), held.sort_index(), check_names=False,
+                                       check_index_type=False, rtol=1e-9)
+        if live.equity_through is None:
+            assert day <= days[1] and live.backtest_equity == config.capital
+        else:
+            assert live.equity_through == day - DAY
+            assert live.backtest_equity == pytest.approx(backtest.daily.loc[day - DAY, "equity"], rel=1e-9)
 
 
 def test_sigkill_leaves_everything_consistent_and_the_rerun_equals_a_clean_run(env, reference):
@@ -152,6 +197,9 @@ def test_sigkill_leaves_everything_consistent_and_the_rerun_equals_a_clean_run(e
 def test_rerunning_a_day_changes_nothing(env, reference):
     store = FeatureStore(env["art"] / "store")
     history = BarHistory.of(env["art"] / "store", next(iter(env["results"].values())).dataset)
+    dataset = next(iter(env["results"].values())).dataset
+    kept = {name: pd.read_parquet(env["art"] / "daily" / dataset / name / f"{LAST_DAY.date()}.parquet")
+            for name in ("book", "orders")}
     before = ({kind: store.table_version(kind) for kind in ("lstm", "tcn")}, history.read(),
               _served(env, LAST_DAY))
     again = run_daily(_config(env["base"], env["art"], env["base"] / f"{LAST_DAY.date()}.parquet"))
@@ -159,15 +207,24 @@ def test_rerunning_a_day_changes_nothing(env, reference):
     assert {kind: store.table_version(kind) for kind in ("lstm", "tcn")} == before[0]  # nothing appended twice
     pd.testing.assert_frame_equal(history.read(), before[1])
     pd.testing.assert_frame_equal(_served(env, LAST_DAY), before[2])
+    for name, frame in kept.items():  # the same book and orders, not a second trade
+        pd.testing.assert_frame_equal(pd.read_parquet(env["art"] / "daily" / dataset / name /
+                                                      f"{LAST_DAY.date()}.parquet"), frame)
 
 
-def test_a_changed_past_bar_is_refused_naming_symbol_and_time(env):
+def _changed_bar_file(env):
+    """12-20's bars with ETHUSDT's 10:00 close 1 % higher: a changed past bar."""
     day = pd.read_parquet(env["base"] / "2023-12-20.parquet")
     row = day.index[(day["symbol"] == "ETHUSDT") & (day["ts"] == pd.Timestamp("2023-12-20 10:00", tz="UTC"))][0]
     day.loc[row, "close"] = day.loc[row, "close"] * 1.01
     day.loc[row, "high"] = max(day.loc[row, "high"], day.loc[row, "close"])
     changed = env["base"] / "changed.parquet"
     day.to_parquet(changed, index=False)
+    return changed
+
+
+def test_a_changed_past_bar_is_refused_naming_symbol_and_time(env):
+    changed = _changed_bar_file(env)
     history = BarHistory.of(env["art"] / "store", next(iter(env["results"].values())).dataset).read()
     with pytest.raises(DailyStop, match=r"ETHUSDT at 2023-12-20 10:00:00\+00:00") as stop:
         run_daily(_config(env["base"], env["art"], changed))
@@ -213,11 +270,12 @@ def test_stack_does_not_read_a_store_of_another_dataset(env, tmp_path):
 
 def test_restating_history_rebuilds_the_store_rows_after_the_changed_bar(env):
     """data.restate=true: the history takes the new bar, the store's rows from it on are rebuilt."""
-    changed = env["base"] / "changed.parquet"  # ETHUSDT 2023-12-20 10:00, written by the test above
+    changed = _changed_bar_file(env)  # ETHUSDT 2023-12-20 10:00
     store = FeatureStore(env["art"] / "store")
     before = store.read("lstm").set_index(["version", "symbol", "decision_time"])["written_at"]
+    served = BarHistory.of(env["art"] / "store", next(iter(env["results"].values())).dataset).read()["ts"].max()
     result = run_daily(_config(env["base"], env["art"], changed, "data.restate=true"))
-    assert result.day == LAST_DAY and not result.retrained
+    assert result.day == served.floor("D") and not result.retrained  # the latest served day, served again
     history = BarHistory.of(env["art"] / "store", result.dataset).read()
     bar = history[(history["symbol"] == "ETHUSDT") & (history["ts"] == pd.Timestamp("2023-12-20 10:00", tz="UTC"))]
     assert bar["close"].iloc[0] == pd.read_parquet(changed).set_index(["symbol", "ts"]).loc[

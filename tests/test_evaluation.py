@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
+from backtest.performance import performance
 from evaluation import (
     PREDICTION_COLUMNS,
     calibration_by_class,
@@ -355,8 +356,14 @@ def test_ic_over_time_per_model_and_day():
 
 def _backtest() -> tuple[dict, pd.DataFrame]:
     dates = pd.date_range("2024-03-01", periods=10, tz="UTC")
-    equity = 5000 * np.cumprod(1 + np.array([0.0, 0.01, -0.02, 0.015, 0.0, 0.01, -0.005, 0.02, 0.0, 0.003]))
+    net = np.array([0.0, 0.01, -0.02, 0.015, 0.0, 0.01, -0.005, 0.02, 0.0, 0.003])
+    equity = 5000 * np.cumprod(1 + net)
+    market = np.array([0.0, 0.02, -0.01, 0.0, 0.01, -0.03, 0.0, 0.01, 0.005, 0.0])
+    daily = pd.DataFrame({"gross": net + 0.001, "long": net, "short": 0.001, "turnover": 0.5, "cost": 0.0005,
+                          "borrow": 0.0005, "net": net, "market": market}, index=dates)
     backtest = {
+        "strategy": "trailing_j",
+        "performance": performance(daily),
         "config": {"capital": 5000.0, "fee": 0.001},
         "regime": {"bull_threshold": 0.15},
         "summary": {"start": "2024-03-01", "end": "2024-03-10", "days": 10, "net_pnl": 162.123456, "return": 0.0324,
@@ -372,7 +379,7 @@ def _backtest() -> tuple[dict, pd.DataFrame]:
         "per_month": {"2024-03": {"trades": 5, "pnl": 162.123456, "return": 0.0324}},
         "equity_curve": [
             {"date": d.strftime("%Y-%m-%d"), "equity": float(e), "drawdown": float(e / m - 1),
-             "btc_equity": 5000.0 + 25.0 * i}
+             "btc_equity": 5000.0 + 25.0 * i, "market_equity": float(5000 * np.prod(1 + market[:i + 1]))}
             for i, (d, e, m) in enumerate(zip(dates, equity, np.maximum.accumulate(equity), strict=True))
         ],
     }
@@ -434,8 +441,8 @@ def test_report_is_self_contained_and_shows_the_json_numbers(tmp_path: Path, wit
     figures = sorted(p.name for p in (tmp_path / "figures").glob("*.png"))
     expected = {"ic_over_time.png", "roc.png", "calibration.png", "confusion_matrix.png", "win_rate_by_bin.png"}
     if with_backtest:
-        expected |= {"equity_drawdown.png", "pnl_exits.png", "pnl_per_symbol.png", "pnl_per_month.png",
-                     "trade_returns.png"}
+        expected |= {"strategy_equity.png", "cost_sweep.png", "drawdown.png", "pnl_exits.png",
+                     "pnl_per_symbol.png", "pnl_per_month.png", "trade_returns.png"}
     assert set(figures) == expected and len(images) == len(expected)
 
     # Every tagged number equals the JSON value at its path (after a JSON round trip, as the files hold it).
@@ -459,7 +466,10 @@ def test_report_is_self_contained_and_shows_the_json_numbers(tmp_path: Path, wit
     head.feed(opening)
     opening_keys = {key for key, _, _ in head.cells}
     assert {"verdict.ic_mean", "comparison.lstm.paired_t_stat", "comparison.lstm.ic_mean"} <= opening_keys
-    assert ("backtest.summary.return" in opening_keys) == with_backtest
+    assert ("backtest.performance.summary.return" in opening_keys) == with_backtest
+    assert ("backtest.performance.cost_sweep.10.sharpe" in opening_keys) == with_backtest
+    if with_backtest:  # the strategy opens the report, before the models' evidence
+        assert opening.index("<h2>The strategy") < opening.index("<h2>Does the stack work")
     assert any(key.startswith("backtest.") for key in keys) == with_backtest
     if with_backtest:
         assert {"backtest.summary.sharpe", "backtest.summary.sortino", "backtest.exits.stop_loss.pnl",
@@ -475,7 +485,7 @@ def test_a_rewritten_report_leaves_no_figure_of_the_earlier_one(tmp_path: Path):
     assert (tmp_path / "figures" / "trade_returns.png").is_file()
     write_report(tmp_path, metrics, predictions, backtest, trades.iloc[:0])  # no trades: no trade-return figure
     figures = {p.name for p in (tmp_path / "figures").glob("*.png")}
-    assert "trade_returns.png" not in figures and "equity_drawdown.png" in figures
+    assert "trade_returns.png" not in figures and "strategy_equity.png" in figures
     write_report(tmp_path, metrics, predictions)  # no backtest: only the model figures stay
     assert {p.name for p in (tmp_path / "figures").glob("*.png")} == {
         "ic_over_time.png", "roc.png", "calibration.png", "confusion_matrix.png", "win_rate_by_bin.png"}

@@ -11,10 +11,12 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
-from backtest import EXIT_TYPES, TRADE_COLUMNS
+from backtest import EXIT_TYPES, TRADE_COLUMNS, RankedBookConfig, run_ranked_book, run_strategy
 from features.build import LSTM_FEATURES, REGIME_FEATURES, TABULAR_FEATURES, TCN_CHANNELS, load_feature_frames
 from features.factors import FACTORS
+from marketdata import apply_gap_policy, load_hourly
 from models.trishula import MissingFeatureError
 from stacking.frame import MixedVersionsError, assemble_stack_frame, complete_rows, decision_rows
 from stacking.lineage import cap_at_pins
@@ -263,18 +265,56 @@ def test_served_model_refuses_a_missing_feature(run_dir, artifacts_dir, stacked,
 # -- backtest and report (issue 6) ---------------------------------------------------------------------
 
 
-def test_backtest_trades_follow_the_signals_without_look_ahead(run_dir):
-    trades = pd.read_parquet(run_dir / "trades.parquet")
+@pytest.fixture(scope="module")
+def grid(run_dir):
+    """The run's hourly bars after the gap policy, as the backtest stage traded them."""
+    return apply_gap_policy(load_hourly(SAMPLE / "hourly.parquet"))
+
+
+def test_ranked_book_is_the_book_of_the_runs_signals_without_look_ahead(run_dir, grid):
+    """The default strategy: positions.parquet and backtest.json equal the ranked book of signals.parquet,
+    and every position is held from the day after the decision that made it."""
     backtest = json.loads((run_dir / "backtest.json").read_text())
+    positions = pd.read_parquet(run_dir / "positions.parquet")
     signals = pd.read_parquet(run_dir / "signals.parquet")
-    assert tuple(trades.columns) == TRADE_COLUMNS
+    assert backtest["strategy"] == "ranked" and len(positions) > 100
+    config = RankedBookConfig(**compose().backtest.book)
+    book = run_ranked_book(signals, grid, config)
+    pd.testing.assert_frame_equal(positions, book.positions)
+    assert backtest["summary"]["return"] == pytest.approx(book.daily["equity"].iloc[-1] / config.capital - 1)
+    assert positions["date"].min() == signals["date"].min() + pd.Timedelta(days=1)
+    # Each long held on day t was ranked in the top quintile by a decision of t - 1, t - 2 or t - 3.
+    ranks = signals.assign(top=signals.groupby("date")["score"].rank(ascending=False, method="first")
+                           <= (signals.groupby("date")["symbol"].transform("size") * 0.2).astype(int).clip(lower=1))
+    tops = set(zip(ranks.loc[ranks["top"], "symbol"], ranks.loc[ranks["top"], "date"], strict=True))
+    longs = positions[positions["weight"] > 0]
+    day = pd.Timedelta(days=1)
+    assert all(any((symbol, date - k * day) in tops for k in (1, 2, 3))
+               for symbol, date in zip(longs["symbol"], longs["date"], strict=True))
+
+
+def test_trailing_j_trades_follow_the_signals_without_look_ahead(run_dir, grid):
+    """Trailing J (backtest=trailing_j) on the run's signals: trades happened, each on a fired signal, entered at
+    the first bar at or after its decision, never before."""
+    cfg = compose("backtest=trailing_j")
+    signals = pd.read_parquet(run_dir / "signals.parquet")
+    daily = pd.read_parquet(run_dir / "daily_features.parquet")
+    regime_inputs = daily.groupby("ts")[list(REGIME_FEATURES)].first()
+    result = run_strategy(OmegaConf.to_container(cfg.backtest, resolve=True), signals, grid, regime_inputs)
+    trades, backtest = result.trades, result.to_json_dict()
+    assert tuple(trades.columns) == TRADE_COLUMNS and len(trades) > 10
     assert backtest["summary"]["trades"] == len(trades)
     assert backtest["summary"]["trades_long"] == int((trades["side"] == "long").sum())
     fired = signals[signals["signal"] != "HOLD"]
     side = fired["signal"].map({"BUY": "long", "SELL": "short"})
     allowed = set(zip(fired["symbol"], fired["decision_time"], side, strict=True))
     assert set(zip(trades["symbol"], trades["decision_time"], trades["side"], strict=True)) <= allowed
+    # Entries: the first real bar at or after the decision (the day's close), on the real rows of the grid.
+    real = grid[~grid["is_filled"]].set_index(["symbol", "ts"])
     assert (trades["entry_time"] >= trades["decision_time"]).all()
+    assert (trades["entry_time"] - trades["decision_time"] < pd.Timedelta(hours=24)).all()
+    np.testing.assert_allclose(trades["entry_price"],
+                               real.loc[list(zip(trades["symbol"], trades["entry_time"], strict=True)), "open"])
     assert (trades["exit_time"] > trades["entry_time"]).all()
     assert set(trades["exit_type"]) <= set(EXIT_TYPES)
     np.testing.assert_allclose(sum(v["pnl"] for v in backtest["per_symbol"].values()),
@@ -285,9 +325,9 @@ def test_report_numbers_equal_the_json_files(run_dir, metrics):
     html = (run_dir / "report.html").read_text()
     backtest = json.loads((run_dir / "backtest.json").read_text())
     assert not re.search(r"(src|href)=[\"']https?://", html)
-    assert html.count("data:image/png;base64,") >= 9
-    for name in ("ic_over_time", "roc", "calibration", "confusion_matrix", "win_rate_by_bin", "equity_drawdown",
-                 "pnl_exits", "pnl_per_symbol", "pnl_per_month"):
+    assert html.count("data:image/png;base64,") >= 8
+    for name in ("ic_over_time", "roc", "calibration", "confusion_matrix", "win_rate_by_bin", "strategy_equity",
+                 "cost_sweep", "drawdown"):
         assert (run_dir / "figures" / f"{name}.png").stat().st_size > 1000
     cells = re.findall(r'data-key="([^"]+)" data-value="([^"]*)"', html)
     assert len(cells) > 50
@@ -301,8 +341,11 @@ def test_report_numbers_equal_the_json_files(run_dir, metrics):
             node = node[part]
         assert value.replace("&#x27;", "'") == repr(node), key
         checked.add(head if head != "backtest" else f"backtest.{path[0]}")
-    assert {"comparison", "verdict", "backtest.summary", "backtest.benchmark", "backtest.exits"} <= checked
+    assert {"comparison", "verdict", "backtest.summary", "backtest.benchmark", "backtest.performance"} <= checked
     assert "Does the stack work on this run?" in html and html.index("Does the stack") < html.index("Per fold")
+    # The served strategy opens the report, and the sample says it is a smoke test.
+    assert html.index("The strategy: the ranked") < html.index("Does the stack")
+    assert "a smoke test, not evidence: 8 coins" in html
 
 
 def test_rerun_skips_every_unchanged_stage(run_dir, artifacts_dir, tmp_path, predictions):

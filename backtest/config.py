@@ -1,0 +1,113 @@
+"""The strategies' parameters, validated on construction: Trailing J (SPEC §7) and the ranked book.
+
+Each is the `trading` (Trailing J) or `book` (ranked) block of a conf/backtest/*.yaml; a bad value is
+refused with the key that holds it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ADMISSIONS = ("independent", "neutral")
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    """Trailing J parameters (SPEC §7 defaults); fractions, not percent; money in the quote currency."""
+
+    capital: float = 5000.0
+    deploy_rate: float = 0.85
+    max_long: int = 15
+    max_short: int = 15
+    take_profit: float = 0.045
+    stop_loss: float = 0.08
+    max_hold_hours: int = 72
+    trail_activation_long: float = 0.02
+    trail_long: float = 0.015
+    trail_activation_short: float = 0.015
+    trail_short: float = 0.003
+    fee_rate: float = 0.001  # per side, on notional
+    slippage: float = 0.001  # per side, on price
+    annualisation_days: int = 365
+    benchmark_symbol: str = "BTCUSDT"
+    # independent: longs and shorts admitted apart (SPEC §7); neutral: at each decision time as many
+    # longs as shorts, the strongest |score| of each side, so the book holds no net market bet by design.
+    admission: str = "independent"
+
+    def __post_init__(self) -> None:
+        if self.admission not in ADMISSIONS:
+            raise ValueError(f"backtest.trading.admission must be one of {ADMISSIONS}, got {self.admission!r}")
+        if self.capital <= 0 or not 0 < self.deploy_rate <= 1:
+            raise ValueError(f"need capital > 0 and 0 < deploy_rate <= 1, got {self.capital}, {self.deploy_rate}")
+        if self.max_long < 0 or self.max_short < 0 or self.max_long + self.max_short == 0:
+            raise ValueError(f"need max_long, max_short >= 0 and one > 0, got {self.max_long}, {self.max_short}")
+        if self.max_hold_hours < 1:
+            raise ValueError(f"max_hold_hours must be >= 1, got {self.max_hold_hours}")
+        rates = ("take_profit", "stop_loss", "trail_long", "trail_short", "fee_rate", "slippage")
+        bad = {name: getattr(self, name) for name in rates if not 0 <= getattr(self, name) < 1}
+        if bad:
+            raise ValueError(f"rates must lie in [0, 1): {bad}")
+
+
+SELECTIONS = ("quantile", "names")
+WEIGHTINGS = ("equal", "inverse_vol")
+NEUTRALITIES = ("dollar", "beta")
+
+
+@dataclass(frozen=True)
+class RankedBookConfig:
+    """The ranked book's parameters (conf/backtest/ranked.yaml `book`); fractions, not percent."""
+
+    capital: float = 5000.0
+    gross: float = 1.0  # long + |short| value over equity
+    select: str = "quantile"
+    quantile: float = 0.2
+    keep_quantile: float | None = None  # None: no band (= quantile)
+    names: int = 5
+    keep_names: int | None = None  # None: no band (= names)
+    holding_days: int = 3
+    weighting: str = "equal"
+    neutral: str = "dollar"
+    fee_rate: float = 0.0005  # per side, on traded value
+    slippage: float = 0.0005  # per side, on traded value
+    borrow_rate: float = 0.10  # a year, on the shorts' value
+    volume_days: int = 30
+    risk_days: int = 60
+    score_column: str = "score"
+    annualisation_days: int = 365
+    benchmark_symbol: str = "BTCUSDT"
+
+    def __post_init__(self) -> None:
+        key = "backtest.book."
+        choices = {"select": SELECTIONS, "weighting": WEIGHTINGS, "neutral": NEUTRALITIES}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{key}{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.capital <= 0 or self.gross <= 0:
+            raise ValueError(f"{key}capital and {key}gross must be > 0, got {self.capital}, {self.gross}")
+        if not 0 < self.quantile <= 0.5 or not self.quantile <= self.keep_share <= 0.5:
+            raise ValueError(f"need 0 < {key}quantile <= {key}keep_quantile <= 0.5, got {self.quantile}, "
+                             f"{self.keep_quantile}")
+        if self.names < 1 or self.keep_count < self.names:
+            raise ValueError(f"need 1 <= {key}names <= {key}keep_names, got {self.names}, {self.keep_names}")
+        if self.holding_days < 1:
+            raise ValueError(f"{key}holding_days must be >= 1, got {self.holding_days}")
+        costs = {name: getattr(self, name) for name in ("fee_rate", "slippage", "borrow_rate")}
+        bad = {name: value for name, value in costs.items() if not 0 <= value < 1}
+        if bad:
+            raise ValueError(f"{key}: costs must lie in [0, 1), got {bad}")
+        if self.volume_days < 1 or self.risk_days < 2:
+            raise ValueError(f"need {key}volume_days >= 1 and {key}risk_days >= 2, got {self.volume_days}, "
+                             f"{self.risk_days}")
+
+    @property
+    def keep_share(self) -> float:
+        return self.quantile if self.keep_quantile is None else self.keep_quantile
+
+    @property
+    def keep_count(self) -> int:
+        return self.names if self.keep_names is None else self.keep_names
+
+    @property
+    def one_way_cost(self) -> float:
+        return self.fee_rate + self.slippage
