@@ -50,6 +50,8 @@ from backtest import (
     strategy_name,
 )
 from backtest.live import BookMismatchError, LiveBook, check_kept_book, live_book, served_signals
+from backtest.panel import daily_panel
+from backtest.trailing_j import exit_levels
 from features.build import FeatureFrames, build_feature_frames
 from splits.artifacts import folds_from_config
 from stacking.frame import assemble_stack_frame, complete_rows, decision_rows
@@ -195,9 +197,10 @@ def with_regime(cfg: DictConfig, frames: FeatureFrames, signals: pd.DataFrame) -
     return out
 
 
-def next_bar_orders(cfg: DictConfig, signals: pd.DataFrame, closes: pd.Series) -> pd.DataFrame:
+def next_bar_orders(cfg: DictConfig, signals: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
     """Trailing J orders for the bar after the decision: side, notional, and the exit levels at the
-    reference price (the day's close; the fill is the next bar's open, so levels move with it).
+    reference price (the day's close in `grid`, the bars up to it; the fill is the next bar's open, so
+    levels move with it), each as the backtest sets it (`exit_levels`).
 
     Sized as the backtest sizes a fresh book: slot = capital x deploy_rate / (max_long + max_short),
     times the regime multiplier; at most max_long longs and max_short shorts, highest |z| first.
@@ -210,16 +213,20 @@ def next_bar_orders(cfg: DictConfig, signals: pd.DataFrame, closes: pd.Series) -
     limit = np.where(fired["side"] == "long", trading.max_long, trading.max_short)
     fired = fired[fired.groupby("side").cumcount().to_numpy() < limit].sort_values(["side", "symbol"])
     slot = trading.capital * trading.deploy_rate / (trading.max_long + trading.max_short)
-    sign = np.where(fired["side"] == "long", 1.0, -1.0)
+    sign = pd.Series(np.where(fired["side"] == "long", 1.0, -1.0), index=fired.index)
+    day = fired["decision_time"] - DAY
+    closes = grid[grid["ts"] == day.max() + 23 * HOUR].set_index("symbol")["close"]
     price = fired["symbol"].map(closes).to_numpy()
+    levels = exit_levels(fired["symbol"], day, sign, trading, daily_panel(grid))  # the backtest's levels
+    sign = sign.to_numpy()
     return pd.DataFrame({
         "symbol": fired["symbol"].to_numpy(), "side": fired["side"].to_numpy(),
         "entry_time": (fired["decision_time"]).to_numpy(), "entry": "open of the next bar",
         "notional": slot * fired["size_multiplier"].to_numpy(), "reference_price": price,
-        "take_profit": price * (1 + sign * trading.take_profit), "stop_loss": price * (1 - sign * trading.stop_loss),
-        "trail_activation": price * (1 + sign * np.where(sign > 0, trading.trail_activation_long,
-                                                          trading.trail_activation_short)),
-        "trail_pct": np.where(sign > 0, trading.trail_long, trading.trail_short),
+        "take_profit": price * (1 + sign * levels["take_profit"]),
+        "stop_loss": price * (1 - sign * levels["stop_loss"]),
+        "trail_activation": price * (1 + sign * levels["trail_activation"]),
+        "trail_pct": levels["trail"],
         "expires_after_hours": trading.max_hold_hours, "z": fired["z"].to_numpy(),
         "regime": fired["regime"].to_numpy(), "size_multiplier": fired["size_multiplier"].to_numpy(),
     })
@@ -281,8 +288,7 @@ def run_daily(cfg: DictConfig) -> DailyResult:
         book = ranked_orders(cfg, signals, market.grid, day, out)
         orders = book.orders
     else:
-        closes = market.grid[market.grid["ts"] == day + 23 * HOUR].set_index("symbol")["close"]
-        orders = next_bar_orders(cfg, signals, closes)
+        orders = next_bar_orders(cfg, signals, market.grid)
     write_parquet_atomic(signals, out / "signals" / f"{day.date()}.parquet")
     if book is not None:
         write_parquet_atomic(book.book, out / "book" / f"{day.date()}.parquet")

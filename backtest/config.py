@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ADMISSIONS = ("independent", "neutral")
+EXIT_SCALES = ("fixed", "volatility")
 
 
 @dataclass(frozen=True)
@@ -33,10 +34,18 @@ class BacktestConfig:
     # independent: longs and shorts admitted apart (SPEC §7); neutral: at each decision time as many
     # longs as shorts, the strongest |score| of each side, so the book holds no net market bet by design.
     admission: str = "independent"
+    # fixed: the levels above (SPEC §7); volatility: each trade's own, symmetric for both sides: take
+    # profit = stop loss = exit_sigmas x the coin's daily volatility (known at the decision) x sqrt(hold
+    # days), the trail activating and trailing at half of it; a coin without a volatility keeps the fixed ones.
+    exit_scale: str = "fixed"
+    exit_sigmas: float = 1.0
 
     def __post_init__(self) -> None:
         if self.admission not in ADMISSIONS:
             raise ValueError(f"backtest.trading.admission must be one of {ADMISSIONS}, got {self.admission!r}")
+        if self.exit_scale not in EXIT_SCALES or not self.exit_sigmas > 0:
+            raise ValueError(f"backtest.trading.exit_scale must be one of {EXIT_SCALES} and exit_sigmas > 0, got "
+                             f"{self.exit_scale!r}, {self.exit_sigmas}")
         if self.capital <= 0 or not 0 < self.deploy_rate <= 1:
             raise ValueError(f"need capital > 0 and 0 < deploy_rate <= 1, got {self.capital}, {self.deploy_rate}")
         if self.max_long < 0 or self.max_short < 0 or self.max_long + self.max_short == 0:

@@ -6,7 +6,8 @@ Rules (every number is a `BacktestConfig` field):
   decision is known at day d's close = d + 1 day 00:00, so the earliest fill is the 00:00 bar's open).
   Gap-filled bars (`is_filled`, flat copies of the previous close) are skipped: no trade happened at
   that price. No such bar (the data ends): no trade. A symbol absent from `hourly` is an error.
-- Levels, relative to the entry bar's open P: take profit P·(1 ± take_profit), stop loss P·(1 ∓ stop_loss),
+- Levels (`exit_scale: fixed`; `volatility` sets each trade's own, symmetric ones: `exit_levels`),
+  relative to the entry bar's open P: take profit P·(1 ± take_profit), stop loss P·(1 ∓ stop_loss),
   trailing stop once the best price reaches P·(1 ± activation): long stop = peak high·(1 - trail), short
   stop = trough low·(1 + trail). Upper signs for longs, lower for shorts.
 - Worst case inside a bar (the order of high and low within an hour is unknown):
@@ -94,15 +95,17 @@ def run_backtest(
     candidates = _candidates(signals, hourly, bars, regime_config)
     if config.admission == "neutral":
         candidates = _balanced(candidates)
+    panel = daily_panel(hourly) if panel is None else panel
+    days = pd.to_datetime(candidates["decision_ns"], utc=True) - pd.Timedelta(days=1)
+    candidates = candidates.assign(**exit_levels(candidates["symbol"], days, candidates["side"], config, panel))
     candidates = candidates.assign(**_exits(candidates, bars, config))
     candidates["notional"] = _admit(candidates, config)
     taken = candidates[candidates["notional"] > 0].reset_index(drop=True)
     decisions = _utc_ns(signals["decision_time"], "signals.decision_time")
     equity = _equity(taken, bars, (decisions.min(), decisions.max()), config)
     trades = _trades(taken, bars, config)
-    market = (daily_panel(hourly) if panel is None else panel).market
     return BacktestResult(config=config, regime=regime_config, trades=trades, equity=equity,
-                          daily=trailing_daily(trades, equity, market))
+                          daily=trailing_daily(trades, equity, panel.market))
 
 
 def _utc_ns(values: pd.Series, name: str) -> np.ndarray:
@@ -205,13 +208,40 @@ def _entry_rows(candidates: pd.DataFrame, hourly: pd.DataFrame, bars: _Bars) -> 
     return pd.Series(joined["row"].to_numpy(), index=joined["index"].to_numpy()).reindex(candidates.index)
 
 
+def exit_levels(symbols: pd.Series, days: pd.Series, sides: pd.Series, config: BacktestConfig,
+                panel: DailyPanel) -> dict[str, np.ndarray]:
+    """Per trade, its take_profit, stop_loss, trail_activation and trail as fractions of the entry price.
+
+    fixed: the config's (long and short apart); volatility: symmetric, from the coin's daily volatility of
+    its decision day `days` (the panel's, known at that day's close) scaled to the holding period.
+    """
+    is_long = sides.to_numpy(dtype="float64") > 0
+    levels = {"take_profit": np.full(len(is_long), config.take_profit),
+              "stop_loss": np.full(len(is_long), config.stop_loss),
+              "trail_activation": np.where(is_long, config.trail_activation_long, config.trail_activation_short),
+              "trail": np.where(is_long, config.trail_long, config.trail_short)}
+    if config.exit_scale == "fixed":
+        return levels
+    vol = panel.volatility.stack().rename("vol")
+    keys = pd.MultiIndex.from_arrays([pd.DatetimeIndex(days).as_unit(vol.index.levels[0].unit), symbols.to_numpy()])
+    sigma = vol.reindex(keys).to_numpy() * np.sqrt(config.max_hold_hours / 24)
+    level = np.clip(config.exit_sigmas * sigma, 0.0, 0.95)  # a level must stay a price move below 100 %
+    known = np.isfinite(level) & (level > 0)
+    for name, scaled in (("take_profit", level), ("stop_loss", level), ("trail_activation", level / 2),
+                         ("trail", level / 2)):
+        levels[name] = np.where(known, scaled, levels[name])
+    return levels
+
+
 def _exits(candidates: pd.DataFrame, bars: _Bars, config: BacktestConfig) -> dict[str, np.ndarray]:
     """exit_row, exit_price, exit_type and return (per unit notional, after costs) per candidate."""
     entry_row = candidates["entry_row"].to_numpy()
     end_row = candidates["symbol"].map(bars.blocks["end"]).to_numpy(dtype="int64")
     side = candidates["side"].to_numpy()
+    levels = candidates[["take_profit", "stop_loss", "trail_activation", "trail"]].to_numpy()  # (n, 4)
     parts = [  # at least one (maybe empty) chunk, so the concatenations below have an input
-        _exit_chunk(entry_row[i:i + _CHUNK], end_row[i:i + _CHUNK], side[i:i + _CHUNK], bars, config)
+        _exit_chunk(entry_row[i:i + _CHUNK], end_row[i:i + _CHUNK], side[i:i + _CHUNK], levels[i:i + _CHUNK], bars,
+                    config.max_hold_hours)
         for i in range(0, max(len(entry_row), 1), _CHUNK)
     ]
     exit_row, exit_price, exit_code = (np.concatenate([part[j] for part in parts]) for j in range(3))
@@ -225,14 +255,14 @@ def _exits(candidates: pd.DataFrame, bars: _Bars, config: BacktestConfig) -> dic
 
 
 def _exit_chunk(
-    entry_row: np.ndarray, end_row: np.ndarray, side: np.ndarray, bars: _Bars, config: BacktestConfig
+    entry_row: np.ndarray, end_row: np.ndarray, side: np.ndarray, levels: np.ndarray, bars: _Bars, max_hold: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exits of one chunk of candidates: (exit row, exit price, index into EXIT_TYPES).
 
     Longs and shorts share one computation in signed price space x = side·price, where a short's high
     is -low: every short rule is then the long rule (take profit above, stops below, peak = max).
     """
-    hold = np.arange(config.max_hold_hours)  # (H,)
+    hold = np.arange(max_hold)  # (H,)
     rows = entry_row[:, None] + hold  # (n, H) bar rows of the holding window
     valid = rows < end_row[:, None]  # False past the symbol's last bar
     rows = np.minimum(rows, end_row[:, None] - 1)
@@ -242,10 +272,9 @@ def _exit_chunk(
     x_high = np.where(is_long, bars.high[rows], -bars.low[rows])
     x_low = np.where(is_long, bars.low[rows], -bars.high[rows])
     x_entry = x_open[:, :1]  # (n, 1) side·P
-    activation = np.where(is_long, config.trail_activation_long, config.trail_activation_short)
-    trail = np.where(is_long, config.trail_long, config.trail_short)
-    take_profit = x_entry * (1 + s * config.take_profit)
-    stop_loss = x_entry * (1 - s * config.stop_loss)
+    take_profit = x_entry * (1 + s * levels[:, :1])  # (n, 1) levels: take profit, stop, activation, trail
+    stop_loss = x_entry * (1 - s * levels[:, 1:2])
+    activation, trail = levels[:, 2:3], levels[:, 3:4]
     # Peak of the bars BEFORE each bar (the entry price for the entry bar).
     peak = np.maximum.accumulate(np.concatenate([x_entry, x_high[:, :-1]], axis=1), axis=1)  # (n, H)
     trail_stop = np.where(peak >= x_entry * (1 + s * activation), peak * (1 - s * trail), -np.inf)

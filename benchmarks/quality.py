@@ -56,7 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[0] = str(ROOT)  # the repo's packages, not this folder's scripts
 
 import pandas as pd  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
+from omegaconf import OmegaConf, open_dict  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 import pipeline  # noqa: E402
@@ -116,7 +116,9 @@ def _period_result(cfg, frames, grid, run, by_scale_signals: dict, out: Path, pe
     signals = in_period(run.signals, period)
     backtest = pipeline.backtest_stage(cfg, frames, grid, signals, out / period).to_json_dict()
     # Trailing J on the same scores and thresholds, z-scored each way (stack.signals.scale).
-    trailing = OmegaConf.merge(cfg, {"backtest": OmegaConf.load(ROOT / "conf" / "backtest" / "trailing_j.yaml")})
+    trailing = cfg.copy()
+    with open_dict(trailing):
+        trailing.backtest = OmegaConf.load(ROOT / "conf" / "backtest" / "trailing_j.yaml")
     by_scale = {scale: pipeline.backtest_stage(trailing, frames, grid, in_period(scaled, period),
                                                out / period / scale).to_json_dict()["summary"]
                 for scale, scaled in by_scale_signals.items()}

@@ -70,30 +70,37 @@ def trailing_j_daily(output_dir: Path, period: str) -> pd.Series:
     return (equity / equity.shift(1) - 1.0).dropna()
 
 
-TRAILING_VARIANTS = (("admission_neutral", {"trading": {"admission": "neutral"}}), ("gate_off", {"gate": False}))
+TRAILING_VARIANTS = (("admission_neutral", {"trading": {"admission": "neutral"}}), ("gate_off", {"gate": False}),
+                     ("exits_volatility", {"trading": {"exit_scale": "volatility", "exit_sigmas": 1.0}}))
+
+
+def trailing_net(output_dir: Path, grid: pd.DataFrame, panel: DailyPanel, change: dict, period: str) -> pd.Series:
+    """Trailing J's daily net returns over `period`, with `change` applied to its SPEC defaults
+    (conf/backtest/trailing_j.yaml as it stood before run 28's adoption: fixed exits)."""
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        base = OmegaConf.to_container(compose("pipeline", overrides=["backtest=trailing_j"]).backtest, resolve=True)
+    base["trading"] = {**base["trading"], "exit_scale": "fixed"}
+    config = {**base, **{k: v for k, v in change.items() if k != "trading"},
+              "trading": {**base["trading"], **change.get("trading", {})}}
+    start, end = PERIODS[period]
+    signals = pd.read_parquet(output_dir / "signals.parquet")
+    in_period = (signals["date"] < end) & (signals["date"] >= (signals["date"].min() if start is None else start))
+    daily = pd.read_parquet(output_dir / "daily_features.parquet")
+    regime_inputs = daily.groupby("ts")[list(REGIME_FEATURES)].first()
+    result = run_strategy(config, signals[in_period].reset_index(drop=True), grid, regime_inputs, panel=panel)
+    return result.daily["net"][result.daily.index < end]
 
 
 def trailing_variants(output_dir: Path, grid: pd.DataFrame, panel: DailyPanel, baseline: pd.Series,
                       timings: dict) -> list[dict]:
     """Trailing J's options on the development days, each paired against its default (`baseline`)."""
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        base_cfg = OmegaConf.to_container(compose("pipeline", overrides=["backtest=trailing_j"]).backtest,
-                                          resolve=True)
-    end = PERIODS["development"][1]
-    signals = pd.read_parquet(output_dir / "signals.parquet")
-    signals = signals[signals["date"] < end].reset_index(drop=True)
-    daily = pd.read_parquet(output_dir / "daily_features.parquet")
-    regime_inputs = daily.groupby("ts")[list(REGIME_FEATURES)].first()
     rows = []
     for name, change in (("default_rerun", {}), *TRAILING_VARIANTS):
-        config = {**base_cfg, **{k: v for k, v in change.items() if k != "trading"},
-                  "trading": {**base_cfg["trading"], **change.get("trading", {})}}
         started = time.perf_counter()
-        result = run_strategy(config, signals, grid, regime_inputs, panel=panel)
+        net = trailing_net(output_dir, grid, panel, change, "development")
         timings[f"trailing_j_{name}"] = time.perf_counter() - started
-        net = result.daily["net"][result.daily.index < end]
-        rows.append({"variant": name, "config": str(change), **_trailing_figures(net),
-                     "paired_vs_default": paired(net, baseline)})
+        rows.append({"variant": name, "config": str(change), "change": change, **_trailing_figures(net),
+                     "paired_vs_default": paired(net, baseline), "net": net})
     scaled = output_dir / "development" / "cross_section" / "backtest.json"
     if scaled.is_file():
         curve = pd.DataFrame(json.loads(scaled.read_text())["equity_curve"])
@@ -104,6 +111,16 @@ def trailing_variants(output_dir: Path, grid: pd.DataFrame, panel: DailyPanel, b
     for row in rows:
         row["adopted"] = row["variant"] != "default_rerun" and (row["paired_vs_default"]["t_stat"] or 0) >= ADOPT_T
     return rows
+
+
+def adopted_trailing(variants: list[dict]) -> dict:
+    """The adopted options of Trailing J merged into one change (empty: the default stands)."""
+    change: dict = {}
+    for row in variants:
+        if row["adopted"] and "change" in row:
+            change = {**change, **{k: v for k, v in row["change"].items() if k != "trading"},
+                      "trading": {**change.get("trading", {}), **row["change"].get("trading", {})}}
+    return change
 
 
 def paired(a: pd.Series, b: pd.Series) -> dict:
@@ -170,6 +187,14 @@ def main() -> None:
     default = versus["t_stat"] is not None and versus["t_stat"] >= ADOPT_T
     blend_daily = period_book(scores[BLEND], panel, chosen, "development")
     variants = trailing_variants(output_dir, grid, panel, trailing, timings)
+    adopted = adopted_trailing(variants)
+    if adopted:  # the default is decided against the Trailing J that stands after its adoptions
+        improved = next(row["net"] for row in variants if row["adopted"])
+        versus_adopted = paired(improved, dev_daily["net"])
+        default = default and not ((versus_adopted["t_stat"] or 0) >= ADOPT_T)
+    for row in variants:
+        row.pop("net", None)
+        row.pop("change", None)
     result = {
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "output_dir": str(output_dir), "plan": "benchmarks/results/experiments/28_ranked_book/plan.md",
@@ -178,6 +203,8 @@ def main() -> None:
             "steps": steps, "chosen": asdict(chosen),
             "trailing_j": _trailing_figures(trailing),
             "chosen_vs_trailing_j": versus, "ranked_becomes_default": default, "trailing_j_variants": variants,
+            "trailing_j_adopted": adopted,
+            "adopted_trailing_j_vs_chosen": versus_adopted if adopted else None,
             "blend_parts_diagnostic": {**figures(blend_daily), "paired_vs_chosen": paired(blend_daily["net"],
                                                                                          dev_daily["net"])},
         },
@@ -186,7 +213,9 @@ def main() -> None:
     if args.confirm:
         confirm = period_book(scores["trishula"], panel, chosen, "confirmation_2023")
         trailing_2023 = trailing_j_daily(output_dir, "confirmation_2023")
+        adopted_2023 = trailing_net(output_dir, grid, panel, adopted, "confirmation_2023") if adopted else None
         result["confirmation_2023"] = {"chosen": figures(confirm), "trailing_j": _trailing_figures(trailing_2023),
+                                       "trailing_j_adopted": _trailing_figures(adopted_2023) if adopted else None,
                                        "chosen_vs_trailing_j": paired(confirm["net"], trailing_2023),
                                        "blend_parts_diagnostic": figures(period_book(scores[BLEND], panel, chosen,
                                                                                      "confirmation_2023"))}
@@ -253,6 +282,11 @@ def render(result: dict) -> str:
         lines.append(f"| {row['variant']} | {row['config']} | {_pct(row['return'])} | {_num(row['sharpe'])} | "
                      f"{_pct(row['max_drawdown'])} | {_num(row['paired_vs_default']['t_stat'])} | "
                      f"{'yes' if row['adopted'] else 'no'} |")
+    if dev["trailing_j_adopted"]:
+        against = dev["adopted_trailing_j_vs_chosen"]
+        lines += ["", f"Trailing J with its adopted options ({dev['trailing_j_adopted']}) against the ranked book: "
+                      f"paired t {_num(against['t_stat'])} over {against['days']} days -> ranked book the default: "
+                      f"{'yes' if dev['ranked_becomes_default'] else 'no'}."]
     if "confirmation_2023" in result:
         conf = result["confirmation_2023"]
         c, t2 = conf["chosen"], conf["trailing_j"]
@@ -263,6 +297,10 @@ def render(result: dict) -> str:
                   f"{_num(t2['sharpe'])}); paired t {_num(conf['chosen_vs_trailing_j']['t_stat'])}. Blend diagnostic: "
                   f"{_pct(conf['blend_parts_diagnostic']['return'])} (Sharpe "
                   f"{_num(conf['blend_parts_diagnostic']['sharpe'])})."]
+        if conf["trailing_j_adopted"]:
+            t3 = conf["trailing_j_adopted"]
+            lines.append(f"Trailing J with its adopted options: {_pct(t3['return'])} (Sharpe {_num(t3['sharpe'])}, "
+                         f"max DD {_pct(t3['max_drawdown'])}).")
     lines += ["", "Seconds: " + ", ".join(f"{k} {v}" for k, v in result["seconds"].items()), ""]
     return "\n".join(lines)
 

@@ -20,6 +20,8 @@ from backtest import (
     size_multiplier,
     write_backtest,
 )
+from backtest.panel import daily_panel
+from backtest.trailing_j import exit_levels
 
 DAY0 = pd.Timestamp("2024-01-01", tz="UTC")
 DECISION = DAY0 + pd.Timedelta(days=1)  # the close of day 0: the first bar it may trade is 2024-01-02 00:00
@@ -391,3 +393,25 @@ def test_sample_backtest_invariants(sample_grid, sample_signals):
     shifted = run_backtest(sample_signals.assign(decision_time=sample_signals["decision_time"] + pd.Timedelta(days=1)),
                            sample_grid)
     assert not shifted.trades["entry_time"].equals(trades["entry_time"])
+
+
+def test_volatility_exits_are_symmetric_and_follow_each_coins_volatility(sample_grid, sample_signals):
+    panel = daily_panel(sample_grid)
+    config = BacktestConfig(fee_rate=0.0, slippage=0.0, exit_scale="volatility", exit_sigmas=1.5)
+    days = pd.Series(pd.to_datetime(["2023-06-01", "2023-06-01", "2022-12-02"], utc=True))
+    symbols, sides = pd.Series(["BTCUSDT", "PEPEUSDT", "BTCUSDT"]), pd.Series([1, -1, -1])
+    levels = exit_levels(symbols, days, sides, config, panel)
+    sigma = 1.5 * panel.volatility.loc[days[0], "BTCUSDT"] * np.sqrt(72 / 24)
+    assert levels["take_profit"][0] == pytest.approx(sigma) and levels["stop_loss"][0] == pytest.approx(sigma)
+    assert levels["trail_activation"][0] == pytest.approx(sigma / 2) and levels["trail"][0] == pytest.approx(sigma / 2)
+    # PEPE is not listed on 2023-06-01's volatility window, BTC has no history on 2022-12-02: the fixed levels.
+    assert levels["take_profit"][1:].tolist() == [0.045, 0.045] and levels["trail"][1:].tolist() == [0.003, 0.003]
+    trades = run_backtest(sample_signals, sample_grid, config, panel=panel).trades
+    hit = trades[trades["exit_type"] == "take_profit"]
+    assert len(hit) > 10
+    move = np.where(hit["side"] == "long", 1, -1) * (hit["exit_price"] / hit["entry_price"] - 1)
+    expected = exit_levels(hit["symbol"], hit["decision_time"] - pd.Timedelta(days=1), pd.Series(
+        np.where(hit["side"] == "long", 1, -1), index=hit.index), config, panel)["take_profit"]
+    np.testing.assert_allclose(move, expected, rtol=1e-9)
+    with pytest.raises(ValueError, match=r"backtest\.trading\.exit_scale"):
+        BacktestConfig(exit_scale="atr")

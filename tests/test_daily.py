@@ -121,9 +121,9 @@ def test_live_signals_equal_the_walk_forward_day_by_day(env, reference):
         np.testing.assert_allclose(orders["target_weight"], kept.reindex(orders.index).fillna(0.0))
         assert ((orders["side"] == "buy") == (orders["delta_weight"] > 0)).all()
         # Trailing J's orders for the same signals: one per fired signal, its side and its slot x multiplier.
-        bars = pd.read_parquet(env["files"]["reference"])
-        closes = bars[bars["ts"] == day + 23 * HOUR].set_index("symbol")["close"]
-        trailing = next_bar_orders(_compose("backtest=trailing_j"), served, closes).set_index("symbol")
+        grid = apply_gap_policy(load_hourly(env["files"]["reference"]))
+        trailing = next_bar_orders(_compose("backtest=trailing_j"), served, grid[grid["ts"] < day + DAY])
+        trailing = trailing.set_index("symbol")
         fired = served[served["signal"].isin(["BUY", "SELL"]) & (served["size_multiplier"] > 0)].set_index("symbol")
         assert trailing["side"].to_dict() == fired["signal"].map({"BUY": "long", "SELL": "short"}).to_dict()
         slot = 5000 * 0.85 / 30
