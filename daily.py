@@ -37,7 +37,6 @@ import hydra
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf, open_dict
-from rich.console import Console
 from rich.table import Table
 
 from backfill import run_backfill
@@ -52,6 +51,7 @@ from backtest import (
 from backtest.live import BookMismatchError, LiveBook, check_kept_book, live_book, served_signals
 from backtest.panel import daily_panel
 from backtest.trailing_j import exit_levels
+from cli import command, console
 from features.build import FeatureFrames, build_feature_frames
 from splits.artifacts import folds_from_config
 from stacking.frame import assemble_stack_frame, complete_rows, decision_rows
@@ -63,7 +63,6 @@ from store.feature_store import FeatureStore, eligible_from
 from store.files import write_parquet_atomic
 from store.lineage import BarHistory, HistoryChangedError, checked_market_data
 
-console = Console(width=None if sys.stdout.isatty() else 140)
 HOUR, DAY = pd.Timedelta(hours=1), pd.Timedelta(days=1)
 EXIT_STALE, EXIT_NO_CHAMPION, EXIT_NO_MODEL, EXIT_HISTORY, EXIT_BOOK = 2, 3, 4, 5, 6
 SIDE = {"BUY": "long", "SELL": "short"}
@@ -355,6 +354,7 @@ def _print_book(book: LiveBook) -> None:
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="daily")
+@command
 def main(cfg: DictConfig) -> None:
     try:
         run_daily(cfg)

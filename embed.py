@@ -18,12 +18,14 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from backfill import BackfillInputError, run_backfill, select_artifacts
+from cli import command
 from features.build import build_feature_frames
 from store.extractors import list_extractors
 from store.lineage import checked_market_data
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="embed")
+@command
 def main(cfg: DictConfig) -> None:
     registry = Path(cfg.paths.artifacts_dir) / "extractors"
     groups = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("data", "features", "labels")}

@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -36,11 +35,11 @@ import hydra
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
 from rich.table import Table
 
 from backfill import run_backfill
 from backtest import BacktestResult, run_strategy, write_backtest
+from cli import command, console
 from evaluation import write_report
 from evaluation.report import format_number, format_percent
 from features.build import FeatureFrames, build_feature_frames
@@ -51,10 +50,8 @@ from stacking.run import run_stack
 from store import write_json_atomic, write_parquet_atomic
 from store.extractors import ExtractorArtifact, list_extractors
 from store.lineage import checked_market_data
-from train import content_key, train_extractor
+from train import content_key, fit_line, train_extractor
 
-# Logs (CI, nohup) get a wide console; a terminal keeps its own width.
-console = Console(width=None if sys.stdout.isatty() else 140)
 STAGES = ("data", "extractors", "backfill", "stack", "backtest", "report")
 
 
@@ -259,14 +256,7 @@ def train_stage(cfg: DictConfig, frames: FeatureFrames, folds: list, out: Path) 
             started = time.perf_counter()
             with console.status(f"training {kind} on fold {fold.index} (test from {fold.test_start.date()})"):
                 artifact = train_extractor(run_cfg, frames)
-            metrics = artifact.meta["metrics"]
-            console.print(
-                f"extractors: {kind} fold {fold.index}: {metrics['epochs']} epochs (best {metrics['best_epoch']}), "
-                f"val loss {metrics['val/loss']:.4f} (start {metrics['start_val_loss']:.4f}, "
-                f"prior {metrics['prior_val_loss']:.4f}), "
-                f"test macro-F1 {metrics.get('test/f1_macro', float('nan')):.3f} "
-                f"({time.perf_counter() - started:.0f} s) -> {artifact.version}"
-            )
+            console.print(f"extractors: {fit_line(artifact)} ({time.perf_counter() - started:.0f} s)", soft_wrap=True)
             in_use[kind].append(artifact)
     if reused:
         made_by = sorted({f"source {a.meta.get('source_hash')} at revision {a.meta.get('code_revision')}"
@@ -295,6 +285,7 @@ def backtest_stage(cfg: DictConfig, frames: FeatureFrames, grid: pd.DataFrame, s
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="pipeline")
+@command
 def main(cfg: DictConfig) -> None:
     quiet_lightning()
     out = Path(cfg.paths.output_dir)

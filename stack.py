@@ -15,22 +15,19 @@ store) are unchanged is reused, not retrained.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
 
+from cli import command, console
 from evaluation import format_number, write_report
 from features.build import load_feature_frames
 from stacking.run import run_stack
 
-# Logs (CI, nohup) get a wide console; a terminal keeps its own width.
-console = Console(width=None if sys.stdout.isatty() else 140)
-
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="stack")
+@command
 def main(cfg: DictConfig) -> None:
     out = Path(cfg.paths.output_dir)
     groups = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("data", "features", "labels")}

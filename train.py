@@ -28,6 +28,7 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from cli import command, console
 from datamodules import FoldWindowDataModule
 from features.build import FeatureFrames, label_horizon_days, parse_horizons
 from features.labels import CLASS_NAMES
@@ -262,10 +263,23 @@ def train_extractor(cfg: DictConfig, frames: FeatureFrames | None = None) -> Ext
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
+@command
 def main(cfg: DictConfig) -> None:
     artifact = train_extractor(cfg)
     if artifact is not None:
-        print(f"saved {cfg.model.kind} fold {cfg.fold} as {artifact.path}")
+        console.print(f"train: {fit_line(artifact)}", soft_wrap=True)
+        console.print(f"train: saved to {artifact.path} (list them all with python -m store.extractors)")
+
+
+def fit_line(artifact: ExtractorArtifact) -> str:
+    """What a fit learned, in one line: epochs, the best one, its validation loss against the loss of the
+    weights it started from and the class prior's (the constant a fit must beat), the test macro-F1."""
+    metrics = artifact.meta["metrics"]
+    below = "below" if metrics["val/loss"] < metrics["prior_val_loss"] else "NOT below"
+    return (f"{artifact.meta['kind']} fold {artifact.meta['fold']}: {metrics['epochs']} epochs (best "
+            f"{metrics['best_epoch']}), val loss {metrics['val/loss']:.4f} (start {metrics['start_val_loss']:.4f}, "
+            f"prior {metrics['prior_val_loss']:.4f}: {below} the prior's), test macro-F1 "
+            f"{metrics.get('test/f1_macro', float('nan')):.3f} -> {artifact.version}")
 
 
 if __name__ == "__main__":

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from backfill.plan import BackfillInputError, commit_staged, make_plan, stage_backfill
+from cli import console
 from store.extractors import ExtractorArtifact, current_schema_hash, data_fingerprint
 from store.feature_store import FeatureStore
 
-# Logs (CI, nohup) get a wide console; a terminal keeps its own width.
-console = Console(width=None if sys.stdout.isatty() else 140)
 COLUMN_SET = {"daily": "lstm", "hourly": "tcn"}
 
 

@@ -25,7 +25,7 @@ from evaluation.metrics import (
     verdict,
     win_rate_by_bin,
 )
-from evaluation.report import format_number, write_report
+from evaluation.report import format_number, shown_value, write_report
 
 __all__ = [
     "PREDICTION_COLUMNS",
@@ -39,6 +39,7 @@ __all__ = [
     "evaluate_predictions",
     "hac_lags",
     "format_number",
+    "shown_value",
     "ic_over_time",
     "ic_summary",
     "labelled_predictions",

@@ -1,7 +1,8 @@
 """The evaluation report: one self-contained HTML file (opens offline) plus every figure as a PNG.
 
 Every figure is embedded as a base64 PNG and styles are inline, so the file references nothing outside
-itself. Every number in a table is rendered by `format_number` and its cell carries
+itself. Every number in a table is rendered by `shown_value` (`format_percent` for the fractions a reader
+reads as percentages: returns, drawdowns, turnover, win rates; `format_number` for the rest) and its cell carries
 `data-key="<json path>"` and `data-value="<repr of the value>"`, so a test can check that the report
 shows exactly the numbers in the JSON files. Key scheme (segments joined by "."; names must not hold "."):
 
@@ -132,10 +133,26 @@ def _get(data: Mapping, path: str) -> object:
     return data
 
 
+PERCENT_FIELDS = frozenset({"return", "gross_return", "annualised_return", "max_drawdown", "drawdown",
+                            "turnover_per_day", "excess_return", "win_rate", "costs", "borrow"})
+
+
+def shown_value(key: str, value: object) -> str:
+    """The text a report cell shows for the value at `key`: returns and other fractions of equity in percent
+    (`backtest.*` keys whose field is one of PERCENT_FIELDS, and the monthly returns), the rest as numbers."""
+    if isinstance(value, str):
+        return value
+    parts = key.split(".")
+    is_percent = parts[0] == "backtest" and (parts[-1] in PERCENT_FIELDS or parts[-2:-1] == ["per_month"])
+    if is_percent and isinstance(value, float | int) and not isinstance(value, bool):
+        return format_percent(float(value), signed=parts[-1] not in ("turnover_per_day", "win_rate", "costs", "borrow"))
+    return format_number(value)
+
+
 def _tagged(tag: str, key: str, value: object) -> str:
     """An element showing one value, tagged with its JSON path and the exact repr of the value."""
     value = value.item() if isinstance(value, np.generic) else value
-    text = html.escape(value) if isinstance(value, str) else format_number(value)
+    text = html.escape(shown_value(key, value))
     return f'<{tag} data-key="{html.escape(key)}" data-value="{html.escape(repr(value))}">{text}</{tag}>'
 
 
@@ -408,7 +425,7 @@ def _strategy_blocks(backtest: Mapping, context: Mapping) -> list[Block]:
     blocks: list[Block] = [
         f"<h2>The strategy: {html.escape(STRATEGY_NAMES.get(backtest['strategy'], backtest['strategy']))}</h2>",
         f"<p><b>{html.escape(str(summary['start']))} .. {html.escape(str(summary['end']))}</b>, "
-        f"{_span(f'{key}.summary.days', summary['days'])} days, as fractions (0.05 = 5 %): {figures}; beta to the "
+        f"{_span(f'{key}.summary.days', summary['days'])} days: {figures}; beta to the "
         f"market {_span(f'{key}.market.beta', market['beta'])}, P&amp;L in excess of the market "
         f"{_span(f'{key}.market.excess_return', market['excess_return'])}.</p>",
         f"<p><b>In words</b>: {html.escape(_strategy_verdict(summary, market, smoke))}</p>",

@@ -9,6 +9,8 @@ import pytest
 
 from marketdata import apply_gap_policy, daily_from_hourly, load_fear_greed, load_hourly
 
+RUNNABLE = "<!-- runnable"
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample"
 SHARED = ROOT.parent / "shared" / "data"
@@ -61,3 +63,19 @@ def cfg():
 ABSOLUTE_LABELS = ("labels.target=absolute", "labels.threshold_scale=fixed", "labels.thresholds.label_1d=0.03",
                    "labels.thresholds.label_3d=0.05", "labels.thresholds.label_7d=0.07",
                    "labels.thresholds.label_14d=0.10")
+
+
+def readme_commands() -> list[tuple[bool, list[str]]]:
+    """Each `python <script>.py ...` line of the README's bash blocks as (its block is marked runnable,
+    the command's words without the comment): the docs' commands, for tests that keep them true."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    commands, runnable, inside = [], False, False
+    for previous, line in zip(["", *lines], lines, strict=False):
+        if line.startswith("```"):
+            inside = line.strip() == "```bash"
+            runnable = inside and previous.startswith(RUNNABLE)
+            continue
+        words = line.split("#", 1)[0].split()
+        if inside and len(words) >= 2 and words[0] == "python" and words[1].endswith(".py"):
+            commands.append((runnable, words[1:]))
+    return commands

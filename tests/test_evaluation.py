@@ -26,6 +26,7 @@ from evaluation import (
     newey_west_t_stat,
     paired_ic_comparison,
     pooled_rank_ic,
+    shown_value,
     win_rate_by_bin,
     write_report,
 )
@@ -453,7 +454,7 @@ def test_report_is_self_contained_and_shows_the_json_numbers(tmp_path: Path, wit
         expected_value = _resolve(document, key)
         assert value == repr(expected_value), key
         if not isinstance(expected_value, str):
-            assert shown == format_number(expected_value), key
+            assert shown == shown_value(key, expected_value), key
     keys = {key for key, _, _ in parser.cells}
     assert {"comparison.trishula.ic_mean", "comparison.lstm.brier", "per_fold.lstm.4.ic.t_stat"} <= keys
     # The opening answer repeats headline figures; past it, every value has one cell.
@@ -489,6 +490,17 @@ def test_a_rewritten_report_leaves_no_figure_of_the_earlier_one(tmp_path: Path):
     write_report(tmp_path, metrics, predictions)  # no backtest: only the model figures stay
     assert {p.name for p in (tmp_path / "figures").glob("*.png")} == {
         "ic_over_time.png", "roc.png", "calibration.png", "confusion_matrix.png", "win_rate_by_bin.png"}
+
+
+def test_backtest_fractions_show_as_percentages():
+    assert shown_value("backtest.summary.return", 0.0324) == "+3.2 %"
+    assert shown_value("backtest.performance.summary.max_drawdown", -0.192) == "-19.2 %"
+    assert shown_value("backtest.performance.summary.turnover_per_day", 0.386) == "38.6 %"
+    assert shown_value("backtest.performance.per_month.2024-03", -0.05) == "-5.0 %"
+    assert shown_value("backtest.summary.sharpe", 2.159) == "2.159"
+    assert shown_value("backtest.summary.trades", 5) == "5"
+    assert shown_value("comparison.trishula.ic_mean", 0.0816) == "0.0816"
+    assert shown_value("backtest.summary.return", None) == "—"
 
 
 def test_format_number():

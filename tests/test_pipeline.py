@@ -22,7 +22,7 @@ from stacking.frame import MixedVersionsError, assemble_stack_frame, complete_ro
 from stacking.lineage import cap_at_pins
 from stacking.walkforward import PREDICTION_COLUMNS, FoldModel
 from store.feature_store import FeatureStore, InSampleReadError
-from tests.conftest import ROOT, SAMPLE, compose
+from tests.conftest import ROOT, SAMPLE, compose, readme_commands
 
 E2E = (  # the whole pipeline, cut down: 5 evaluated folds, extractors of folds 0, 4, 8, 12, 2 epochs each
     "split.first_test_date=2023-10-01", "pipeline.retrain_every_folds=4", "trainer.max_epochs=2",
@@ -359,24 +359,23 @@ def test_rerun_skips_every_unchanged_stage(run_dir, artifacts_dir, tmp_path, pre
     pd.testing.assert_frame_equal(again, predictions)
 
 
-def test_stack_retrains_after_an_extractor_update_and_logs_promotion(run_dir, artifacts_dir, tmp_path):
-    """A new LSTM version in the store: stack.py sees it, retrains (on Dask), and promotes only a winner."""
-    common = [f"paths.artifacts_dir={artifacts_dir}"]
-    split = "split.first_test_date=2023-10-01"
-    trained = subprocess.run(
-        [sys.executable, "train.py", "model=lstm", "fold=12", "seed=7", "trainer.max_epochs=1",
-         f"hydra.run.dir={tmp_path / 'train'}", split, *common], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert trained.returncode == 0, trained.stderr[-3000:]
-    embedded = subprocess.run(
-        [sys.executable, "embed.py", "embed.kinds=[lstm]", "embed.stride_hours=24", f"hydra.run.dir={tmp_path / 'e'}",
-         *common], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert embedded.returncode == 0, embedded.stderr[-3000:]
-    done = subprocess.run(
-        [sys.executable, "stack.py", "stack.backend=dask", f"hydra.run.dir={tmp_path / 'stack'}", split, *common],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = " ".join(done.stdout.split())
-    assert "the store holds 1 lstm version(s) the champion" in out and "retraining on them" in out
+def test_the_readme_retrain_cycle_and_daily_run_work_as_written(run_dir, artifacts_dir, tmp_path):
+    """The README's runnable blocks after the main job, each command as written plus the main job's test dates
+    and a folder of its own: a new LSTM version, its backfill, Trishula retrained on Dask (then reused in
+    process) and promoted only by the rule, then the daily run serving the latest day."""
+    commands = [words for runnable, words in readme_commands() if runnable]
+    extra = {"train.py": ["trainer.max_epochs=1", E2E[0]], "embed.py": [], "stack.py": [E2E[0]], "daily.py": list(E2E)}
+    outputs = []
+    for i, (script, *args) in enumerate(commands):
+        done = subprocess.run(
+            [sys.executable, script, *args, *extra[script], f"hydra.run.dir={tmp_path / str(i)}",
+             f"paths.artifacts_dir={artifacts_dir}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"{script} {args}: " + done.stdout[-3000:] + done.stderr[-3000:]
+        outputs.append(" ".join(done.stdout.split()))
+    train, embed, dask, local, daily = outputs
+    assert "train: lstm fold 12:" in train and "epochs (best" in train
+    assert "the store holds 1 lstm version(s) the champion" in dask and "retraining on them" in dask
+    assert "inputs unchanged since run" in local
     [state] = [json.loads(p.read_text()) for p in (artifacts_dir / "trishula" / "scopes").glob("*.json")]
     latest = state["promotions"][-1]
     assert latest["champion"] is not None and latest["metric"] == "ic_mean"
@@ -388,7 +387,12 @@ def test_stack_retrains_after_an_extractor_update_and_logs_promotion(run_dir, ar
     assert latest["promoted"] == beats
     champion = state["champion"]  # one file with the log: they always agree
     assert champion["run_id"] == (latest["challenger"] if latest["promoted"] else latest["champion"])
-    assert (tmp_path / "stack" / "report.html").is_file()
+    assert (tmp_path / "2" / "report.html").is_file()
+    # The daily run served the sample's last day: signals, the ranked book and its orders.
+    assert "serving 2023-12-31" in daily and "ranked book: equity" in daily
+    served = artifacts_dir / "daily"
+    assert len(list(served.glob("*/book/2023-12-31.parquet"))) == 1
+    assert len(list(served.glob("*/orders/2023-12-31.parquet"))) == 1
 
 
 def test_the_whole_pipeline_runs_on_other_coins_and_years(shared_data, tmp_path):
