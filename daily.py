@@ -5,7 +5,8 @@
     python daily.py data=full data.max_data_age_hours=2 daily.retrain=skip
     python daily.py daily.retrain=only                          # the scheduled retrain as a batch job
 
-1. bars: the whole file, or an append, merged into the dataset's bar history; every bar an
+1. bars: the whole file, or an append, ending with a day's 23:00 bar (a partial day exits 2, nothing
+   taken), merged into the dataset's bar history; every bar an
    earlier run used must be unchanged (else exit 5 naming symbol and time; `data.restate=true`
    takes the new values and rebuilds the store rows after them); stale data exits 2, and so does a
    symbol that traded in the last 24 hours without a bar at the latest hour;
@@ -20,10 +21,12 @@
    so far), the delta from the book held now to the target, with the target kept in `book/<date>.parquet`
    (a kept book that differs from what the served signals give stops the run, exit 6);
    `backtest=trailing_j`: a fresh Trailing J book's entries with their exit levels.
-Re-running a day rewrites the same files with the same numbers (nothing is appended twice).
+Re-running a day rewrites the same files with the same numbers (nothing is appended twice); a re-run
+whose signals, orders or book differ (other settings, other data) is refused (exit 7), nothing written.
 
 Exit codes: 0 served; 2 stale or incomplete data; 3 no champion; 4 no model for the day (retrain
-skipped or not promoted); 5 a changed past bar; 6 the kept position book disagrees with the signals.
+skipped or not promoted); 5 a changed past bar; 6 the kept position book disagrees with the signals;
+7 the day was served already with other numbers.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from backtest.panel import daily_panel
 from backtest.trailing_j import exit_levels
 from cli import command, console
 from features.build import FeatureFrames, build_feature_frames
+from marketdata.load import read_bars
 from splits.artifacts import folds_from_config
 from stacking.frame import assemble_stack_frame, complete_rows, decision_rows
 from stacking.lineage import task_scope
@@ -64,7 +68,7 @@ from store.files import write_parquet_atomic
 from store.lineage import BarHistory, HistoryChangedError, checked_market_data
 
 HOUR, DAY = pd.Timedelta(hours=1), pd.Timedelta(days=1)
-EXIT_STALE, EXIT_NO_CHAMPION, EXIT_NO_MODEL, EXIT_HISTORY, EXIT_BOOK = 2, 3, 4, 5, 6
+EXIT_STALE, EXIT_NO_CHAMPION, EXIT_NO_MODEL, EXIT_HISTORY, EXIT_BOOK, EXIT_SERVED = 2, 3, 4, 5, 6, 7
 SIDE = {"BUY": "long", "SELL": "short"}
 
 
@@ -109,6 +113,18 @@ def _check_fresh(bars: pd.DataFrame, max_age_hours) -> None:
         stale = bars.groupby("symbol")["ts"].max().sort_values().index[0]
         raise DailyStop(EXIT_STALE, f"stale data: the latest bar closed {age:.1f} h ago ({latest + HOUR}, e.g. "
                                     f"{stale}), more than data.max_data_age_hours={max_age_hours}; no signal served")
+
+
+def check_complete_day(bars: pd.DataFrame, source: str) -> None:
+    """The bars end with a 23:00 bar: the day served is the one that closed. A file that ends inside a day
+    would serve its partial day, or re-serve the day before with orders for a bar already hours past;
+    refused before any bar enters the history."""
+    latest = bars["ts"].max()
+    if latest.hour != 23:
+        day = latest.floor("D")
+        raise DailyStop(EXIT_STALE, f"partial day: the latest bar in {source} is {latest}; {day.date()} closes with "
+                                    f"its 23:00 bar (known at {day + DAY}); the day before was the last to close. "
+                                    f"Run once the day has closed; no bar taken, no signal served")
 
 
 def check_complete_hour(bars: pd.DataFrame) -> None:
@@ -237,6 +253,7 @@ def run_daily(cfg: DictConfig) -> DailyResult:
     quiet_lightning()
     started = time.perf_counter()
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+    check_complete_day(read_bars(data_cfg["hourly_path"]), data_cfg["hourly_path"])
     try:
         market, dataset = checked_market_data(data_cfg, cfg.store.root, append_to=_append_target(cfg),
                                               console=console)
@@ -288,14 +305,31 @@ def run_daily(cfg: DictConfig) -> DailyResult:
         orders = book.orders
     else:
         orders = next_bar_orders(cfg, signals, market.grid)
-    write_parquet_atomic(signals, out / "signals" / f"{day.date()}.parquet")
-    if book is not None:
-        write_parquet_atomic(book.book, out / "book" / f"{day.date()}.parquet")
-    write_parquet_atomic(orders, out / "orders" / f"{day.date()}.parquet")
+    served = {"signals": signals, "orders": orders, **({"book": book.book} if book is not None else {})}
+    check_served_day(served, out, day)
+    for name, frame in served.items():
+        write_parquet_atomic(frame, out / name / f"{day.date()}.parquet")
     _print(signals, orders, day, run.run_id, book)
     console.print(f"daily: {len(signals)} signal rows and {len(orders)} order(s) in {out} "
                   f"({time.perf_counter() - started:.1f} s)")
     return DailyResult(day, dataset, run.run_id, signals, orders, retrained, book)
+
+
+def check_served_day(served: dict[str, pd.DataFrame], out: Path, day: pd.Timestamp) -> None:
+    """A day served before is served again only with the same numbers: signals, orders and the book a trader
+    may have acted on are never overwritten by other ones (another config, other data)."""
+    for name, frame in served.items():
+        path = out / name / f"{day.date()}.parquet"
+        if not path.is_file():
+            continue
+        before = pd.read_parquet(path)
+        try:
+            pd.testing.assert_frame_equal(before, frame, check_exact=False, rtol=1e-12, atol=1e-12)
+        except AssertionError as diff:
+            first = str(diff).strip().splitlines()[0]
+            raise DailyStop(EXIT_SERVED, f"{day.date()} was served already and this run's {name} differ from "
+                                         f"{path} ({first}); nothing written. Serve it under another "
+                                         f"daily.out_dir, or move the day's files aside to replace them") from None
 
 
 def ranked_orders(cfg: DictConfig, signals: pd.DataFrame, grid: pd.DataFrame, day: pd.Timestamp,

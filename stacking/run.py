@@ -73,10 +73,12 @@ def dask_client(stack_cfg: Mapping) -> Iterator[object | None]:
 
 
 def store_versions(store: FeatureStore, kinds, among: Mapping[str, list[str]] | None) -> dict[str, list[dict]]:
-    """Per kind, the versions the stack may read, with their table rows (part of the run key)."""
+    """Per kind, the versions the stack may read, with their table rows, the backfill code that wrote them and
+    when (part of the run key: a backfill that rewrites a version's rows, even to the same count, is new input)."""
     return {
         kind: [
-            {"version": str(r.version), "fold": int(r.fold), "eligible_from": str(r.eligible_from), "rows": int(r.rows)}
+            {"version": str(r.version), "fold": int(r.fold), "eligible_from": str(r.eligible_from), "rows": int(r.rows),
+             "sources": str(r.sources), "written": str(r.written)}
             for r in store.versions(kind).itertuples() if among is None or r.version in among[kind]
         ]
         for kind in kinds

@@ -118,14 +118,18 @@ class FeatureStore:
         return self.dataset(kind).to_table().to_pandas()
 
     def versions(self, kind: str, dataset: str | None = None, schema_hash: str | None = None) -> pd.DataFrame:
-        """Per version (of `dataset` and feature schema `schema_hash` when given): fold, eligibility, rows."""
+        """Per version (of `dataset` and feature schema `schema_hash` when given): fold, eligibility, rows, and
+        what made its rows (the backfill code's `sources`, comma-joined, and when the last was `written`): a
+        version's rows rewritten in place, same count, show there."""
         if not self.exists(kind):
-            return pd.DataFrame(columns=["version", "fold", "eligible_from", "rows", "dataset", "feature_schema_hash"])
+            return pd.DataFrame(columns=["version", "fold", "eligible_from", "rows", "dataset", "feature_schema_hash",
+                                         "sources", "written"])
         with duckdb.connect() as con:
             con.register("outputs", self.dataset(kind))
             return con.sql(
                 "SELECT version, any_value(fold) AS fold, any_value(eligible_from) AS eligible_from, count(*) AS rows, "
-                "any_value(dataset) AS dataset, any_value(feature_schema_hash) AS feature_schema_hash "
+                "any_value(dataset) AS dataset, any_value(feature_schema_hash) AS feature_schema_hash, "
+                "string_agg(DISTINCT source_hash, ',' ORDER BY source_hash) AS sources, max(written_at) AS written "
                 f"FROM outputs WHERE true{lineage_filter(dataset, schema_hash)} "
                 "GROUP BY version ORDER BY eligible_from, version"
             ).df()

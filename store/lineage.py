@@ -38,7 +38,8 @@ SOURCES = {
     "features": ("marketdata", "features", "splits"),
     "extractor": ("marketdata", "features", "splits", "models", "datamodules", "train.py"),
     "backfill": ("marketdata", "features", "splits", "models", "datamodules", "backfill", "store"),
-    "trishula": ("marketdata", "features", "splits", "store", "models/trishula.py", "stacking", "evaluation"),
+    "trishula": ("marketdata", "features", "splits", "store", "backfill", "models/trishula.py", "stacking",
+                 "evaluation"),
 }
 # Files inside those parts that do not shape that kind: the meta-learner's model sits in models/ beside
 # the networks, and a change to it must not retrain the extractors or redo their backfill.

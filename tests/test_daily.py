@@ -223,6 +223,20 @@ def _changed_bar_file(env):
     return changed
 
 
+def test_a_served_day_is_never_overwritten_with_other_numbers(env):
+    """The same day again with another capital (same weights, other quantities): refused (exit 7), the served
+    files untouched."""
+    day_file = env["base"] / f"{LAST_DAY.date()}.parquet"
+    run_daily(_config(env["base"], env["art"], day_file))  # served (again: the same numbers)
+    out = env["art"] / "daily" / next(iter(env["results"].values())).dataset
+    files = {name: (out / name / f"{LAST_DAY.date()}.parquet") for name in ("signals", "orders", "book")}
+    before = {name: path.read_bytes() for name, path in files.items()}
+    with pytest.raises(DailyStop, match=r"2023-12-23 was served already and this run's orders differ") as stop:
+        run_daily(_config(env["base"], env["art"], day_file, "backtest.book.capital=10000"))
+    assert stop.value.code == 7
+    assert {name: path.read_bytes() for name, path in files.items()} == before
+
+
 def test_a_changed_past_bar_is_refused_naming_symbol_and_time(env):
     changed = _changed_bar_file(env)
     history = BarHistory.of(env["art"] / "store", next(iter(env["results"].values())).dataset).read()
@@ -231,6 +245,19 @@ def test_a_changed_past_bar_is_refused_naming_symbol_and_time(env):
     assert stop.value.code == 5 and "data.restate=true" in str(stop.value)
     pd.testing.assert_frame_equal(BarHistory.of(env["art"] / "store", next(iter(env["results"].values())).dataset)
                                   .read(), history)  # nothing used the changed bar
+
+
+def test_a_partial_day_is_refused_before_any_bar_is_taken(env, tmp_path):
+    history = BarHistory.of(env["art"] / "store", next(iter(env["results"].values())).dataset)
+    before = history.read()
+    day = pd.read_parquet(env["base"] / f"{LAST_DAY.date()}.parquet")
+    partial = tmp_path / "partial.parquet"
+    day[day["ts"] <= LAST_DAY + 14 * HOUR].to_parquet(partial, index=False)
+    refused = r"partial day: the latest bar in .*partial\.parquet is 2023-12-23 14:00"
+    with pytest.raises(DailyStop, match=refused) as stop:
+        run_daily(_config(env["base"], env["art"], partial))
+    assert stop.value.code == 2
+    pd.testing.assert_frame_equal(history.read(), before)  # nothing entered the history
 
 
 def test_stale_data_and_a_missing_champion_exit_non_zero(env, tmp_path):

@@ -122,6 +122,23 @@ def test_backfill_is_idempotent_and_versions_sit_side_by_side(artifacts, clean, 
     pd.testing.assert_frame_equal(again, _table(clean))
 
 
+def test_a_version_rewritten_in_place_changes_the_stacks_store_key(artifacts, clean, tmp_path):
+    """embed.force=true rewrites a version's rows (same count): the Trishula run key must see new input."""
+    from stacking.run import store_versions
+
+    store = tmp_path / "store"
+    fold4 = list_extractors(artifacts / "extractors")[0]
+    _embed(artifacts, store, "embed.kinds=[lstm]", f"embed.versions=[{fold4.version}]")
+    before = store_versions(FeatureStore(store), ["lstm"], None)
+    _embed(artifacts, store, "embed.kinds=[lstm]", f"embed.versions=[{fold4.version}]")  # idempotent: no write
+    assert store_versions(FeatureStore(store), ["lstm"], None) == before
+    _embed(artifacts, store, "embed.kinds=[lstm]", f"embed.versions=[{fold4.version}]", "embed.force=true")
+    after = store_versions(FeatureStore(store), ["lstm"], None)
+    [old], [new] = before["lstm"], after["lstm"]
+    assert {k: old[k] for k in ("version", "rows", "sources")} == {k: new[k] for k in ("version", "rows", "sources")}
+    assert new["written"] > old["written"] and after != before
+
+
 def test_reads_are_point_in_time_and_in_sample_reads_are_refused(artifacts, clean):
     cfg = compose()
     groups = {k: OmegaConf.to_container(cfg[k]) for k in ("data", "features", "labels")}

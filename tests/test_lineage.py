@@ -58,6 +58,11 @@ def test_a_touched_source_file_invalidates_reuse(source_copy, tmp_path):
     trishula.write_text(trishula.read_text() + "\n# a meta-learner fix\n")
     assert lineage.source_hash("trishula") != meta["trishula"]
     assert lineage.source_hash("extractor") == meta["extractor"] and lineage.source_hash("backfill") == meta["backfill"]
+    # The backfill code writes the rows the meta-learner reads: a change there is a new Trishula input.
+    trishula_before = lineage.source_hash("trishula")
+    plan = source_copy / "backfill" / "plan.py"
+    plan.write_text(plan.read_text() + "\n# a backfill fix\n")
+    assert lineage.source_hash("trishula") != trishula_before
 
 
 def test_fingerprints_follow_the_content_and_appends_keep_the_past(tmp_path):
