@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from backtest.config import BacktestConfig, RankedBookConfig
-from backtest.panel import DailyPanel, daily_panel
+from backtest.panel import DailyPanel
 from backtest.ranked import RankedBookResult, run_ranked_book
 from backtest.regime import RegimeConfig, classify_regime, regime_for_decisions
 from backtest.report import BacktestResult
@@ -40,8 +40,7 @@ def run_strategy(
     daily regime columns per day; `gate: false` sizes every trade at 1) under the Trailing J rules.
     """
     name = strategy_name(backtest_cfg)
-    panel = daily_panel(hourly) if panel is None else panel
-    if name == "ranked":
+    if name == "ranked":  # without a panel, the book builds its own with its volume and risk windows
         return run_ranked_book(signals, hourly, RankedBookConfig(**backtest_cfg["book"]), panel=panel)
     regime_cfg = RegimeConfig(**backtest_cfg["regime"])
     orders = pd.DataFrame({

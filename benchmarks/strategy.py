@@ -37,7 +37,7 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from backtest import RankedBookConfig, daily_panel, run_ranked_book, run_strategy  # noqa: E402
 from backtest.panel import DailyPanel  # noqa: E402
-from backtest.performance import performance  # noqa: E402
+from backtest.performance import max_drawdown, performance, sharpe  # noqa: E402
 from benchmarks.quality import PERIODS  # noqa: E402
 from evaluation.metrics import newey_west_t_stat  # noqa: E402
 from features.build import REGIME_FEATURES  # noqa: E402
@@ -63,9 +63,9 @@ def period_book(scores: pd.DataFrame, panel: DailyPanel, config: RankedBookConfi
     return daily[daily.index < end]
 
 
-def trailing_j_daily(output_dir: Path, period: str) -> pd.Series:
-    """Trailing J's daily net returns from the quality run's equity curve of `period`."""
-    curve = pd.DataFrame(json.loads((output_dir / period / "backtest.json").read_text())["equity_curve"])
+def curve_returns(backtest_json: Path) -> pd.Series:
+    """The daily net returns of a backtest.json's equity curve (the quality run's Trailing J backtests)."""
+    curve = pd.DataFrame(json.loads(backtest_json.read_text())["equity_curve"])
     equity = curve.set_index(pd.to_datetime(curve["date"], utc=True))["equity"]
     return (equity / equity.shift(1) - 1.0).dropna()
 
@@ -74,38 +74,44 @@ TRAILING_VARIANTS = (("admission_neutral", {"trading": {"admission": "neutral"}}
                      ("exits_volatility", {"trading": {"exit_scale": "volatility", "exit_sigmas": 1.0}}))
 
 
-def trailing_net(output_dir: Path, grid: pd.DataFrame, panel: DailyPanel, change: dict, period: str) -> pd.Series:
-    """Trailing J's daily net returns over `period`, with `change` applied to its SPEC defaults
-    (conf/backtest/trailing_j.yaml as it stood before run 28's adoption: fixed exits)."""
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        base = OmegaConf.to_container(compose("pipeline", overrides=["backtest=trailing_j"]).backtest, resolve=True)
-    base["trading"] = {**base["trading"], "exit_scale": "fixed"}
-    config = {**base, **{k: v for k, v in change.items() if k != "trading"},
-              "trading": {**base["trading"], **change.get("trading", {})}}
-    start, end = PERIODS[period]
-    signals = pd.read_parquet(output_dir / "signals.parquet")
-    in_period = (signals["date"] < end) & (signals["date"] >= (signals["date"].min() if start is None else start))
-    daily = pd.read_parquet(output_dir / "daily_features.parquet")
-    regime_inputs = daily.groupby("ts")[list(REGIME_FEATURES)].first()
-    result = run_strategy(config, signals[in_period].reset_index(drop=True), grid, regime_inputs, panel=panel)
-    return result.daily["net"][result.daily.index < end]
+class TrailingRuns:
+    """Trailing J on the quality run's signals, with changes to its SPEC defaults (conf/backtest/trailing_j.yaml
+    as it stood before run 28's adoption: fixed exits); the config, signals and regime inputs read once."""
+
+    def __init__(self, output_dir: Path, grid: pd.DataFrame, panel: DailyPanel):
+        with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+            base = compose("pipeline", overrides=["backtest=trailing_j"]).backtest
+        self.base = OmegaConf.to_container(base, resolve=True)
+        self.base["trading"] = {**self.base["trading"], "exit_scale": "fixed"}
+        self.signals = pd.read_parquet(output_dir / "signals.parquet")
+        daily = pd.read_parquet(output_dir / "daily_features.parquet")
+        self.regime_inputs = daily.groupby("ts")[list(REGIME_FEATURES)].first()
+        self.grid, self.panel = grid, panel
+
+    def net(self, change: dict, period: str) -> pd.Series:
+        """The daily net returns over `period` with `change` applied."""
+        config = {**self.base, **{k: v for k, v in change.items() if k != "trading"},
+                  "trading": {**self.base["trading"], **change.get("trading", {})}}
+        start, end = PERIODS[period]
+        dates = self.signals["date"]
+        in_period = (dates < end) & (dates >= (dates.min() if start is None else start))
+        result = run_strategy(config, self.signals[in_period].reset_index(drop=True), self.grid, self.regime_inputs,
+                              panel=self.panel)
+        return result.daily["net"][result.daily.index < end]
 
 
-def trailing_variants(output_dir: Path, grid: pd.DataFrame, panel: DailyPanel, baseline: pd.Series,
-                      timings: dict) -> list[dict]:
+def trailing_variants(output_dir: Path, runs: TrailingRuns, baseline: pd.Series, timings: dict) -> list[dict]:
     """Trailing J's options on the development days, each paired against its default (`baseline`)."""
     rows = []
     for name, change in (("default_rerun", {}), *TRAILING_VARIANTS):
         started = time.perf_counter()
-        net = trailing_net(output_dir, grid, panel, change, "development")
+        net = runs.net(change, "development")
         timings[f"trailing_j_{name}"] = time.perf_counter() - started
         rows.append({"variant": name, "config": str(change), "change": change, **_trailing_figures(net),
                      "paired_vs_default": paired(net, baseline), "net": net})
     scaled = output_dir / "development" / "cross_section" / "backtest.json"
     if scaled.is_file():
-        curve = pd.DataFrame(json.loads(scaled.read_text())["equity_curve"])
-        equity = curve.set_index(pd.to_datetime(curve["date"], utc=True))["equity"]
-        net = (equity / equity.shift(1) - 1.0).dropna()
+        net = curve_returns(scaled)
         rows.append({"variant": "cross_section_z", "config": "stack.signals.scale=cross_section",
                      **_trailing_figures(net), "paired_vs_default": paired(net, baseline)})
     for row in rows:
@@ -182,11 +188,12 @@ def main() -> None:
 
     chosen, steps = select(scores["trishula"], panel, timings)
     dev_daily = period_book(scores["trishula"], panel, chosen, "development")
-    trailing = trailing_j_daily(output_dir, "development")
+    trailing = curve_returns(output_dir / "development" / "backtest.json")
     versus = paired(dev_daily["net"], trailing)
     default = versus["t_stat"] is not None and versus["t_stat"] >= ADOPT_T
     blend_daily = period_book(scores[BLEND], panel, chosen, "development")
-    variants = trailing_variants(output_dir, grid, panel, trailing, timings)
+    runs = TrailingRuns(output_dir, grid, panel)
+    variants = trailing_variants(output_dir, runs, trailing, timings)
     adopted = adopted_trailing(variants)
     if adopted:  # the default is decided against the Trailing J that stands after its adoptions
         improved = next(row["net"] for row in variants if row["adopted"])
@@ -212,8 +219,8 @@ def main() -> None:
     }
     if args.confirm:
         confirm = period_book(scores["trishula"], panel, chosen, "confirmation_2023")
-        trailing_2023 = trailing_j_daily(output_dir, "confirmation_2023")
-        adopted_2023 = trailing_net(output_dir, grid, panel, adopted, "confirmation_2023") if adopted else None
+        trailing_2023 = curve_returns(output_dir / "confirmation_2023" / "backtest.json")
+        adopted_2023 = runs.net(adopted, "confirmation_2023") if adopted else None
         result["confirmation_2023"] = {"chosen": figures(confirm), "trailing_j": _trailing_figures(trailing_2023),
                                        "trailing_j_adopted": _trailing_figures(adopted_2023) if adopted else None,
                                        "chosen_vs_trailing_j": paired(confirm["net"], trailing_2023),
@@ -228,14 +235,8 @@ def _trailing_figures(net: pd.Series) -> dict:
     """Trailing J's net figures from its daily returns (its gross and turnover are in its own backtest.json)."""
     values = net.to_numpy()
     curve = np.cumprod(1.0 + values)
-    return {"return": float(curve[-1] - 1.0), "sharpe": performance(_net_only(net))["summary"]["sharpe"],
-            "max_drawdown": float((curve / np.maximum.accumulate(curve) - 1.0).min()), "days": len(values)}
-
-
-def _net_only(net: pd.Series) -> pd.DataFrame:
-    zeros = np.zeros(len(net))
-    return pd.DataFrame({"gross": net.to_numpy(), "long": zeros, "short": zeros, "turnover": zeros, "cost": zeros,
-                         "borrow": zeros, "net": net.to_numpy(), "market": np.nan}, index=net.index)
+    return {"return": float(curve[-1] - 1.0), "sharpe": sharpe(values, 365), "max_drawdown": max_drawdown(curve),
+            "days": len(values)}
 
 
 def _pct(value: float | None) -> str:
