@@ -13,6 +13,10 @@
 2. features over the whole history (point in time: a day's features are the backtest's);
 3. the champion of this dataset and task (none: exit 3); if it has no model for the latest day
    (a new fold's test window has begun), the scheduled retrain (`daily.retrain`, exit 4 if skipped);
+   if it serves with anything the current code would make differently (the Trishula run's code, an
+   extractor's, the backfill code of its store rows: their recorded source hashes against the code
+   now), the same retrain rebuilds what is stale and the current code's challenger serves (exit 8
+   naming the stale artifact if skipped, or if the challenger is not promoted);
 4. backfill of the decision times the store lacks, for the extractors the champion serves with;
 5. signals of the latest closed day through the walk-forward's own path (`stacking/serving.py`),
    with the regime and size multiplier, written to `<out>/<dataset>/signals/<date>.parquet`;
@@ -25,8 +29,9 @@ Re-running a day rewrites the same files with the same numbers (nothing is appen
 whose signals, orders or book differ (other settings, other data) is refused (exit 7), nothing written.
 
 Exit codes: 0 served; 2 stale or incomplete data; 3 no champion; 4 no model for the day (retrain
-skipped or not promoted); 5 a changed past bar; 6 the kept position book disagrees with the signals;
-7 the day was served already with other numbers.
+skipped or not promoted); 5 a changed or late past bar; 6 the kept position book disagrees with the
+signals; 7 the day was served already with other numbers; 8 the champion's lineage is stale (made by
+code that changed since; retrain skipped or not promoted).
 """
 
 from __future__ import annotations
@@ -59,8 +64,9 @@ from features.build import FeatureFrames, build_feature_frames
 from marketdata.load import read_bars
 from splits.artifacts import folds_from_config
 from stacking.frame import assemble_stack_frame, complete_rows, decision_rows
-from stacking.lineage import task_scope
-from stacking.registry import Registry
+from stacking.lineage import StaleInput, replace_stale, stale_lineage, task_scope
+from stacking.registry import PromotionDecision, Registry
+from stacking.run import StackRun, run_stack
 from stacking.serving import ServedRun, walkforward_signals
 from store.extractors import list_extractors
 from store.feature_store import FeatureStore, eligible_from
@@ -68,7 +74,8 @@ from store.files import write_parquet_atomic
 from store.lineage import BarHistory, HistoryChangedError, checked_market_data
 
 HOUR, DAY = pd.Timedelta(hours=1), pd.Timedelta(days=1)
-EXIT_STALE, EXIT_NO_CHAMPION, EXIT_NO_MODEL, EXIT_HISTORY, EXIT_BOOK, EXIT_SERVED = 2, 3, 4, 5, 6, 7
+EXIT_STALE, EXIT_NO_CHAMPION, EXIT_NO_MODEL, EXIT_HISTORY, EXIT_BOOK, EXIT_SERVED, EXIT_LINEAGE = 2, 3, 4, 5, 6, 7, 8
+REBUILD = "`python daily.py daily.retrain=only` (or `python pipeline.py`)"
 SIDE = {"BUY": "long", "SELL": "short"}
 
 
@@ -151,10 +158,10 @@ def _champion(cfg: DictConfig, dataset: str) -> tuple[Registry, ServedRun | None
     return registry, ServedRun.load(registry, champion["run_id"])
 
 
-def retrain(cfg: DictConfig, frames: FeatureFrames, out: Path) -> None:
-    """The scheduled retrain: the main job's extractor, backfill and Trishula stages on the history."""
+def retrain(cfg: DictConfig, frames: FeatureFrames, out: Path) -> StackRun:
+    """The scheduled retrain: the main job's extractor, backfill and Trishula stages on the history, with the
+    current code (content keys hold the source hashes: whatever old code made is made again)."""
     from pipeline import extractor_folds, train_stage  # the main job's stages, not a copy
-    from stacking.run import run_stack
 
     longest = max(frames.horizons)
     evaluated = folds_from_config(frames.daily, cfg.split, longest)
@@ -163,7 +170,69 @@ def retrain(cfg: DictConfig, frames: FeatureFrames, out: Path) -> None:
     in_use = train_stage(cfg, frames, extractor_folds(cfg, evaluated, all_folds), out)
     artifacts = [a for kind in in_use for a in in_use[kind]]
     run_backfill(cfg, frames, artifacts, artifacts, frames.dataset, out=console)
-    run_stack(cfg, frames, console, out, among={k: [a.version for a in v] for k, v in in_use.items()})
+    return run_stack(cfg, frames, console, out, among={k: [a.version for a in v] for k, v in in_use.items()})
+
+
+def stale_inputs(cfg: DictConfig, run_meta: dict, dataset: str) -> list[StaleInput]:
+    """What a run serves with that the current code would make differently: the run, the extractors it was
+    trained on and their store rows (`stacking.lineage.stale_lineage`)."""
+    artifacts = {a.version: a.meta for a in list_extractors(Path(cfg.paths.artifacts_dir) / "extractors")}
+    return stale_lineage(run_meta, artifacts, FeatureStore(cfg.store.root), dataset)
+
+
+def _named(stale: list[StaleInput]) -> str:
+    return str(stale[0]) + (f" (and {len(stale) - 1} more stale input(s))" if len(stale) > 1 else "")
+
+
+def serving_champion(cfg: DictConfig, frames: FeatureFrames, dataset: str, day: pd.Timestamp) -> tuple[ServedRun, bool]:
+    """The champion that serves `day`, and whether a retrain made it. The scheduled retrain runs when the
+    champion has no model for the day (a new fold's test window has begun) or serves with anything the
+    current code would make differently: signals from code that no longer exists are never served silently."""
+    registry, run = _champion(cfg, dataset)
+    if run is None:
+        raise DailyStop(EXIT_NO_CHAMPION, f"no eligible champion for dataset {dataset} and this task (scope "
+                                          f"{registry.scope}) under {cfg.stack.root}: run `python pipeline.py` "
+                                          f"with the same data and config first")
+    stale = stale_inputs(cfg, run.meta, dataset)
+    if run.fold_for(day) is not None and not stale:
+        return run, False
+    if str(cfg.daily.retrain) == "skip":
+        if run.fold_for(day) is None:
+            raise DailyStop(EXIT_NO_MODEL, f"the champion {run.run_id} has no model for {day.date()} (its last test "
+                                           f"window ends {run.folds[-1].test_end.date()}): a new fold's retrain is "
+                                           f"due (daily.retrain=only, or python pipeline.py)")
+        raise DailyStop(EXIT_LINEAGE, f"stale lineage: {_named(stale)}; the champion {run.run_id} serves with it, so "
+                                      f"the current code would not make these signals. Rebuild what is stale with "
+                                      f"{REBUILD}; nothing served")
+    why = (f"{day.date()} is past the champion's folds" if run.fold_for(day) is None else
+           f"the champion's lineage is stale: the {stale[0].source} code of {stale[0].artifact} changed")
+    console.rule(f"scheduled retrain: {why}")
+    stack = retrain(cfg, frames, Path(cfg.paths.output_dir))
+    replace_stale_champion(cfg, registry, stack.decision, dataset)
+    registry, run = _champion(cfg, dataset)
+    if run.fold_for(day) is None:
+        raise DailyStop(EXIT_NO_MODEL, f"after the retrain the champion {run.run_id} still has no model for "
+                                       f"{day.date()}: the challenger was not promoted (see the promotion log)")
+    stale = stale_inputs(cfg, run.meta, dataset)
+    if stale:
+        raise DailyStop(EXIT_LINEAGE, f"after the retrain the champion {run.run_id} still serves with stale "
+                                      f"lineage: {_named(stale)}: the current code's challenger was not promoted "
+                                      f"(see the promotion log in {registry.state_path}); nothing served")
+    return run, True
+
+
+def replace_stale_champion(cfg: DictConfig, registry: Registry, decision: PromotionDecision, dataset: str) -> None:
+    """After a retrain whose challenger the rule kept out: the current code's challenger replaces a champion
+    whose lineage is stale unless it is worse by more than the margin (`replace_stale`). run_stack judges
+    what run.json records (the run's own code, the backfill code of its store rows); only the artifacts
+    record their extractors' code, so an extractor-only change (train.py) is judged here."""
+    if decision.promoted or decision.champion in (None, decision.challenger) or not registry.has_run(decision.champion):
+        return
+    if stale_inputs(cfg, registry.run_meta(decision.challenger), dataset):
+        return
+    replaced = replace_stale(decision, stale_inputs(cfg, registry.run_meta(decision.champion), dataset))
+    if replaced.promoted:
+        registry.record(replaced)
 
 
 def serve_backfill(cfg: DictConfig, frames: FeatureFrames, run: ServedRun, first_day: pd.Timestamp) -> None:
@@ -271,26 +340,8 @@ def run_daily(cfg: DictConfig) -> DailyResult:
     console.print(f"daily: dataset {dataset}, {market.bars['symbol'].nunique()} symbols, bars up to "
                   f"{market.bars['ts'].max() + HOUR} UTC: serving {day.date()} (decided at {day + DAY})")
 
-    registry, run = _champion(cfg, dataset)
-    if run is None:
-        raise DailyStop(EXIT_NO_CHAMPION, f"no eligible champion for dataset {dataset} and this task (scope "
-                                          f"{registry.scope}) under {cfg.stack.root}: run `python pipeline.py` "
-                                          f"with the same data and config first")
-    mode = str(cfg.daily.retrain)
-    retrained = False
-    if run.fold_for(day) is None:
-        if mode == "skip":
-            raise DailyStop(EXIT_NO_MODEL, f"the champion {run.run_id} has no model for {day.date()} (its last test "
-                                           f"window ends {run.folds[-1].test_end.date()}): a new fold's retrain is "
-                                           f"due (daily.retrain=only, or python pipeline.py)")
-        console.rule(f"scheduled retrain: {day.date()} is past the champion's folds")
-        retrain(cfg, frames, Path(cfg.paths.output_dir))
-        retrained = True
-        registry, run = _champion(cfg, dataset)
-        if run.fold_for(day) is None:
-            raise DailyStop(EXIT_NO_MODEL, f"after the retrain the champion {run.run_id} still has no model for "
-                                           f"{day.date()}: the challenger was not promoted (see the promotion log)")
-    if mode == "only":
+    run, retrained = serving_champion(cfg, frames, dataset, day)
+    if str(cfg.daily.retrain) == "only":
         console.print(f"daily: retrain {'done' if retrained else 'not due'}; nothing served (daily.retrain=only)")
         return DailyResult(None, dataset, run.run_id, None, None, retrained)
 

@@ -41,7 +41,7 @@ from backfill import run_backfill
 from backtest import BacktestResult, run_strategy, write_backtest
 from cli import command, console
 from evaluation import write_report
-from evaluation.report import format_number, format_percent
+from evaluation.report import blend_line, format_number, format_percent
 from features.build import FeatureFrames, build_feature_frames
 from features.labels import CLASS_NAMES
 from marketdata.gaps import summarise_gaps
@@ -192,6 +192,9 @@ def _print_results(metrics: dict, backtest: dict) -> None:
             f"behind {judged['behind'] or 'none'}, no clear difference from {judged['inconclusive'] or 'none'}",
             soft_wrap=True,
         )
+    blend = blend_line(judged.get("against_blend"))
+    if blend:
+        console.print(blend, soft_wrap=True)
     console.print(strategy_line(backtest), soft_wrap=True)  # one line, however long: logs and greps see it whole
 
 

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cli import command, console
 from evaluation import format_number, write_report
+from evaluation.report import blend_line
 from features.build import load_feature_frames
 from stacking.run import run_stack
 
@@ -41,6 +42,9 @@ def main(cfg: DictConfig) -> None:
             f"Trishula minus it {format_number(row['paired_diff'])} (paired t {format_number(row['paired_t_stat'])})  "
             f"macro-F1 {format_number(row['macro_f1'])}  log-loss {format_number(row['log_loss'])}  rows {row['rows']}"
         )
+    blend = blend_line(run.metrics["verdict"].get("against_blend"))
+    if blend:
+        console.print(blend, soft_wrap=True)
     console.print(f"stack: metrics, predictions and signals in {out}; report at {report}")
 
 

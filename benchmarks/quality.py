@@ -22,9 +22,11 @@ days), the paired difference against Trishula (mean, HAC t, share of days Trishu
 Trailing J summary of Trishula's gated signals beside BTC buy & hold; per extractor kind, its fits'
 best epochs, validation loss against the class prior's and learning curves (train and validation loss
 per epoch, from each artifact); and the seconds of each stage.
-The models: `trishula`, its parts (`lstm`, `tcn`, `tabular`), its ablations (`trishula_with_embeddings`,
-or `trishula_no_embeddings` when `stack.embeddings` is on; `trishula_no_lstm`, `trishula_no_tcn`: the
-same LightGBM with those inputs changed, `stack.ablations`) and
+The models: `trishula` (its score anchored on the blend of its parts, `stack.anchor`; the weights per fold
+are written too), `trishula_meta` (the meta-learner's own score), its parts (`lstm`, `tcn`, `tabular`), its
+ablations (`trishula_with_embeddings`, or `trishula_no_embeddings` when `stack.embeddings` is on;
+`trishula_no_lstm`, `trishula_no_tcn`: the same LightGBM with those inputs changed;
+`trishula_rank_objective`: its inputs under a regression of the return's day rank; `stack.ablations`) and
 the baselines (`blend_parts`: the equal-weight mean of the parts' per-day ranks; `reversal_3d`,
 `lowvol_30d`, `mom_30d`: features/factors.py).
 
@@ -92,8 +94,9 @@ def in_period(frame: pd.DataFrame, period: str, column: str = "date") -> pd.Data
 
 
 # quality.json's per-model fields <- evaluation's comparison row (plus the paired day count).
-MODEL_FIELDS = {"ic_mean": "ic_mean", "icir": "icir", "ic_t_stat": "ic_t_stat", "days": "ic_days",
-                "days_dropped": "ic_days_dropped", "paired_diff": "paired_diff", "paired_t_stat": "paired_t_stat",
+MODEL_FIELDS = {"ic_mean": "ic_mean", "icir": "icir", "ic_t_stat": "ic_t_stat", "ic_t_stat_long": "ic_t_stat_long",
+                "days": "ic_days", "days_dropped": "ic_days_dropped", "paired_diff": "paired_diff",
+                "paired_t_stat": "paired_t_stat", "paired_t_stat_long": "paired_t_stat_long",
                 "paired_win_share": "paired_win_share"}
 
 
@@ -184,7 +187,8 @@ def _print_period(name: str, result: dict) -> None:
     table = Table(title=f"{name}: test {result['test_dates'][0]} .. {result['test_dates'][1]}, folds "
                         f"{result['folds'][0]}..{result['folds'][1]} ({result['fold_count']}), "
                         f"{result['symbols']} coins; paired = Trishula minus the model, by day")
-    columns = ("model", "ic_mean", "icir", "ic_t_stat", "days", "paired_diff", "paired_t_stat", "paired_win_share")
+    columns = ("model", "ic_mean", "icir", "ic_t_stat", "ic_t_stat_long", "days", "paired_diff", "paired_t_stat",
+               "paired_t_stat_long", "paired_win_share")
     for column in columns:
         table.add_column(column, justify="left" if column == "model" else "right")
     for row in result["models"]:
@@ -215,8 +219,9 @@ def _markdown(result: dict) -> str:
         f"`{' '.join(result['overrides'][2:])}`; extractors refit every {result['retrain_every_folds']} folds "
         f"({', '.join(f'{n} {kind}' for kind, n in result['extractor_fits'].items())} fits); "
         f"{result['total_seconds']:.0f} s in all.",
-        "Daily rank IC of the 3-day forward return; t = Newey-West (3 lags); paired = Trishula minus the model "
-        "on the days both are scored. Development = tuning years; 2023 = confirmation, never tuned on.",
+        "Daily rank IC of the 3-day forward return; t = Newey-West (3 lags), beside it with at least 10 lags "
+        "(the scores' persistence); paired = Trishula minus the model on the days both are scored, the blend of "
+        "its parts first. Development = tuning years; 2023 = confirmation, never tuned on.",
         "",
     ]
     for name, period in result["periods"].items():
@@ -224,15 +229,26 @@ def _markdown(result: dict) -> str:
             f"## {name}: test {period['test_dates'][0]} .. {period['test_dates'][1]} "
             f"({period['fold_count']} folds, {period['symbols']} coins)",
             "",
-            "| model | IC | ICIR | t | days | Trishula − model | paired t | Trishula wins |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| model | IC | ICIR | t | t (≥10 lags) | days | Trishula − model | paired t | paired t (≥10 lags) "
+            "| Trishula wins |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for row in period["models"]:
             name_cell = row["model"] + (" (baseline)" if row["baseline"] else "")
-            cells = [format_number(row[c]) for c in ("ic_mean", "icir", "ic_t_stat", "days", "paired_diff",
-                                                     "paired_t_stat", "paired_win_share")]
+            cells = [format_number(row[c]) for c in ("ic_mean", "icir", "ic_t_stat", "ic_t_stat_long", "days",
+                                                     "paired_diff", "paired_t_stat", "paired_t_stat_long",
+                                                     "paired_win_share")]
             lines.append(f"| {name_cell} | " + " | ".join(cells) + " |")
         lines += ["", _strategy_text(period["backtest"]) + ".", ""]
+    if result.get("anchor_weights"):
+        lines += ["## Trishula's anchor on the blend of its parts", "",
+                  "Per meta fold, the meta-learner's weight in Trishula's score (0 = the blend of the parts), fitted "
+                  "on earlier folds' out-of-sample days (stack.anchor): the best grid weight w*, its paired t against "
+                  "the blend t*, and the shrunk weight w = w* max(0, 1 - 1/t*^2).", "",
+                  "| fold | earlier days | w* | t* | w |", "| ---: | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {fold} | {a['days']} | {format_number(a['w_star'])} | {format_number(a['t_star'])} | "
+                  f"{format_number(a['weight'])} |" for fold, a in result["anchor_weights"].items()]
+        lines += [""]
     lines += ["## Extractor fits", "",
               "| kind | fits | best epochs | best epoch 0 | val loss below the prior's | epoch 0 below the start's "
               "| kept weights below the start's | val loss change, start -> epoch 0 | train loss change (first -> "
@@ -258,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
     retrain = [] if args.retrain_every is None else [f"pipeline.retrain_every_folds={args.retrain_every}"]
     cfg, overrides = stages.compose_pipeline(args, out, *retrain)
     # The embeddings ablation flips whatever the configured Trishula does.
-    ablations = ["no_embeddings" if cfg.stack.embeddings else "with_embeddings", *ABLATION_KINDS]
+    ablations = ["no_embeddings" if cfg.stack.embeddings else "with_embeddings", *ABLATION_KINDS, "rank_objective"]
     cfg.stack.ablations = ablations
     overrides.append(f"stack.ablations=[{','.join(ablations)}]")
     timed = stages.StageTimer(digits=1)
@@ -286,6 +302,7 @@ def main(argv: list[str] | None = None) -> None:
         "extractor_fits": {kind: len(v) for kind, v in in_use.items()},
         "extractor_learning": extractor_fits(in_use),
         "stack_run": run.run_id,
+        "anchor_weights": run.metrics.get("anchor_weights"),
         "periods": periods,
         "seconds": timed.seconds,
         "total_seconds": total,

@@ -43,6 +43,8 @@ LABELS = (SELL, HOLD, BUY)
 PROBA_COLUMNS = ("p_sell", "p_hold", "p_buy")
 PREDICTION_COLUMNS = ("symbol", "date", "fold", "model", *PROBA_COLUMNS, "score", "label", "fwd_ret_3d")
 TARGET = "fwd_ret_3d"
+# The equal-weight blend of Trishula's parts' day ranks (stacking.walkforward.BLEND): shown first after Trishula.
+BLEND = "blend_parts"
 CALIBRATION_BINS = 10
 WIN_RATE_BINS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 _PROBA_TOLERANCE = 1e-3
@@ -115,12 +117,22 @@ def hac_lags(horizon_days: int) -> int:
     return int(horizon_days)
 
 
+# The fewest lags of the second, longer-memory HAC t beside the h-lag one: scores persist for weeks (a coin's
+# rank moves slowly), so daily IC differences stay autocorrelated well past the label's h-day overlap.
+LONG_HAC_MIN_LAGS = 10
+
+
+def long_hac_lags(days: int) -> int:
+    """Lags of the longer-memory t: Newey-West's automatic bandwidth floor(4 (T/100)^(2/9)), at least 10."""
+    return max(LONG_HAC_MIN_LAGS, int(4 * (max(days, 1) / 100) ** (2 / 9)))
+
+
 def ic_summary(daily_ic: pd.Series, horizon_days: int = 3) -> dict[str, float | int | None]:
     """Mean, std, ICIR (= mean / std of the daily ICs, not annualised), HAC t-stat, days, positive share.
 
     ICs of h-day forward returns on consecutive days overlap by h - 1 days, so the t-statistic uses a
-    Newey-West standard error with `hac_lags(h)` lags (`newey_west_t_stat`); the ICIR is a ratio of the
-    daily series only and is no significance test.
+    Newey-West standard error with `hac_lags(h)` lags (`newey_west_t_stat`), and `t_stat_long` with
+    `long_hac_lags(T)` lags beside it; the ICIR is a ratio of the daily series only and is no significance test.
     """
     values = daily_ic.dropna().to_numpy(dtype=float)
     mean = values.mean() if len(values) else None
@@ -131,6 +143,8 @@ def ic_summary(daily_ic: pd.Series, horizon_days: int = 3) -> dict[str, float | 
         "icir": _num(mean / std) if std else None,
         "t_stat": newey_west_t_stat(values, lags=hac_lags(horizon_days)),
         "t_stat_lags": hac_lags(horizon_days),
+        "t_stat_long": newey_west_t_stat(values, lags=long_hac_lags(len(values))),
+        "t_stat_long_lags": long_hac_lags(len(values)),
         "days": len(values),
         "positive_share": _num((values > 0).mean()) if len(values) else None,
     }
@@ -142,7 +156,8 @@ def paired_ic_comparison(
     """The daily IC of `reference` minus `other`'s on the days both are scored (paired, same cross-sections).
 
     Both are `daily_rank_ic` series indexed by date. `diff_mean` is the mean daily difference,
-    `t_stat` its Newey-West t-stat (`hac_lags(h)` lags: the differences overlap as the ICs do),
+    `t_stat` its Newey-West t-stat (`hac_lags(h)` lags: the differences overlap as the ICs do) and
+    `t_stat_long` the one with `long_hac_lags(T)` lags (the scores' persistence),
     `win_share` the share of common days where the reference's IC is higher. Days only one model is
     scored on (the other's score was constant, or too few names) are counted, never silently paired.
     """
@@ -153,6 +168,8 @@ def paired_ic_comparison(
         "diff_std": _num(diff.std(ddof=1)) if len(diff) >= 2 else None,
         "t_stat": newey_west_t_stat(diff, lags=hac_lags(horizon_days)),
         "t_stat_lags": hac_lags(horizon_days),
+        "t_stat_long": newey_west_t_stat(diff, lags=long_hac_lags(len(diff))),
+        "t_stat_long_lags": long_hac_lags(len(diff)),
         "win_share": _num((diff > 0).mean()) if len(diff) else None,
         "days": len(diff),
         "days_reference_only": int(reference.index.difference(joined.index).size),
@@ -393,11 +410,13 @@ def _comparison_row(model: str, metrics: dict, paired: dict | None) -> dict[str,
         "ic_mean": metrics["ic"]["mean"],
         "icir": metrics["ic"]["icir"],
         "ic_t_stat": metrics["ic"]["t_stat"],
+        "ic_t_stat_long": metrics["ic"]["t_stat_long"],
         "ic_days": metrics["ic"]["days"],
         "ic_days_dropped": metrics["ic"]["days_dropped"],
         # The reference (Trishula) minus this model, paired by day; None on the reference's own row.
         "paired_diff": paired["diff_mean"] if paired else None,
         "paired_t_stat": paired["t_stat"] if paired else None,
+        "paired_t_stat_long": paired["t_stat_long"] if paired else None,
         "paired_win_share": paired["win_share"] if paired else None,
         "pooled_rank_ic": metrics["pooled_rank_ic"],
         "auc_buy": metrics["auc"]["BUY"],
@@ -411,7 +430,7 @@ def _comparison_row(model: str, metrics: dict, paired: dict | None) -> dict[str,
 
 
 def evaluate_predictions(
-    predictions: pd.DataFrame, horizon_days: int = 3, reference: str = "trishula"
+    predictions: pd.DataFrame, horizon_days: int = 3, reference: str = "trishula", leading: Sequence[str] = (BLEND,)
 ) -> dict[str, object]:
     """Metrics per model, pooled over folds and per fold, paired comparisons, and a comparison table.
 
@@ -419,11 +438,14 @@ def evaluate_predictions(
     Rows without a label (forward return not yet known) are excluded from every metric. The pooled IC
     is still the daily cross-sectional IC, now over all test days of all folds. `paired[model]` is
     `paired_ic_comparison(reference, model)` over all test days, for every model other than
-    `reference` (empty when the reference is absent). Models keep their order of first appearance;
-    `baselines` lists the score-only ones; folds are sorted and keyed by str(fold).
+    `reference` (empty when the reference is absent). Models come in the order: the reference, the
+    `leading` ones (the blend of Trishula's parts: the first bar it must clear), then the rest in their order
+    of first appearance; `baselines` lists the score-only ones; folds are sorted and keyed by str(fold).
     """
     labelled = labelled_predictions(predictions)
-    models = [str(model) for model in pd.unique(predictions["model"])]
+    present = [str(model) for model in pd.unique(predictions["model"])]
+    first = [m for m in (reference, *leading) if m in present]
+    models = [*first, *(m for m in present if m not in first)]
     baselines = score_only_models(predictions)
     pooled, per_fold, daily = {}, {}, {}
     for model in models:
@@ -461,19 +483,25 @@ def verdict(metrics: Mapping, t_threshold: float = VERDICT_T) -> dict[str, objec
     """Does the reference (Trishula) beat each other model and baseline, paired, on the same days?
 
     `beats` / `behind` list the models whose paired t-stat (reference minus model) is >= t / <= -t;
-    the rest are `inconclusive`. The reference's own IC and its HAC t come along.
+    the rest are `inconclusive`. The reference's own IC and its HAC t come along, and `against_blend` its
+    paired difference against the blend of its parts (`trails`: the mean difference is below zero).
     """
     reference = metrics.get("reference")
     if reference is None:
-        return {"reference": None, "beats": [], "behind": [], "inconclusive": [], "t_threshold": t_threshold}
+        return {"reference": None, "beats": [], "behind": [], "inconclusive": [], "t_threshold": t_threshold,
+                "against_blend": None}
     ic = metrics["pooled"][reference]["ic"]
     sides = {"beats": [], "behind": [], "inconclusive": []}
     for model, paired in metrics["paired"].items():
         t = paired["t_stat"]
         side = "inconclusive" if t is None or abs(t) < t_threshold else ("beats" if t > 0 else "behind")
         sides[side].append(model)
+    blend = metrics["paired"].get(BLEND)
+    against_blend = None if blend is None else {
+        "diff_mean": blend["diff_mean"], "t_stat": blend["t_stat"], "t_stat_long": blend["t_stat_long"],
+        "days": blend["days"], "trails": blend["diff_mean"] is not None and blend["diff_mean"] < 0}
     return {"reference": reference, "ic_mean": ic["mean"], "ic_t_stat": ic["t_stat"], "days": ic["days"],
-            **sides, "t_threshold": t_threshold}
+            **sides, "t_threshold": t_threshold, "against_blend": against_blend}
 
 
 def ic_over_time(predictions: pd.DataFrame) -> pd.DataFrame:

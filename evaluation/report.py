@@ -48,12 +48,14 @@ ANSWER_COLUMNS = (
     ("ic_days", "days"),
     ("paired_diff", "Trishula − model"),
     ("paired_t_stat", "paired t"),
+    ("paired_t_stat_long", "paired t (≥ 10 lags)"),
     ("paired_win_share", "Trishula wins (share of days)"),
 )
 COMPARISON_COLUMNS = (
     ("ic_mean", "IC mean"),
     ("icir", "ICIR"),
     ("ic_t_stat", "IC t (HAC)"),
+    ("ic_t_stat_long", "IC t (≥ 10 lags)"),
     ("ic_days_dropped", "days dropped"),
     ("paired_t_stat", "paired t vs Trishula"),
     ("pooled_rank_ic", "pooled rank IC"),
@@ -401,9 +403,45 @@ def _answer_blocks(metrics: Mapping, predictions: pd.DataFrame, context: Mapping
             f"ahead of {html.escape(_names(judged['beats']))}; behind {html.escape(_names(judged['behind']))}; "
             f"no clear difference from {html.escape(_names(judged['inconclusive']))}.</p>"
         )
+        blocks += _blend_blocks(judged.get("against_blend"), metrics.get("anchor_weights"))
     rows = [(entry["model"], entry["model"] + (" (baseline)" if entry["model"] in metrics.get("baselines", []) else ""),
              entry) for entry in metrics["comparison"]]
     blocks.append(_grid("comparison", "model", rows, ANSWER_COLUMNS))
+    return blocks
+
+
+def blend_line(against: Mapping | None) -> str | None:
+    """Trishula against the blend of its parts in one line of plain text (the console's), None without it."""
+    if against is None or against["diff_mean"] is None:
+        return None
+    if against["diff_mean"] == 0:
+        return "trishula ranked the coins exactly as the blend of its parts (the anchor gave the meta-learner no say)"
+    figures = (f"{format_number(against['diff_mean'])} of daily IC (paired t {format_number(against['t_stat'])}, "
+               f"long-memory t {format_number(against['t_stat_long'])}, {against['days']} days)")
+    return (f"trishula TRAILS the blend of its own parts by {figures}" if against["trails"]
+            else f"trishula is ahead of the blend of its own parts by {figures}")
+
+
+def _blend_blocks(against: Mapping | None, weights: Mapping | None) -> list[Block]:
+    """Trishula against the blend of its parts, said plainly, and the meta-learner's weight per fold."""
+    if against is None or against["diff_mean"] is None:
+        return []
+    figures = (f"{_span('verdict.against_blend.diff_mean', against['diff_mean'])} of daily IC (paired t "
+               f"{_span('verdict.against_blend.t_stat', against['t_stat'])}, long-memory t "
+               f"{_span('verdict.against_blend.t_stat_long', against['t_stat_long'])}, "
+               f"{_span('verdict.against_blend.days', against['days'])} days)")
+    if against["trails"]:
+        said = (f"<b>Trishula trails the blend of its own parts</b> by {figures}: the equal-weight blend of the "
+                f"parts' day ranks ranked the coins better on these days.")
+    elif against["diff_mean"] == 0:
+        said = "Trishula's score ranked the coins exactly as the blend of its own parts on these days."
+    else:
+        said = f"Against the blend of its own parts Trishula is ahead by {figures}."
+    blocks: list[Block] = [f"<p>{said}</p>"]
+    if weights:
+        shown = ", ".join(f"{fold}: {format_number(w['weight'])}" for fold, w in weights.items())
+        blocks.append(f"<p>Trishula's score is anchored on that blend (stack.anchor): per fold, the meta-learner's "
+                      f"weight fitted on earlier folds' out-of-sample days (0 = the blend): {html.escape(shown)}.</p>")
     return blocks
 
 

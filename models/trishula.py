@@ -156,13 +156,14 @@ class TrishulaClassifier:
         self.classes_ = np.arange(N_CLASSES)
         return self
 
-    def _fit_dask(self, X: pd.DataFrame, y: np.ndarray, constraints: Mapping) -> lgb.LGBMClassifier:
+    def _fit_dask(self, X: pd.DataFrame, y: np.ndarray, constraints: Mapping,
+                  estimator=lgb.DaskLGBMClassifier, **objective) -> lgb.LGBMModel:
         import dask.dataframe as dd
 
         workers = max(1, len(self.dask_client.scheduler_info()["workers"]))
         params = {k: v for k, v in self.params.items() if k != "n_jobs"}  # workers use their own threads
-        model = lgb.DaskLGBMClassifier(client=self.dask_client, objective="multiclass", num_class=N_CLASSES, **params,
-                                       **constraints)
+        objective = objective or {"objective": "multiclass", "num_class": N_CLASSES}
+        model = estimator(client=self.dask_client, **objective, **params, **constraints)
         model.fit(
             dd.from_pandas(X.reset_index(drop=True), npartitions=workers),
             dd.from_pandas(pd.Series(y), npartitions=workers),
@@ -206,3 +207,44 @@ class TrishulaClassifier:
         model.feature_names_ = list(feature_names)
         model.classes_ = np.arange(N_CLASSES)
         return model
+
+
+class TrishulaRanker(TrishulaClassifier):
+    """The meta-learner with a ranking objective (issue 23): a LightGBM regression of the day's percentile
+    rank of the forward return, on the same inputs and rows. Its prediction is a score, not class
+    probabilities: it ranks coins, and the multiclass model's probabilities stay what the confidence step
+    reads. `y` is the target rank in [0, 1]; early stopping (when set) on validation l2.
+    """
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame, y_val: np.ndarray) -> TrishulaRanker:
+        features = list(X.columns)
+        check_features(X_val, features)
+        y, y_val = np.asarray(y, dtype="float64"), np.asarray(y_val, dtype="float64")
+        constraints = self._interaction_constraints(features)
+        if self.backend == "local":
+            callbacks = [] if self.early_stopping_rounds is None else [
+                lgb.early_stopping(self.early_stopping_rounds, first_metric_only=True, verbose=False)]
+            model = lgb.LGBMRegressor(objective="regression", **self.params, **constraints)
+            model.fit(X, y, eval_X=(X_val[features],), eval_y=(y_val,), eval_metric="l2", callbacks=callbacks)
+            self.booster_ = model.booster_
+            self.best_iteration_ = int(model.best_iteration_ or model.booster_.current_iteration())
+            self.best_score_ = {name: dict(scores) for name, scores in model.best_score_.items()}
+        else:  # all rounds on the cluster, the best one chosen afterwards by the same rule (see the classifier)
+            self.booster_ = self._fit_dask(X, y, constraints, lgb.DaskLGBMRegressor, objective="regression").booster_
+            rounds = self.booster_.current_iteration()
+            staged = np.cumsum([self.booster_.predict(X_val[features], start_iteration=k, num_iteration=1)
+                                for k in range(rounds)], axis=0)  # a loop over rounds, not rows
+            losses = ((staged - y_val) ** 2).mean(axis=1)
+            best = rounds if self.early_stopping_rounds is None else early_stopping_iteration(
+                losses, self.early_stopping_rounds)
+            self.best_iteration_ = best
+            self.best_score_ = {"valid_0": {"l2": float(losses[best - 1])}}
+        self.feature_names_ = features
+        return self
+
+    def raw_scores(self, X: pd.DataFrame, feature_schema_hash: str | None = None) -> np.ndarray:
+        """The predicted rank (n,) at the best iteration."""
+        return self.booster_.predict(self._matrix(X, feature_schema_hash), num_iteration=self.best_iteration_)
+
+    def predict_proba(self, X: pd.DataFrame, feature_schema_hash: str | None = None) -> np.ndarray:
+        raise TypeError("a TrishulaRanker predicts a rank score, not class probabilities")

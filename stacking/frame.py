@@ -32,6 +32,8 @@ PROBABILITY_SUFFIXES = tuple(f"p_{name.lower()}" for name in CLASS_NAMES)
 # probabilities, or its score P(buy) - P(sell) (`<kind>_score`), the one number its own signal and
 # the blend of the parts rank by.
 EXTRACTOR_INPUTS = {"probabilities": PROBABILITY_SUFFIXES, "score": ("score",)}
+# Trishula's inputs under a ranking objective (models.trishula.TrishulaRanker): the `rank_objective` ablation.
+RANK_OBJECTIVE_MODEL = "trishula_rank_objective"
 
 
 class MixedVersionsError(ValueError):
@@ -50,10 +52,11 @@ def feature_sets(
     coin of a day). The extractor part is, per kind, the read-time probabilities (not the logits: one
     transform, done in the read) or the score made of them (`extractor_inputs`) and, with `embeddings`,
     every embedding column. `no_embeddings` (when Trishula reads them) or `with_embeddings` (when it does
-    not) flips that; `no_<kind>` leaves that extractor out.
+    not) flips that; `no_<kind>` leaves that extractor out; `rank_objective` keeps Trishula's inputs and
+    changes its objective (RANK_OBJECTIVE_MODEL: a regression of the return's day rank).
     """
     flip = "no_embeddings" if embeddings else "with_embeddings"
-    known = [flip, *(f"no_{kind}" for kind in kinds)]
+    known = [flip, *(f"no_{kind}" for kind in kinds), "rank_objective"]
     unknown = [ablation for ablation in ablations if ablation not in known]
     if unknown:
         raise ValueError(f"stack.ablations {unknown} unknown: each is one of {known}")
@@ -76,6 +79,8 @@ def feature_sets(
     for ablation in ablations:
         if ablation == flip:
             sets[f"trishula_{ablation}"] = tabular + extractor(kinds, not embeddings)
+        elif ablation == "rank_objective":
+            sets[RANK_OBJECTIVE_MODEL] = list(sets["trishula"])
         else:
             sets[f"trishula_{ablation}"] = tabular + extractor([k for k in kinds if k != ablation[3:]], embeddings)
     return sets

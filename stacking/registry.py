@@ -17,9 +17,12 @@ it only if, on the same out-of-sample rows (the folds and (symbol, day) rows bot
 and both know the label of), it beats it on the configured metric by more than `margin` AND the
 paired t-stat of the per-day difference (challenger minus champion, HAC with h lags;
 `evaluation.daily_metric_series`) reaches `min_t`. A point estimate alone is noise: over a few
-months of daily ICs a 0.01 difference is well inside one standard error. The champion and the log
-of every decision (with both figures, the margin, the paired t-stat and the reason) are one file,
-written atomically: they always agree.
+months of daily ICs a 0.01 difference is well inside one standard error. Two exceptions, in
+`stacking/lineage.py`: a roll-forward (the champion's own config carried to later folds), and a
+champion whose code no longer exists (its source hash, or its store rows' backfill code, differs from
+the current code's) giving way to the current code's challenger unless that is worse by more than
+`margin`. The champion and the log of every decision (with both figures, the margin, the paired t-stat
+and the reason) are one file, written atomically: they always agree.
 """
 
 from __future__ import annotations

@@ -21,8 +21,10 @@ from features.build import FeatureFrames
 from features.labels import CLASS_NAMES
 from splits.artifacts import folds_from_config
 from splits.walkforward import Fold
+from stacking.anchor import anchor_enabled, anchor_predictions, check_anchor, correction_model, fold_weights
 from stacking.folds import meta_folds
 from stacking.frame import (
+    RANK_OBJECTIVE_MODEL,
     additive_inputs,
     assemble_stack_frame,
     complete_rows,
@@ -33,7 +35,7 @@ from stacking.frame import (
 from stacking.lineage import cap_at_pins, readable_versions, roll_forward, task_scope
 from stacking.registry import PromotionDecision, Registry, decide_promotion, run_key
 from stacking.signals import apply_confidence, directions, signal_zscore, zscore_scale
-from stacking.walkforward import PREDICTION_COLUMNS, StackSettings, predict_fold, train_fold
+from stacking.walkforward import BLEND, PREDICTION_COLUMNS, StackSettings, predict_fold, train_fold
 from store.extractors import code_revision, data_fingerprint
 from store.feature_store import FeatureStore
 from store.files import write_json_atomic, write_parquet_atomic
@@ -41,6 +43,8 @@ from store.lineage import source_hash
 
 SIGNAL_NAMES = np.array(CLASS_NAMES)
 ROOT = Path(__file__).resolve().parents[1]
+# The forward return the IC ranks against (fwd_ret_3d) spans 3 days.
+HORIZON_DAYS = 3
 
 
 @dataclass
@@ -108,6 +112,7 @@ def run_stack(
     """The whole meta-learner stage; `among` limits the extractor versions read (None: all in the store)."""
     stack_cfg = OmegaConf.to_container(cfg.stack, resolve=True)
     zscore_scale(stack_cfg["signals"])  # a bad stack.signals.scale fails before any fold is trained
+    check_anchor(stack_cfg.get("anchor"), BLEND)
     kinds = list(stack_cfg["kinds"])
     label = cfg.labels.primary
     store = FeatureStore(cfg.store.root)
@@ -138,7 +143,7 @@ def run_stack(
     if not meta:
         raise ValueError("no meta fold fits: the store's out-of-sample rows are too short for stack.split")
 
-    features = configured_feature_sets(frames, kinds, store, stack_cfg, stack_cfg["ablations"])
+    features = configured_feature_sets(frames, kinds, store, stack_cfg, trained_ablations(stack_cfg))
     versions = store_versions(store, kinds, among)
     fingerprint = data_fingerprint(cfg.data)
     keyed = {k: v for k, v in stack_cfg.items() if k not in ("promotion", "force", "backend", "dask", "root")}
@@ -218,14 +223,43 @@ def _train_all(tmp: Path, frame, meta: list[Fold], features, settings, stack_cfg
             f"trishula best iteration {t['best_iteration']}, val logloss {t['val_multi_logloss']:.4f}"
         )
     predictions = pd.concat(parts, ignore_index=True)
+    anchored = anchor_enabled(stack_cfg)
+    if anchored:  # each fold's weight from the folds before it only
+        weights = fold_weights(predictions, {f.index: f.test_start for f in meta}, stack_cfg["anchor"], BLEND,
+                               HORIZON_DAYS)
+        for summary in fold_summaries:
+            summary["anchor"] = weights[int(summary["fold"]["index"])]
+        predictions = anchor_predictions(predictions, anchor_weights(fold_summaries), BLEND,
+                                         correction_model(stack_cfg["anchor"]))
+        shown = [f"{fold}: {w['weight']:.2f}" for fold, w in weights.items() if w["weight"] > 0]
+        console.print(f"stack: Trishula anchored on the blend of its parts; the correction's weight is 0 in "
+                      f"{len(weights) - len(shown)} of {len(weights)} folds" + (f", else {', '.join(shown)}"
+                                                                                 if shown else ""))
     signals = build_signals(predictions, thresholds, stack_cfg["signals"])
-    metrics = evaluate_predictions(predictions[list(PREDICTION_COLUMNS)], horizon_days=3)
+    metrics = evaluate_predictions(predictions[list(PREDICTION_COLUMNS)], horizon_days=HORIZON_DAYS)
+    if anchored:
+        metrics["anchor_weights"] = {str(s["fold"]["index"]): s["anchor"] for s in fold_summaries}
     write_parquet_atomic(predictions, tmp / "predictions.parquet")
     write_parquet_atomic(signals, tmp / "signals.parquet")
     write_json_atomic(metrics, tmp / "metrics.json")
     mixed = {k: len(v) for k, v in _versions_in(frame, settings.kinds).items()}
     return {**run_meta, "folds": fold_summaries, "extractor_versions_read": _versions_in(frame, settings.kinds),
             "mixed_versions": {k: n > 1 for k, n in mixed.items()}, "stack": stack_cfg}
+
+
+def trained_ablations(stack_cfg: Mapping) -> list[str]:
+    """`stack.ablations`, plus the ranking objective when it is the anchor's correction (a model Trishula's score
+    is made of, so it is trained, saved and served with the run)."""
+    ablations = list(stack_cfg["ablations"])
+    if anchor_enabled(stack_cfg) and correction_model(stack_cfg["anchor"]) == RANK_OBJECTIVE_MODEL \
+            and "rank_objective" not in ablations:
+        ablations.append("rank_objective")
+    return ablations
+
+
+def anchor_weights(fold_summaries: list[dict]) -> dict[int, float]:
+    """Fold -> the meta-learner's weight in Trishula's score (from a run's fold summaries)."""
+    return {int(s["fold"]["index"]): float(s["anchor"]["weight"]) for s in fold_summaries}
 
 
 def _versions_in(frame: pd.DataFrame, kinds) -> dict[str, list[str]]:

@@ -6,8 +6,9 @@ the previous `zscore_days` days, which earlier folds' models scored (`stack.sign
 or with the day's scores across symbols (`cross_section`: the served day's rows hold every symbol
 the batch scores that day, so its z is the batch's). `walkforward_signals` does
 exactly that for given stacked rows: each row through its fold's saved model (`predict_fold`), then
-`build_signals` with the run's thresholds. The daily command serves the latest day with it, on the
-rows of that day and the z window before it, so live signals are the backtest's by construction
+Trishula's score anchored on the blend of its parts with the run's per-fold weights (`stacking/anchor.py`,
+when the run anchors), then `build_signals` with the run's thresholds. The daily command serves the latest
+day with it, on the rows of that day and the z window before it, so live signals are the backtest's by construction
 (and `tests/test_daily.py` checks it against a batch backfill and walk-forward).
 """
 
@@ -21,9 +22,10 @@ import pandas as pd
 from rich.console import Console
 
 from splits.walkforward import Fold
+from stacking.anchor import anchor_enabled, anchor_predictions, correction_model
 from stacking.registry import Registry
-from stacking.run import build_signals
-from stacking.walkforward import StackSettings, predict_fold
+from stacking.run import anchor_weights, build_signals
+from stacking.walkforward import BLEND, StackSettings, predict_fold
 
 DAY = pd.Timedelta(days=1)
 
@@ -61,9 +63,11 @@ class ServedRun:
 
     def settings(self, label: str) -> StackSettings:
         stack = self.meta["stack"]
+        # Every model the run trained: Trishula's anchored score may be made of another one's (the ranking objective).
         return StackSettings(label=label, params=stack["lgbm"], early_stopping_rounds=stack["early_stopping_rounds"],
                              confidence=stack["confidence"], kinds=list(stack["kinds"]),
-                             feature_schema_hash=self.meta["schema"], console=Console(quiet=True))
+                             feature_schema_hash=self.meta["schema"], models=list(self.meta["folds"][0]["models"]),
+                             console=Console(quiet=True))
 
 
 def fold_thresholds(run_meta: Mapping) -> dict[int, Mapping]:
@@ -82,4 +86,8 @@ def walkforward_signals(frame: pd.DataFrame, run: ServedRun, label: str) -> pd.D
     if not parts:
         raise ValueError(f"run {run.run_id} has no model for the days {frame['date'].min().date()} .. "
                          f"{frame['date'].max().date()}")
-    return build_signals(pd.concat(parts, ignore_index=True), run.thresholds, run.signal_cfg)
+    predictions = pd.concat(parts, ignore_index=True)
+    if anchor_enabled(run.meta["stack"]):  # the score anchored as the walk-forward anchored it, fold by fold
+        predictions = anchor_predictions(predictions, anchor_weights(run.meta["folds"]), BLEND,
+                                         correction_model(run.meta["stack"]["anchor"]))
+    return build_signals(predictions, run.thresholds, run.signal_cfg)

@@ -23,18 +23,19 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
+from evaluation.metrics import BLEND
 from features.factors import FACTORS
 from features.labels import CLASS_NAMES
-from models.trishula import TrishulaClassifier, softmax
+from models.trishula import TrishulaClassifier, TrishulaRanker, softmax
 from splits.walkforward import Fold
-from stacking.frame import day_ranks
+from stacking.frame import EVALUATION_RETURN, RANK_OBJECTIVE_MODEL, day_ranks
 from stacking.signals import fit_confidence_thresholds, precision_targets, signal_score
 from store.files import write_json_atomic
 
 PREDICTION_COLUMNS = ("symbol", "date", "fold", "model", "p_sell", "p_hold", "p_buy", "score", "label", "fwd_ret_3d")
 ARTIFACT_FILE = "artifact.json"
-# The blend baseline: an equal-weight average of the per-day ranks of Trishula's parts.
-BLEND = "blend_parts"
+# The ranking objective's target: the forward return's percentile rank among the day's coins.
+RETURN_RANK = "fwd_ret_3d_day_rank"
 
 
 @dataclass
@@ -66,15 +67,21 @@ class FoldModel:
     @classmethod
     def load(cls, directory: Path, name: str) -> FoldModel:
         meta = json.loads((directory / f"{name}.json").read_text())
-        model = TrishulaClassifier.load(directory / f"{name}.txt", meta["features"], meta["feature_schema_hash"])
+        kind = TrishulaRanker if meta.get("objective") == "rank" else TrishulaClassifier
+        model = kind.load(directory / f"{name}.txt", meta["features"], meta["feature_schema_hash"])
         return cls(model, meta)
 
     def raw_scores(self, frame: pd.DataFrame, feature_schema_hash: str) -> np.ndarray:
         return self.model.raw_scores(frame, feature_schema_hash)
 
 
-def _labelled(frame: pd.DataFrame, mask: np.ndarray, label: str) -> pd.DataFrame:
-    return frame[mask & frame[label].notna().to_numpy()]
+def _window(frame: pd.DataFrame, mask: np.ndarray, settings: StackSettings) -> pd.DataFrame:
+    """One part of a fold (train or validation) as the models learn from it: the inputs ranked over every
+    coin of the day (as scoring ranks them), the forward return's day rank (the ranking objective's target),
+    then only the labelled rows. A day lies wholly in one part, so a part's day is the whole day."""
+    rows = day_ranks(frame[mask], settings.ranked)
+    rows = rows.assign(**{RETURN_RANK: rows.groupby("date", sort=False)[EVALUATION_RETURN].rank(pct=True)})
+    return rows[rows[settings.label].notna().to_numpy()]
 
 
 def _versions(rows: pd.DataFrame, kinds: Sequence[str]) -> dict[str, list[str]]:
@@ -84,12 +91,11 @@ def _versions(rows: pd.DataFrame, kinds: Sequence[str]) -> dict[str, list[str]]:
 def train_fold(
     frame: pd.DataFrame, fold: Fold, features: Mapping[str, list[str]], settings: StackSettings, out_dir: Path
 ) -> dict:
-    """Train, save and return the summary of both models of one fold (files in `out_dir`)."""
+    """Train, save and return the summary of every model of one fold (files in `out_dir`)."""
     label = settings.label
     days = frame["date"]
-    # A day lies wholly in one part, so ranking a part by day ranks each day among all its rows.
-    train = day_ranks(_labelled(frame, fold.mask(days, "train"), label), settings.ranked)
-    val = day_ranks(_labelled(frame, fold.mask(days, "val"), label), settings.ranked)
+    train = _window(frame, fold.mask(days, "train"), settings)
+    val = _window(frame, fold.mask(days, "val"), settings)
     test = frame[fold.mask(days, "test")]
     if val.empty or train.empty:
         raise ValueError(f"meta fold {fold.index}: no labelled {'validation' if train.size else 'train'} rows")
@@ -100,27 +106,33 @@ def train_fold(
     targets = precision_targets(train[label].to_numpy(), confidence["mode"], confidence["target_precision"],
                                 confidence["target_lift"])
     for name, columns in features.items():
-        model = TrishulaClassifier(
+        ranker = name == RANK_OBJECTIVE_MODEL
+        target = RETURN_RANK if ranker else label
+        model = (TrishulaRanker if ranker else TrishulaClassifier)(
             settings.params, settings.early_stopping_rounds, settings.backend, settings.dask_client,
             feature_schema_hash=settings.feature_schema_hash,
             additive_features=[c for c in columns if c in additive],
-        ).fit(train[columns], train[label].to_numpy(), val[columns], val[label].to_numpy())
-        val_proba = model.predict_proba(val, settings.feature_schema_hash)
-        thresholds = fit_confidence_thresholds(val[label].to_numpy(), val_proba, targets, confidence["min_support"])
+        ).fit(train[columns], train[target].to_numpy(), val[columns], val[target].to_numpy())
+        # The ranker has no class probabilities, hence no confidence thresholds.
+        thresholds = {} if ranker else fit_confidence_thresholds(
+            val[label].to_numpy(), model.predict_proba(val, settings.feature_schema_hash), targets,
+            confidence["min_support"])
         model.save(out_dir / f"{name}.txt")
         top = sorted(model.feature_importance().items(), key=lambda kv: -kv[1])[:15]
+        val_metric = "l2" if ranker else "multi_logloss"
         meta = {
             "model": name,
+            "objective": "rank" if ranker else "multiclass",
             "fold": fold.index,
             "windows": fold.to_dict(),
-            "label": label,
+            "label": target,
             "features": columns,
             "ranked_features": [c for c in columns if c in ranked],
             "additive_features": list(model.additive_features),
             "feature_schema_hash": settings.feature_schema_hash,
             "params": dict(settings.params),
             "best_iteration": model.best_iteration_,
-            "val_multi_logloss": model.best_score_["valid_0"]["multi_logloss"],
+            f"val_{val_metric}": model.best_score_["valid_0"][val_metric],
             "confidence": {**confidence, "targets": targets, "thresholds": thresholds},
             "extractor_versions": _versions(pd.concat([train, val]), settings.kinds) if name == "trishula" else {},
             "rows": summary["rows"],
@@ -128,7 +140,7 @@ def train_fold(
         }
         write_json_atomic(meta, out_dir / f"{name}.json")
         summary["models"][name] = {
-            "best_iteration": meta["best_iteration"], "val_multi_logloss": meta["val_multi_logloss"],
+            "best_iteration": meta["best_iteration"], f"val_{val_metric}": meta[f"val_{val_metric}"],
             "thresholds": thresholds,
         }
         unreachable = [f"{c} (precision {targets[c]:.0%})" for c, t in thresholds.items() if t is None and c != "HOLD"]
@@ -152,6 +164,9 @@ def predict_fold(frame: pd.DataFrame, fold: Fold, model_dir: Path, settings: Sta
     for name in trained:
         served = FoldModel.load(model_dir, name)
         raw = served.raw_scores(day_ranks(test, served.meta.get("ranked_features", [])), settings.feature_schema_hash)
+        if raw.ndim == 1:  # the ranking objective: a score, no probabilities, no margins
+            parts.append(_prediction_rows(base, name, np.full((len(base), len(CLASS_NAMES)), np.nan), score=raw))
+            continue
         margins[name] = raw
         parts.append(_prediction_rows(base, name, softmax(raw)))
     for kind in settings.kinds:

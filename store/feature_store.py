@@ -182,14 +182,29 @@ class FeatureStore:
             write_deltalake(path, batches, mode="error")
 
     def delete_from(self, dataset: str, since: pd.Timestamp) -> int:
-        """Delete every row of `dataset` whose window reaches `since` (a restated bar); returns rows deleted."""
+        """Delete every row of `dataset` whose window reaches `since` (a restated bar); returns rows deleted.
+
+        The versions that lose rows lose their committed plans too: the table no longer holds what those plans
+        wrote, so the next backfill rebuilds the rows even when the data is the same as at their commit."""
         deleted = 0
+        condition = f"dataset = {_quoted([dataset])} AND decision_time > '{pd.Timestamp(since).isoformat()}'"
         for kind in EMBEDDING_PREFIX:
             if self.exists(kind):
-                metrics = DeltaTable(str(self.table_path(kind))).delete(
-                    f"dataset = {_quoted([dataset])} AND decision_time > '{pd.Timestamp(since).isoformat()}'")
+                with duckdb.connect() as con:
+                    con.register("outputs", self.dataset(kind))
+                    versions = con.sql(f"SELECT DISTINCT version FROM outputs WHERE {condition}").df()["version"]
+                metrics = DeltaTable(str(self.table_path(kind))).delete(condition)
                 deleted += int(metrics.get("num_deleted_rows", 0) or 0)
+                self._forget_committed(kind, list(versions))
         return deleted
+
+    def _forget_committed(self, kind: str, versions: Sequence[str]) -> None:
+        """Drop the committed plans of `versions`, whose rows were deleted: a kept one would skip their rebuild."""
+        committed = self.committed_runs()
+        if any(version in committed.get(kind, {}) for version in versions):
+            for version in versions:
+                committed[kind].pop(version, None)
+            write_json_atomic(committed, self.root / COMMITTED_FILE)
 
     def read_asof(
         self,

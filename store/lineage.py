@@ -6,8 +6,9 @@
 - **Bar history** (`BarHistory`): every bar a run has used, per dataset, beside the store
   (`<store>/history/<dataset>/bars.parquet`, and the Fear & Greed values in `fear_greed.parquet`
   beside it). A later run's bars must equal the ones already used: a changed or vanished past
-  bar is an error naming the symbol and the time (results made from the old bar would be mixed
-  with new ones), unless the run explicitly restates history. This makes
+  bar, or a late one (a bar for an hour already used, which that run filled or went without), is
+  an error naming the symbol and the time (results made from the old bars would be mixed with
+  new ones), unless the run explicitly restates history. This makes
   "append only" checkable, so backfills may add only what is missing.
 - **Code**: `source_hash(*parts)` hashes the source files that shape a result; content keys
   include it, so a fix in those files makes the next run recompute instead of reusing what the
@@ -47,7 +48,16 @@ NOT_SOURCES = {"extractor": ("models/trishula.py",), "backfill": ("models/trishu
 
 
 class HistoryChangedError(ValueError):
-    """A bar an earlier run used differs now (or is gone); the message names the symbol and the time."""
+    """The bars differ from what earlier runs used: a used bar changed or is gone, or a bar arrived late for an
+    hour already used; the message names the symbol and the time."""
+
+
+# How each kind of change to the used bars reads in HistoryChangedError.
+CHANGES = {
+    "changed": "was used by an earlier run and has changed",
+    "missing from the new file": "was used by an earlier run and is missing from the new file",
+    "late": "arrived late: an earlier run used that hour without it (gap-filled, or the coin left out)",
+}
 
 
 def _files(part: str) -> list[Path]:
@@ -103,6 +113,9 @@ class BarHistory:
         appended: `bars` hold new bars only (an append file), so used bars missing from it are fine;
         otherwise `bars` is the whole file and a used bar missing from it, before the symbol's last bar
         in the file, is a change too (a file that ends earlier, or lacks a coin, changes no bar).
+        A bar the history lacks at or before its latest hour is late, a change too: the earlier runs
+        built that hour's features and extractor outputs without it (a gap fill, or the cross-section
+        without the coin), so taking it as new would mix those outputs with features that see it.
         restate: accept the changes (they are returned, earliest first, for the caller to rebuild from).
         """
         used = self.read()
@@ -114,7 +127,10 @@ class BarHistory:
         value_cols = list(BAR_COLUMNS[2:])
         old = joined.loc[both, [f"{c}_used" for c in value_cols]].set_axis(value_cols, axis=1)
         changed_rows = joined.loc[both].loc[row_hashes(old) != row_hashes(joined.loc[both])]
-        changes = [changed_rows.assign(change="changed")[["symbol", "ts", "change"]]]
+        new_rows = joined["_merge"] == "right_only"
+        late = joined[new_rows & (joined["ts"] <= used["ts"].max())]
+        changes = [changed_rows.assign(change="changed")[["symbol", "ts", "change"]],
+                   late.assign(change="late")[["symbol", "ts", "change"]]]
         if not appended:
             last = bars.groupby("symbol")["ts"].max()
             gone = joined[(joined["_merge"] == "left_only") & (joined["ts"] <= joined["symbol"].map(last))]
@@ -123,12 +139,11 @@ class BarHistory:
         if not changes.empty and not restate:
             first = changes.iloc[0]
             raise HistoryChangedError(
-                f"{source}: the bar of {first['symbol']} at {first['ts']} was used by an earlier run and has "
-                f"{first['change']} ({len(changes)} such bar(s)); "
-                f"results made from it would mix with new ones. Fix the file, or restate history explicitly "
-                f"(data.restate=true) to rebuild everything that depends on it"
+                f"{source}: the bar of {first['symbol']} at {first['ts']} {CHANGES[first['change']]} "
+                f"({len(changes)} such bar(s)); results made without the new values would mix with ones made "
+                f"from them. Fix the file, or restate history explicitly (data.restate=true) to rebuild "
+                f"everything that depends on it"
             )
-        new_rows = joined["_merge"] == "right_only"
         kept = joined.loc[~new_rows].copy()
         if restate:  # the file's values win where it has the bar
             for column in value_cols:
@@ -147,7 +162,7 @@ class BarHistory:
 @dataclass
 class MergeResult:
     bars: pd.DataFrame       # the whole history, sorted by (symbol, ts)
-    changes: pd.DataFrame    # symbol, ts, change: used bars that changed (only with restate)
+    changes: pd.DataFrame    # symbol, ts, change: used bars changed, gone or late (only with restate)
     new_bars: int
 
 
@@ -157,9 +172,9 @@ def checked_market_data(data_cfg: Mapping, store_root: str | Path, *, append_to:
 
     The whole file (or, with `append_to=<dataset>`, an append of new bars to that dataset's
     history) is merged into the bar history, which is written before anything uses the new bars.
-    A changed past bar stops the run (HistoryChangedError naming symbol and time) unless
-    `data.restate`: then the history takes the new values and the store's rows of this dataset
-    from the first changed bar on are deleted, so the backfill rebuilds them.
+    A changed, vanished or late past bar stops the run (HistoryChangedError naming symbol and time)
+    unless `data.restate`: then the history takes the new values (and the late bars) and the store's
+    rows of this dataset from the first changed bar on are deleted, so the backfill rebuilds them.
     """
     if append_to is None:
         market = market_data_from_config(data_cfg)

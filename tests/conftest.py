@@ -1,7 +1,9 @@
-"""Shared fixtures: the shipped real sample, and ../shared/data where it exists."""
+"""Shared fixtures: the shipped real sample, ../shared/data where it exists, and a copy of the source that
+stands for a code change."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -56,6 +58,24 @@ def compose(*overrides: str):
 @pytest.fixture(scope="session")
 def cfg():
     return compose()
+
+
+@pytest.fixture
+def source_copy(tmp_path, monkeypatch):
+    """A copy of the repo's source, which `store.lineage` hashes instead of the real one: a test edits it to
+    stand for a code change, and every source hash (run keys, recorded lineage, the checks) follows."""
+    import store.lineage as lineage
+
+    root = tmp_path / "source"
+    for part in {p for parts in lineage.SOURCES.values() for p in parts}:
+        source = ROOT / part
+        if source.is_dir():
+            shutil.copytree(source, root / part, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+        else:
+            (root / part).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, root / part)
+    monkeypatch.setattr(lineage, "ROOT", root)
+    return root
 
 
 # The SPEC's absolute labels (±3/5/7/10 % simple returns), for tests written against their meaning;

@@ -65,7 +65,11 @@ def test_quality_scores_every_model_and_reads_each_fits_learning_curve(tmp_path,
     models = {row["model"] for row in period["models"]}
     assert {"trishula", "tabular", "lstm", "tcn", "blend_parts", "lowvol_30d"} <= models
     # The default Trishula reads no embeddings: its ablations add them, or leave an extractor out.
-    assert {"trishula_with_embeddings", "trishula_no_lstm", "trishula_no_tcn"} <= models
+    assert {"trishula_with_embeddings", "trishula_no_lstm", "trishula_no_tcn", "trishula_rank_objective",
+            "trishula_meta"} <= models
+    # Trishula's anchor weight per fold is written and shown (the sample's folds have too few earlier days).
+    assert result["anchor_weights"] and all(a["weight"] == 0.0 for a in result["anchor_weights"].values())
+    assert "## Trishula's anchor on the blend of its parts" in (results / "quality.md").read_text()
     for kind, fits in result["extractor_learning"].items():
         saved = [a for a in list_extractors(artifacts / "extractors") if a.meta["kind"] == kind]
         curves = [a.meta["metrics"]["learning_curve"] for a in saved]
@@ -98,6 +102,19 @@ def test_quality_scores_every_model_and_reads_each_fits_learning_curve(tmp_path,
     ic = daily_rank_ic(blend, target="fwd_ret_3d")
     assert body["days"] == len(ic) and rows["blend_parts"]["mean"] == pytest.approx(ic.mean())
     assert rows["blend_parts"]["minus_blend_parts"] == 0 and rows["trishula"]["minus_trishula"] == 0
+
+    # Run 29's figures on the same run: on the sample no fold has 60 earlier days, so Trishula is the blend.
+    from benchmarks import anchor
+
+    anchor.main(["--quality", str(results / "quality.json"), "--data", str(SAMPLE / "hourly.parquet"),
+                 "--results-dir", str(results), "--confirm"])
+    body = json.loads((results / "anchor.json").read_text())
+    assert body["decisions"] is None and list(body["periods"]) == ["confirmation_2023"]
+    period = body["periods"]["confirmation_2023"]
+    assert period["ic"]["paired"]["trishula - blend_parts"]["diff_mean"] == 0
+    assert period["ic"]["paired"]["trishula_rank_objective - trishula_meta"]["days"] > 0
+    assert period["book"]["paired"]["trishula - blend_parts"]["mean_daily_diff"] == 0
+    assert "| trishula_meta |" in (results / "anchor.md").read_text()
 
 
 def test_a_development_only_quality_run_scores_no_2023_day(monkeypatch):

@@ -1,4 +1,4 @@
-"""Daily operation on the shipped sample: live equals backtest, idempotent, refuses a changed past,
+"""Daily operation on the shipped sample: live equals backtest, idempotent, refuses a changed or late past,
 stale data and a missing champion, survives SIGKILL; lineage keeps other data and old code out.
 
 One main job on the sample up to 2023-12-17 (its last fold, 12, is open: tested 12-05..12-17), then
@@ -6,16 +6,22 @@ the days 2023-12-18 .. 2023-12-22 are fed one at a time as append files through 
 Day 12-19 begins fold 13's test window: the daily run retrains (the challenger adds fold 13) and
 serves from the new champion. The reference is an independent batch walk-forward (the main job, a
 fresh store and registry, one backfill over the whole span) on the sample cut at 12-23.
+
+Order-free: the module's env is built once and never changed; a test that serves, restates or kills
+works on its own copy of the artifacts (`fresh`: up to 12-22; `after_last_day`: with 12-23 served by a
+clean run), so each passes alone and in any order.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,9 +30,11 @@ from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from omegaconf import OmegaConf
 
+import store.lineage as lineage
 from backtest import RankedBookConfig, run_ranked_book
-from daily import DailyStop, next_bar_orders, run_daily
+from daily import DailyStop, next_bar_orders, run_daily, stale_inputs
 from marketdata import apply_gap_policy, load_hourly
+from stacking.lineage import StaleInput
 from store.feature_store import FeatureStore
 from store.lineage import BarHistory
 from tests.conftest import ROOT, SAMPLE
@@ -48,7 +56,8 @@ def _compose(*overrides: str):
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    """Bar files, the main job up to 12-17, and the days 12-18 .. 12-22 served one at a time."""
+    """Bar files, the main job up to 12-17, and the days 12-18 .. 12-22 served one at a time. Read only: a test
+    that changes artifacts takes a copy (`fresh`, `after_last_day`)."""
     base = tmp_path_factory.mktemp("daily")
     hourly = pd.read_parquet(SAMPLE / "hourly.parquet")
     files = {"start": base / "until_2023-12-17.parquet", "reference": base / "until_2023-12-23.parquet"}
@@ -63,15 +72,47 @@ def env(tmp_path_factory):
          f"data.hourly_path={files['start']}", "pipeline.until=stack", *COMMON],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    results = {}
-    for day in pd.date_range(FIRST_DAY, LAST_DAY - pd.Timedelta(days=1), tz="UTC"):
-        results[day] = run_daily(_config(base, art, base / f"{day.date()}.parquet"))
-    return {"base": base, "art": art, "files": files, "results": results}
+    built = {"base": base, "art": art, "out": base / "out", "files": files}
+    built["results"] = {day: run_daily(_config(built, base / f"{day.date()}.parquet"))
+                        for day in pd.date_range(FIRST_DAY, LAST_DAY - DAY, tz="UTC")}
+    built["dataset"] = next(iter(built["results"].values())).dataset
+    return built
 
 
-def _config(base, art, hourly, *overrides):
-    return _compose(f"paths.artifacts_dir={art}", f"paths.output_dir={base / 'out'}", f"data.hourly_path={hourly}",
-                    "daily.append=true", *COMMON, *overrides)
+def _copy(env, where):
+    """`env` with its own copy of the artifacts (extractors, the store and its bar history, Trishula runs, the days
+    served) and output folder under `where`: a test that serves, restates or kills changes only its copy."""
+    shutil.copytree(env["art"], where / "artifacts")
+    return {**env, "art": where / "artifacts", "out": where / "out"}
+
+
+@pytest.fixture
+def fresh(env, tmp_path):
+    """A copy of the env: served up to 12-22, 12-23 not yet."""
+    return _copy(env, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def last_day(env, tmp_path_factory):
+    """A copy of the env with 12-23 served by a clean run (the reference for a served day's files)."""
+    served = _copy(env, tmp_path_factory.mktemp("last_day"))
+    served["results"] = {**env["results"], LAST_DAY: run_daily(_config(served, _day_file(env, LAST_DAY)))}
+    return served
+
+
+@pytest.fixture
+def after_last_day(last_day, tmp_path):
+    """A copy of `last_day` to change."""
+    return _copy(last_day, tmp_path)
+
+
+def _config(env, hourly, *overrides):
+    return _compose(f"paths.artifacts_dir={env['art']}", f"paths.output_dir={env['out']}",
+                    f"data.hourly_path={hourly}", "daily.append=true", *COMMON, *overrides)
+
+
+def _day_file(env, day) -> Path:
+    return env["base"] / f"{day.date()}.parquet"
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +129,13 @@ def reference(env):
     return pd.read_parquet(ref / "signals.parquet")
 
 
+def _day_path(env, name, day) -> Path:
+    """The served day's `name` file (signals, orders or book)."""
+    return env["art"] / "daily" / env["dataset"] / name / f"{day.date()}.parquet"
+
+
 def _served(env, day) -> pd.DataFrame:
-    result = next(iter(env["results"].values()))
-    return pd.read_parquet(env["art"] / "daily" / result.dataset / "signals" / f"{day.date()}.parquet")
+    return pd.read_parquet(_day_path(env, "signals", day))
 
 
 def _same_rows(served: pd.DataFrame, expected: pd.DataFrame) -> None:
@@ -114,9 +159,8 @@ def test_live_signals_equal_the_walk_forward_day_by_day(env, reference):
         assert set(served["regime"]) <= {"bull", "bear", "range", "high_vol", "unknown"}
         # The ranked book's orders (the default strategy) fill at the next day's first bar and move the book
         # held now to the target kept for the day.
-        out = env["art"] / "daily" / result.dataset
-        orders = pd.read_parquet(out / "orders" / f"{day.date()}.parquet").set_index("symbol")
-        kept = pd.read_parquet(out / "book" / f"{day.date()}.parquet").set_index("symbol")["weight"]
+        orders = pd.read_parquet(_day_path(env, "orders", day)).set_index("symbol")
+        kept = pd.read_parquet(_day_path(env, "book", day)).set_index("symbol")["weight"]
         assert len(orders) > 0 and (orders["fill_time"] == day + DAY).all()
         np.testing.assert_allclose(orders["target_weight"], kept.reindex(orders.index).fillna(0.0))
         assert ((orders["side"] == "buy") == (orders["delta_weight"] > 0)).all()
@@ -144,13 +188,12 @@ def test_the_live_book_replays_the_backtest_day_by_day(env, reference):
     """daily.py's kept books, orders and equity equal the ranked backtest of the walk-forward's signals of the
     served days, traded on the whole span's bars."""
     days = sorted(env["results"])
-    out = env["art"] / "daily" / env["results"][days[0]].dataset
     grid = apply_gap_policy(load_hourly(env["files"]["reference"]))
     config = RankedBookConfig(**OmegaConf.to_container(_compose().backtest.book, resolve=True))
     backtest = run_ranked_book(reference[reference["date"].between(days[0], days[-1])], grid, config)
     positions = backtest.positions.set_index(["date", "symbol"])["weight"]
     for day in days:
-        kept = pd.read_parquet(out / "book" / f"{day.date()}.parquet").set_index("symbol")["weight"]
+        kept = pd.read_parquet(_day_path(env, "book", day)).set_index("symbol")["weight"]
         expected = positions.loc[day + DAY]
         assert len(kept) > 0
         pd.testing.assert_series_equal(kept.sort_index(), expected.sort_index(), check_names=False, rtol=1e-9)
@@ -165,111 +208,114 @@ def test_the_live_book_replays_the_backtest_day_by_day(env, reference):
             assert live.backtest_equity == pytest.approx(backtest.daily.loc[day - DAY, "equity"], rel=1e-9)
 
 
-def test_sigkill_leaves_everything_consistent_and_the_rerun_equals_a_clean_run(env, reference):
-    store = FeatureStore(env["art"] / "store")
+SERVED_FILES = ("signals", "orders", "book")
+
+
+def test_sigkill_leaves_everything_consistent_and_the_rerun_equals_a_clean_run(fresh, last_day, reference):
+    store = FeatureStore(fresh["art"] / "store")
     before = {kind: store.table_version(kind) for kind in ("lstm", "tcn")}
-    args = [sys.executable, "daily.py", f"hydra.run.dir={env['base'] / 'killed'}",
-            f"paths.artifacts_dir={env['art']}", f"data.hourly_path={env['base'] / f'{LAST_DAY.date()}.parquet'}",
+    args = [sys.executable, "daily.py", f"hydra.run.dir={fresh['out'] / 'killed'}",
+            f"paths.artifacts_dir={fresh['art']}", f"data.hourly_path={_day_file(fresh, LAST_DAY)}",
             "daily.append=true", *COMMON]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    staging = env["art"] / "store" / ".staging"
+    staging = fresh["art"] / "store" / ".staging"
     deadline = time.time() + 120
     while not (staging.exists() and any(staging.rglob("chunk-*"))) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL  # killed mid-backfill, before it finished
-    # The store is as it was (no commit), readable; no signal file for the day; the registry is whole.
+    # The store is as it was (no commit), readable; no signal, order or book file for the day, whole or in part
+    # (a position book half written would be traded from); the registry is whole.
     assert {kind: store.table_version(kind) for kind in ("lstm", "tcn")} == before
     for kind in ("lstm", "tcn"):
         assert not store.read(kind).duplicated(["version", "symbol", "decision_time"]).any()
-    dataset = next(iter(env["results"].values())).dataset
-    assert not (env["art"] / "daily" / dataset / "signals" / f"{LAST_DAY.date()}.parquet").exists()
-    for state in (env["art"] / "trishula" / "scopes").glob("*.json"):
+    for name in SERVED_FILES:
+        folder = _day_path(fresh, name, LAST_DAY).parent
+        assert not _day_path(fresh, name, LAST_DAY).exists() and not list(folder.glob(".*.tmp"))
+        assert len(list(folder.glob("*.parquet"))) == len(fresh["results"])  # the days before, untouched
+    for state in (fresh["art"] / "trishula" / "scopes").glob("*.json"):
         json.loads(state.read_text())
-    # The re-run completes and serves what a clean run (the batch walk-forward) has for the day.
+    # The re-run completes and serves what a clean run serves for the day: the batch walk-forward's signals, and
+    # the clean daily run's orders and position book.
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    _same_rows(_served(env, LAST_DAY), reference[reference["date"] == LAST_DAY])
+    _same_rows(_served(fresh, LAST_DAY), reference[reference["date"] == LAST_DAY])
+    for name in SERVED_FILES:
+        pd.testing.assert_frame_equal(pd.read_parquet(_day_path(fresh, name, LAST_DAY)),
+                                      pd.read_parquet(_day_path(last_day, name, LAST_DAY)))
     for kind in ("lstm", "tcn"):
         assert not store.read(kind).duplicated(["version", "symbol", "decision_time"]).any()
 
 
-def test_rerunning_a_day_changes_nothing(env, reference):
+def test_rerunning_a_day_changes_nothing(after_last_day):
+    env = after_last_day
     store = FeatureStore(env["art"] / "store")
-    history = BarHistory.of(env["art"] / "store", next(iter(env["results"].values())).dataset)
-    dataset = next(iter(env["results"].values())).dataset
-    kept = {name: pd.read_parquet(env["art"] / "daily" / dataset / name / f"{LAST_DAY.date()}.parquet")
-            for name in ("book", "orders")}
-    before = ({kind: store.table_version(kind) for kind in ("lstm", "tcn")}, history.read(),
-              _served(env, LAST_DAY))
-    again = run_daily(_config(env["base"], env["art"], env["base"] / f"{LAST_DAY.date()}.parquet"))
+    history = BarHistory.of(env["art"] / "store", env["dataset"])
+    kept = {name: pd.read_parquet(_day_path(env, name, LAST_DAY)) for name in SERVED_FILES}
+    before = ({kind: store.table_version(kind) for kind in ("lstm", "tcn")}, history.read())
+    again = run_daily(_config(env, _day_file(env, LAST_DAY)))
     assert not again.retrained and again.day == LAST_DAY
     assert {kind: store.table_version(kind) for kind in ("lstm", "tcn")} == before[0]  # nothing appended twice
     pd.testing.assert_frame_equal(history.read(), before[1])
-    pd.testing.assert_frame_equal(_served(env, LAST_DAY), before[2])
-    for name, frame in kept.items():  # the same book and orders, not a second trade
-        pd.testing.assert_frame_equal(pd.read_parquet(env["art"] / "daily" / dataset / name /
-                                                      f"{LAST_DAY.date()}.parquet"), frame)
+    for name, frame in kept.items():  # the same signals, book and orders, not a second trade
+        pd.testing.assert_frame_equal(pd.read_parquet(_day_path(env, name, LAST_DAY)), frame)
 
 
-def _changed_bar_file(env):
+def _changed_bar_file(env, where):
     """12-20's bars with ETHUSDT's 10:00 close 1 % higher: a changed past bar."""
-    day = pd.read_parquet(env["base"] / "2023-12-20.parquet")
+    day = pd.read_parquet(_day_file(env, pd.Timestamp("2023-12-20", tz="UTC")))
     row = day.index[(day["symbol"] == "ETHUSDT") & (day["ts"] == pd.Timestamp("2023-12-20 10:00", tz="UTC"))][0]
     day.loc[row, "close"] = day.loc[row, "close"] * 1.01
     day.loc[row, "high"] = max(day.loc[row, "high"], day.loc[row, "close"])
-    changed = env["base"] / "changed.parquet"
+    changed = where / "changed.parquet"
     day.to_parquet(changed, index=False)
     return changed
 
 
-def test_a_served_day_is_never_overwritten_with_other_numbers(env):
-    """The same day again with another capital (same weights, other quantities): refused (exit 7), the served
+def test_a_served_day_is_never_overwritten_with_other_numbers(after_last_day):
+    """The served day again with another capital (same weights, other quantities): refused (exit 7), the served
     files untouched."""
-    day_file = env["base"] / f"{LAST_DAY.date()}.parquet"
-    run_daily(_config(env["base"], env["art"], day_file))  # served (again: the same numbers)
-    out = env["art"] / "daily" / next(iter(env["results"].values())).dataset
-    files = {name: (out / name / f"{LAST_DAY.date()}.parquet") for name in ("signals", "orders", "book")}
-    before = {name: path.read_bytes() for name, path in files.items()}
+    env = after_last_day
+    before = {name: _day_path(env, name, LAST_DAY).read_bytes() for name in SERVED_FILES}
     with pytest.raises(DailyStop, match=r"2023-12-23 was served already and this run's orders differ") as stop:
-        run_daily(_config(env["base"], env["art"], day_file, "backtest.book.capital=10000"))
+        run_daily(_config(env, _day_file(env, LAST_DAY), "backtest.book.capital=10000"))
     assert stop.value.code == 7
-    assert {name: path.read_bytes() for name, path in files.items()} == before
+    assert {name: _day_path(env, name, LAST_DAY).read_bytes() for name in SERVED_FILES} == before
 
 
-def test_a_changed_past_bar_is_refused_naming_symbol_and_time(env):
-    changed = _changed_bar_file(env)
-    history = BarHistory.of(env["art"] / "store", next(iter(env["results"].values())).dataset).read()
-    with pytest.raises(DailyStop, match=r"ETHUSDT at 2023-12-20 10:00:00\+00:00") as stop:
-        run_daily(_config(env["base"], env["art"], changed))
-    assert stop.value.code == 5 and "data.restate=true" in str(stop.value)
-    pd.testing.assert_frame_equal(BarHistory.of(env["art"] / "store", next(iter(env["results"].values())).dataset)
-                                  .read(), history)  # nothing used the changed bar
-
-
-def test_a_partial_day_is_refused_before_any_bar_is_taken(env, tmp_path):
-    history = BarHistory.of(env["art"] / "store", next(iter(env["results"].values())).dataset)
+def test_a_changed_past_bar_is_refused_naming_symbol_and_time(fresh, tmp_path):
+    changed = _changed_bar_file(fresh, tmp_path)
+    history = BarHistory.of(fresh["art"] / "store", fresh["dataset"])
     before = history.read()
-    day = pd.read_parquet(env["base"] / f"{LAST_DAY.date()}.parquet")
+    with pytest.raises(DailyStop, match=r"ETHUSDT at 2023-12-20 10:00:00\+00:00") as stop:
+        run_daily(_config(fresh, changed))
+    assert stop.value.code == 5 and "data.restate=true" in str(stop.value)
+    pd.testing.assert_frame_equal(history.read(), before)  # nothing used the changed bar
+
+
+def test_a_partial_day_is_refused_before_any_bar_is_taken(fresh, tmp_path):
+    history = BarHistory.of(fresh["art"] / "store", fresh["dataset"])
+    before = history.read()
+    day = pd.read_parquet(_day_file(fresh, LAST_DAY))
     partial = tmp_path / "partial.parquet"
     day[day["ts"] <= LAST_DAY + 14 * HOUR].to_parquet(partial, index=False)
     refused = r"partial day: the latest bar in .*partial\.parquet is 2023-12-23 14:00"
     with pytest.raises(DailyStop, match=refused) as stop:
-        run_daily(_config(env["base"], env["art"], partial))
+        run_daily(_config(fresh, partial))
     assert stop.value.code == 2
     pd.testing.assert_frame_equal(history.read(), before)  # nothing entered the history
 
 
-def test_stale_data_and_a_missing_champion_exit_non_zero(env, tmp_path):
+def test_stale_data_and_a_missing_champion_exit_non_zero(fresh, tmp_path):
     stale = subprocess.run(
-        [sys.executable, "daily.py", f"hydra.run.dir={tmp_path / 'stale'}", f"paths.artifacts_dir={env['art']}",
-         f"data.hourly_path={env['base'] / f'{LAST_DAY.date()}.parquet'}", "daily.append=true",
+        [sys.executable, "daily.py", f"hydra.run.dir={tmp_path / 'stale'}", f"paths.artifacts_dir={fresh['art']}",
+         f"data.hourly_path={_day_file(fresh, LAST_DAY)}", "daily.append=true",
          "data.max_data_age_hours=2", *COMMON], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert stale.returncode == 2
     assert "stale data: the latest bar closed" in " ".join(stale.stdout.split())
     with pytest.raises(DailyStop, match="no eligible champion for dataset") as stop:
         run_daily(_compose(f"paths.artifacts_dir={tmp_path / 'empty'}", f"paths.output_dir={tmp_path}",
-                           f"data.hourly_path={env['files']['start']}", *COMMON))
+                           f"data.hourly_path={fresh['files']['start']}", *COMMON))
     assert stop.value.code == 3
 
 
@@ -295,21 +341,120 @@ def test_stack_does_not_read_a_store_of_another_dataset(env, tmp_path):
     assert np.isin(FeatureStore(env["art"] / "store").versions("lstm")["dataset"], [frames.dataset]).sum() == 0
 
 
-def test_restating_history_rebuilds_the_store_rows_after_the_changed_bar(env):
+def _written(store: FeatureStore) -> pd.Series:
+    """When each stored row was written, by kind, version, symbol and decision time."""
+    return pd.concat({kind: store.read(kind).set_index(["version", "symbol", "decision_time"])["written_at"]
+                      for kind in ("lstm", "tcn")}, names=["kind"])
+
+
+def _rebuilt_after(before: pd.Series, after: pd.Series, since: pd.Timestamp) -> None:
+    """Every row is back, none twice; the rows whose decision follows `since` were written again, none before."""
+    assert after.index.sort_values().equals(before.index.sort_values())
+    late = after.index.get_level_values("decision_time") > since
+    assert late.sum() > 0
+    assert (after[late] > before.reindex(after.index)[late]).all()  # rebuilt
+    assert (after[~late] == before.reindex(after.index)[~late]).all()  # untouched
+
+
+def test_restating_history_rebuilds_the_store_rows_after_the_changed_bar(after_last_day, tmp_path):
     """data.restate=true: the history takes the new bar, the store's rows from it on are rebuilt."""
-    changed = _changed_bar_file(env)  # ETHUSDT 2023-12-20 10:00
+    env = after_last_day
+    changed = _changed_bar_file(env, tmp_path)  # ETHUSDT 2023-12-20 10:00
     store = FeatureStore(env["art"] / "store")
-    before = store.read("lstm").set_index(["version", "symbol", "decision_time"])["written_at"]
-    served = BarHistory.of(env["art"] / "store", next(iter(env["results"].values())).dataset).read()["ts"].max()
-    result = run_daily(_config(env["base"], env["art"], changed, "data.restate=true"))
-    assert result.day == served.floor("D") and not result.retrained  # the latest served day, served again
+    before = _written(store)
+    result = run_daily(_config(env, changed, "data.restate=true"))
+    assert result.day == LAST_DAY and not result.retrained  # the latest served day, served again
     history = BarHistory.of(env["art"] / "store", result.dataset).read()
     bar = history[(history["symbol"] == "ETHUSDT") & (history["ts"] == pd.Timestamp("2023-12-20 10:00", tz="UTC"))]
     assert bar["close"].iloc[0] == pd.read_parquet(changed).set_index(["symbol", "ts"]).loc[
         ("ETHUSDT", pd.Timestamp("2023-12-20 10:00", tz="UTC")), "close"]
-    after = store.read("lstm").set_index(["version", "symbol", "decision_time"])["written_at"]
-    assert after.index.sort_values().equals(before.index.sort_values())  # every row is back, none twice
-    late = after.index.get_level_values("decision_time") > pd.Timestamp("2023-12-20 10:00", tz="UTC")
-    assert late.sum() > 0
-    assert (after[late] > before.reindex(after.index)[late]).all()  # rebuilt
-    assert (after[~late] == before.reindex(after.index)[~late]).all()  # untouched
+    _rebuilt_after(before, _written(store), pd.Timestamp("2023-12-20 10:00", tz="UTC"))
+
+
+def test_a_late_bar_for_an_hour_already_used_is_refused_or_restated(after_last_day):
+    """A bar that arrives after its hour was used (the run filled the gap, its extractor outputs kept the fill) is
+    a changed past: refused (exit 5) naming symbol and time, nothing taken; with data.restate=true it is taken and
+    the store's rows after it are rebuilt."""
+    env, late_ts = after_last_day, pd.Timestamp("2023-12-21 10:00", tz="UTC")
+    history = BarHistory.of(env["art"] / "store", env["dataset"])
+    bars = history.read()
+    late = (bars["symbol"] == "ETHUSDT") & (bars["ts"] == late_ts)
+    history.write(bars[~late])  # the runs so far used 10:00 without ETHUSDT's bar
+    before = history.read()
+    day_file = _day_file(env, pd.Timestamp("2023-12-21", tz="UTC"))  # 12-21's bars, ETHUSDT's 10:00 among them
+    with pytest.raises(DailyStop, match=r"the bar of ETHUSDT at 2023-12-21 10:00:00\+00:00 arrived late") as stop:
+        run_daily(_config(env, day_file))
+    assert stop.value.code == 5 and "data.restate=true" in str(stop.value)
+    pd.testing.assert_frame_equal(history.read(), before)  # not taken
+    store = FeatureStore(env["art"] / "store")
+    written = _written(store)
+    served = {name: pd.read_parquet(_day_path(env, name, LAST_DAY)) for name in SERVED_FILES}
+    result = run_daily(_config(env, day_file, "data.restate=true"))
+    assert result.day == LAST_DAY and not result.retrained
+    taken = history.read()
+    assert len(taken) == len(bars) and ((taken["symbol"] == "ETHUSDT") & (taken["ts"] == late_ts)).sum() == 1
+    _rebuilt_after(written, _written(store), late_ts)
+    for name, frame in served.items():  # the bars are the ones served from: the day's numbers stand
+        pd.testing.assert_frame_equal(pd.read_parquet(_day_path(env, name, LAST_DAY)), frame)
+
+
+def _champion_id(env) -> str:
+    (state,) = (env["art"] / "trishula" / "scopes").glob("*.json")
+    return json.loads(state.read_text())["champion"]["run_id"]
+
+
+def test_a_champion_made_by_other_code_is_refused_or_replaced_by_the_current_codes(fresh, source_copy, reference):
+    """The Trishula code changed since the champion was trained (the hashed copy of the source, touched): with
+    daily.retrain=skip the day is refused (exit 8) naming the run, the changed source and the command that
+    rebuilds it; with the retrain allowed, the current code's challenger replaces it and serves the day."""
+    old = _champion_id(fresh)
+    serving = source_copy / "stacking" / "serving.py"
+    serving.write_text(serving.read_text() + "\n# a refactor\n")
+    stale = rf"stale lineage: Trishula run {old} was made by trishula source \w+ \(the current code's is " \
+            rf"{lineage.source_hash('trishula')}\)"
+    with pytest.raises(DailyStop, match=stale) as stop:
+        run_daily(_config(fresh, _day_file(fresh, LAST_DAY), "daily.retrain=skip"))
+    assert stop.value.code == 8 and "python daily.py daily.retrain=only" in str(stop.value)
+    assert not _day_path(fresh, "signals", LAST_DAY).exists()
+    result = run_daily(_config(fresh, _day_file(fresh, LAST_DAY)))
+    assert result.retrained and result.run_id != old and _champion_id(fresh) == result.run_id
+    meta = json.loads((fresh["art"] / "trishula" / "runs" / result.run_id / "run.json").read_text())
+    assert meta["source_hash"] == lineage.source_hash("trishula")
+    (state,) = (fresh["art"] / "trishula" / "scopes").glob("*.json")
+    assert json.loads(state.read_text())["promotions"][-1]["reason"].startswith(
+        f"the champion's code no longer exists (Trishula run {old} was made by trishula source")
+    _same_rows(_served(fresh, LAST_DAY), reference[reference["date"] == LAST_DAY])
+
+
+def test_stale_extractors_and_store_rows_stop_a_skipped_retrain_naming_them(fresh, source_copy):
+    """An extractor the champion serves with made by other extractor code, or store rows by other backfill code:
+    refused (exit 8) naming the version and the source kind."""
+    old = _champion_id(fresh)
+    run_file = fresh["art"] / "trishula" / "runs" / old / "run.json"
+    meta = json.loads(run_file.read_text())
+    version = meta["store"]["lstm"][-1]["version"]
+    (artifact,) = (fresh["art"] / "extractors" / "lstm").glob(f"fold_*/{version}/artifact.json")
+    recorded = json.loads(artifact.read_text())
+    artifact.write_text(json.dumps({**recorded, "source_hash": "0ld-extractor"}))
+    with pytest.raises(DailyStop, match=rf"stale lineage: lstm extractor {version} was made by extractor source "
+                                        r"0ld-extractor") as stop:
+        run_daily(_config(fresh, _day_file(fresh, LAST_DAY), "daily.retrain=skip"))
+    assert stop.value.code == 8 and "python daily.py daily.retrain=only" in str(stop.value)
+    artifact.write_text(json.dumps(recorded))
+    # The networks' code changes (extractors and backfill); the store's rows were made by the old backfill code,
+    # though the champion's run.json is made to record the new one: the rows themselves are judged too.
+    backfill = lineage.source_hash("backfill")
+    tcn = source_copy / "models" / "tcn.py"
+    tcn.write_text(tcn.read_text() + "\n# a fix\n")
+    for rows in meta["store"].values():
+        for row in rows:
+            row["sources"] = lineage.source_hash("backfill")
+    run_file.write_text(json.dumps(meta))
+    cfg = _config(fresh, _day_file(fresh, LAST_DAY), "daily.retrain=skip")
+    stale = stale_inputs(cfg, meta, fresh["dataset"])
+    assert StaleInput(f"tcn store rows of version {meta['store']['tcn'][-1]['version']}", "backfill", backfill,
+                      lineage.source_hash("backfill")) in stale
+    assert {s.source for s in stale} == {"extractor", "backfill"}
+    with pytest.raises(DailyStop, match=r"stale lineage: \w+ extractor \S+ was made by extractor source") as stop:
+        run_daily(cfg)
+    assert stop.value.code == 8

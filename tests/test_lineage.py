@@ -1,37 +1,27 @@
 """Lineage on the shipped sample: code changes invalidate reuse, data lineages stay apart, one bad
-coin does not stop the fleet, and the registry never loses a run or disagrees with its log."""
+coin does not stop the fleet, a late bar is a change, the registry never loses a run or disagrees with
+its log, and a champion whose code no longer exists gives way to the current code's challenger."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
 import store.lineage as lineage
+from evaluation import evaluate_predictions
 from marketdata import DataValidationError
 from marketdata.load import dataset_id, load_market
+from stacking.lineage import roll_forward
 from stacking.registry import Registry, decide_promotion
 from store.extractors import data_fingerprint, data_prefix_fingerprint
 from store.lineage import BarHistory, HistoryChangedError
 from tests.conftest import ROOT, SAMPLE, compose
-
-
-@pytest.fixture
-def source_copy(tmp_path, monkeypatch):
-    """A copy of the repo's source, which `store.lineage` hashes instead of the real one."""
-    for part in {p for parts in lineage.SOURCES.values() for p in parts}:
-        source = ROOT / part
-        if source.is_dir():
-            shutil.copytree(source, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
-        else:
-            (tmp_path / part).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(source, tmp_path / part)
-    monkeypatch.setattr(lineage, "ROOT", tmp_path)
-    return tmp_path
 
 
 def test_a_touched_source_file_invalidates_reuse(source_copy, tmp_path):
@@ -106,6 +96,28 @@ def test_the_bar_history_refuses_a_changed_or_vanished_past_bar(tmp_path, sample
                                               "open"].iloc[0]
 
 
+def test_a_late_bar_for_an_hour_already_used_is_a_change(tmp_path, sample_hourly_raw):
+    """A bar the history lacks for an hour it has used (that run filled the gap) is refused, naming symbol and
+    time, in an append and in the whole file; restated, it is taken and returned as a change to rebuild from."""
+    history = BarHistory.of(tmp_path, "x")
+    used = sample_hourly_raw[sample_hourly_raw["ts"] < "2023-12-01"]
+    late = (used["symbol"] == "ETHUSDT") & (used["ts"] == "2023-11-20 07:00")
+    history.write(history.merge(used[~late], appended=False).bars)
+    later = sample_hourly_raw[sample_hourly_raw["ts"] >= "2023-12-01"]
+    assert history.merge(later, appended=True).new_bars == len(later)  # after the used hours: new, not late
+    append = pd.concat([used[late], later], ignore_index=True)
+    refused = r"append\.parquet: the bar of ETHUSDT at 2023-11-20 07:00:00\+00:00 arrived late: an earlier run used"
+    with pytest.raises(HistoryChangedError, match=refused):
+        history.merge(append, appended=True, source="append.parquet")
+    with pytest.raises(HistoryChangedError, match=r"ETHUSDT at 2023-11-20 07:00:00\+00:00 arrived late"):
+        history.merge(sample_hourly_raw, appended=False)
+    restated = history.merge(append, appended=True, restate=True)
+    assert restated.changes[["symbol", "change"]].values.tolist() == [["ETHUSDT", "late"]]
+    assert restated.changes["ts"].iloc[0] == pd.Timestamp("2023-11-20 07:00", tz="UTC")
+    assert len(restated.bars) == len(sample_hourly_raw)
+    assert ((restated.bars["symbol"] == "ETHUSDT") & (restated.bars["ts"] == "2023-11-20 07:00")).sum() == 1
+
+
 def _bad_sample(tmp_path):
     hourly = pd.read_parquet(SAMPLE / "hourly.parquet")
     gap = (hourly["symbol"] == "XRPUSDT") & hourly["ts"].between("2023-03-01 00:00", "2023-03-02 05:00")
@@ -178,3 +190,115 @@ def test_a_changed_past_fear_greed_value_is_refused_too(tmp_path):
     checked_market_data(data, tmp_path)  # the values used before still pass
     assert checked_market_data({**data, "fear_greed_path": str(tmp_path / "fg.parquet"), "restate": True},
                                tmp_path)[1] == dataset
+
+
+DAYS = pd.date_range("2023-09-01", periods=40, tz="UTC")
+KEYS = pd.MultiIndex.from_product([DAYS, [f"C{i}" for i in range(10)]], names=["date", "symbol"]).to_frame(index=False)
+RETURNS = np.random.default_rng(0).normal(0, 0.05, len(KEYS))
+
+
+def _predictions(quality: float, seed: int) -> pd.DataFrame:
+    """Trishula-shaped predictions of 10 coins on 40 days (folds 6 and 7): `quality` x the return plus noise."""
+    score = np.tanh(quality * RETURNS * 10 + np.random.default_rng(seed).normal(0, 0.3, len(KEYS)))
+    p_buy, p_sell = np.clip(score, 0, None) * 0.8 + 0.1, np.clip(-score, 0, None) * 0.8 + 0.1
+    return KEYS.assign(fold=np.where(KEYS["date"] < DAYS[20], 6, 7), model="trishula", p_sell=p_sell,
+                       p_hold=1 - p_buy - p_sell, p_buy=p_buy, score=p_buy - p_sell,
+                       label=np.select([RETURNS < -0.03, RETURNS > 0.03], [0.0, 2.0], 1.0), fwd_ret_3d=RETURNS)
+
+
+def _run(registry: Registry, run_id: str, predictions: pd.DataFrame, **lineage_fields) -> None:
+    """A run in the registry with its predictions and run.json's lineage fields (the current code's by default)."""
+    meta = {"run_id": run_id, "config_key": run_id, "folds": [{"fold": {"index": 6}}, {"fold": {"index": 7}}],
+            "source_hash": lineage.source_hash("trishula"),
+            "store": {"lstm": [{"version": "v1", "sources": lineage.source_hash("backfill")}]}, **lineage_fields}
+
+    def fill(tmp):
+        predictions.to_parquet(tmp / "predictions.parquet", index=False)
+        return meta
+
+    registry.write_run(run_id, fill)
+
+
+def _challenge(registry: Registry, challenger: str, champion: str):
+    """run_stack's decision: the rule on the common rows (margin 0.005, min_t 1), then `roll_forward`."""
+    def predictions(run_id):
+        return pd.read_parquet(registry.run_dir(run_id) / "predictions.parquet")
+
+    decision = decide_promotion(challenger, predictions(challenger), champion, predictions(champion), "ic_mean",
+                                evaluate_predictions, margin=0.005, min_t=1.0)
+    return decision, roll_forward(decision, registry, config_key=challenger)
+
+
+def test_the_current_codes_challenger_replaces_a_champion_whose_code_is_gone_unless_worse(tmp_path):
+    registry = Registry(tmp_path, "scope")
+    good = _predictions(1.0, 1)
+    _run(registry, "old", good, source_hash="0ld-trishula")
+    registry.record(decide_promotion("old", good, None, None, "ic_mean", evaluate_predictions))
+    _run(registry, "same", good.copy())  # a pure refactor: the same predictions
+    rule, decision = _challenge(registry, "same", "old")
+    assert not rule.promoted and "not better by more than the margin" in rule.reason
+    assert decision.promoted
+    assert decision.reason.startswith("the champion's code no longer exists (Trishula run old was made by trishula "
+                                      f"source 0ld-trishula (the current code's is {lineage.source_hash('trishula')}))")
+    assert "not worse by more than the margin 0.005 nor at a paired t below -1" in decision.reason
+    registry.record(decision)
+    assert registry.champion()["run_id"] == "same" and registry.promotions()[-1]["reason"] == decision.reason
+
+    # A clearly worse challenger stays out, and the log says why.
+    registry = Registry(tmp_path / "worse", "scope")
+    _run(registry, "old", good, source_hash="0ld-trishula")
+    _run(registry, "bad", _predictions(-1.0, 2))
+    _, worse = _challenge(registry, "bad", "old")
+    assert not worse.promoted and "the champion's code no longer exists" in worse.reason
+    assert ", but the challenger is worse by" in worse.reason
+
+    # Old backfill code behind the champion's store rows is old code too.
+    registry = Registry(tmp_path / "backfill", "scope")
+    _run(registry, "old", good, store={"lstm": [{"version": "v1", "sources": "0ld-backfill"}]})
+    _run(registry, "same", good.copy())
+    _, decision = _challenge(registry, "same", "old")
+    assert decision.promoted and "lstm store rows of version v1 was made by backfill source 0ld-backfill" in \
+        decision.reason
+
+
+def test_a_refactor_promotes_nothing_while_the_champions_code_exists_or_the_challengers_does_not(tmp_path):
+    good = _predictions(1.0, 1)
+    registry = Registry(tmp_path / "current", "scope")
+    _run(registry, "champ", good)
+    _run(registry, "same", good.copy())
+    rule, decision = _challenge(registry, "same", "champ")
+    assert not decision.promoted and decision.reason == rule.reason  # the rule alone: better by the margin
+    # A challenger made by old code too (its store rows' backfill) never takes a stale champion's place.
+    registry = Registry(tmp_path / "both_old", "scope")
+    _run(registry, "old", good, source_hash="0ld-trishula")
+    _run(registry, "also_old", good.copy(), store={"lstm": [{"version": "v1", "sources": "0ld-backfill"}]})
+    assert not _challenge(registry, "also_old", "old")[1].promoted
+
+
+def test_daily_promotes_over_a_champion_whose_extractors_old_code_made(tmp_path):
+    """Only the artifacts record their extractors' code: after daily's retrain, a champion served with an
+    extractor of old code gives way to the current code's challenger that is not worse (run_stack cannot see it)."""
+    from daily import replace_stale_champion
+
+    extractors = tmp_path / "artifacts" / "extractors" / "lstm" / "fold_000"
+    for version, source in (("v1", "0ld-extractor"), ("v2", lineage.source_hash("extractor"))):
+        (extractors / version).mkdir(parents=True)
+        (extractors / version / "artifact.json").write_text(json.dumps(
+            {"kind": "lstm", "fold": 0, "version": version, "source_hash": source}))
+    cfg = OmegaConf.create({"paths": {"artifacts_dir": str(tmp_path / "artifacts")},
+                            "store": {"root": str(tmp_path / "artifacts" / "store")}})
+    registry = Registry(tmp_path / "artifacts" / "trishula", "scope")
+    good = _predictions(1.0, 1)
+    _run(registry, "old", good)
+    registry.record(decide_promotion("old", good, None, None, "ic_mean", evaluate_predictions))
+    current = {"lstm": [{"version": "v2", "sources": lineage.source_hash("backfill")}]}
+    _run(registry, "bad", _predictions(-1.0, 2), store=current)
+    _, worse = _challenge(registry, "bad", "old")
+    replace_stale_champion(cfg, registry, worse, "dataset")
+    assert registry.champion()["run_id"] == "old"
+    _run(registry, "same", good.copy(), store=current)
+    _, decision = _challenge(registry, "same", "old")
+    assert not decision.promoted  # run.json shows no old code
+    replace_stale_champion(cfg, registry, decision, "dataset")
+    assert registry.champion()["run_id"] == "same"
+    assert "lstm extractor v1 was made by extractor source 0ld-extractor" in registry.promotions()[-1]["reason"]

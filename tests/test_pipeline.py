@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -118,22 +119,40 @@ def metrics(run_dir):
 
 def test_predictions_hold_four_models_and_the_factor_baselines_on_the_same_test_rows(run_dir, predictions):
     assert tuple(predictions.columns) == PREDICTION_COLUMNS
-    assert set(predictions["model"]) == {"tabular", "trishula", "lstm", "tcn", *FACTORS, "blend_parts"}
+    assert set(predictions["model"]) == {"tabular", "trishula", "trishula_meta", "trishula_rank_objective", "lstm",
+                                         "tcn", *FACTORS, "blend_parts"}
     keys = {m: set(map(tuple, g[["symbol", "date", "fold"]].to_numpy())) for m, g in predictions.groupby("model")}
     assert len({frozenset(k) for k in keys.values()}) == 1
     assert not predictions.duplicated(["model", "symbol", "date"]).any()
-    baselines = predictions["model"].isin([*FACTORS, "blend_parts"])
+    baselines = predictions["model"].isin([*FACTORS, "blend_parts", "trishula_rank_objective"])  # score only
     assert predictions.loc[baselines, ["p_sell", "p_hold", "p_buy"]].isna().all().all()
     classifiers = predictions[~baselines]
     proba = classifiers[["p_sell", "p_hold", "p_buy"]].to_numpy()
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-9)
     assert ((proba >= 0) & (proba <= 1)).all()
-    np.testing.assert_allclose(classifiers["score"], classifiers["p_buy"] - classifiers["p_sell"], rtol=1e-12)
+    own = classifiers[classifiers["model"] != "trishula"]  # Trishula's score is anchored (below)
+    np.testing.assert_allclose(own["score"], own["p_buy"] - own["p_sell"], rtol=1e-12)
     # The blend: per day, the mean of the parts' score ranks as shares of the day's names (by hand).
     wide = predictions.pivot_table(index=["date", "symbol"], columns="model", values="score")
     day_size = wide.groupby(level="date")["tabular"].transform("size")
     ranks = [wide[part].groupby(level="date").rank() / day_size for part in ("tabular", "lstm", "tcn")]
     np.testing.assert_allclose(wide["blend_parts"], sum(ranks) / 3, rtol=1e-12)
+    # Trishula's score: the blend's and the meta-learner's day ranks, mixed with each fold's recorded weight,
+    # fitted on earlier folds' days only (the sample's first folds have none: the blend alone).
+    weights = json.loads((run_dir / "metrics.json").read_text())["anchor_weights"]
+    assert set(weights) == {str(f) for f in predictions["fold"].unique()}
+    first = str(predictions["fold"].min())
+    assert weights[first]["days"] == 0 and weights[first]["weight"] == 0.0
+    assert all(0.0 <= w["weight"] <= 1.0 for w in weights.values())
+    fold_of_day = predictions.drop_duplicates("date").set_index("date")["fold"]
+    w = np.asarray(wide.index.get_level_values("date").map(fold_of_day).map(lambda f: weights[str(f)]["weight"]),
+                   dtype="float64")
+    # The correction (stack.anchor.correction=rank_objective): the ranking objective's score.
+    meta_rank = wide["trishula_rank_objective"].groupby(level="date").rank() / day_size
+    blend_rank = wide["blend_parts"].groupby(level="date").rank() / day_size
+    np.testing.assert_allclose(wide["trishula"], (1 - w) * blend_rank + w * meta_rank)
+    meta = predictions[predictions["model"] == "trishula_meta"]
+    np.testing.assert_allclose(meta["score"], meta["p_buy"] - meta["p_sell"], rtol=1e-12)
     # A baseline's score is its factor, as built point in time into the daily frame.
     daily = pd.read_parquet(run_dir / "daily_features.parquet").rename(columns={"ts": "date"})
     for factor in FACTORS:
@@ -155,13 +174,16 @@ def test_predictions_hold_four_models_and_the_factor_baselines_on_the_same_test_
 
 
 def test_metrics_compare_the_models_and_baselines_per_fold_pooled_and_paired(metrics, predictions):
-    assert metrics["models"] == ["tabular", "trishula", "lstm", "tcn", *FACTORS, "blend_parts"]
-    assert metrics["baselines"] == [*FACTORS, "blend_parts"] and metrics["reference"] == "trishula"
+    # Trishula first, the blend of its parts next: the first bar it must clear.
+    assert metrics["models"] == ["trishula", "blend_parts", "tabular", "trishula_rank_objective", "lstm", "tcn",
+                                 *FACTORS, "trishula_meta"]
+    assert metrics["baselines"] == ["trishula_rank_objective", *FACTORS, "blend_parts"]
+    assert metrics["reference"] == "trishula"
     assert [row["model"] for row in metrics["comparison"]] == metrics["models"]
     assert set(metrics["paired"]) == set(metrics["models"]) - {"trishula"}
     for model, paired in metrics["paired"].items():
         assert paired["days"] + paired["days_other_only"] == metrics["pooled"]["trishula"]["ic"]["days"]
-        assert paired["t_stat_lags"] == 3 and 0 <= paired["win_share"] <= 1
+        assert paired["t_stat_lags"] == 3 and paired["t_stat_long_lags"] >= 10 and 0 <= paired["win_share"] <= 1
         row = next(r for r in metrics["comparison"] if r["model"] == model)
         assert row["paired_t_stat"] == paired["t_stat"]
     assert sorted(metrics["verdict"]["beats"] + metrics["verdict"]["behind"] + metrics["verdict"]["inconclusive"]) \
@@ -362,21 +384,23 @@ def test_rerun_skips_every_unchanged_stage(run_dir, artifacts_dir, tmp_path, pre
 def test_the_readme_retrain_cycle_and_daily_run_work_as_written(run_dir, artifacts_dir, tmp_path):
     """The README's runnable blocks after the main job, each command as written plus the main job's test dates
     and a folder of its own: a new LSTM version, its backfill, Trishula retrained on Dask (then reused in
-    process) and promoted only by the rule, then the daily run serving the latest day."""
+    process) and promoted only by the rule, then the daily run serving the latest day. On a copy of the main
+    job's artifacts: the other tests read them as the main job left them."""
+    artifacts = shutil.copytree(artifacts_dir, tmp_path / "artifacts")
     commands = [words for runnable, words in readme_commands() if runnable]
     extra = {"train.py": ["trainer.max_epochs=1", E2E[0]], "embed.py": [], "stack.py": [E2E[0]], "daily.py": list(E2E)}
     outputs = []
     for i, (script, *args) in enumerate(commands):
         done = subprocess.run(
             [sys.executable, script, *args, *extra[script], f"hydra.run.dir={tmp_path / str(i)}",
-             f"paths.artifacts_dir={artifacts_dir}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+             f"paths.artifacts_dir={artifacts}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, f"{script} {args}: " + done.stdout[-3000:] + done.stderr[-3000:]
         outputs.append(" ".join(done.stdout.split()))
     train, embed, dask, local, daily = outputs
     assert "train: lstm fold 12:" in train and "epochs (best" in train
     assert "the store holds 1 lstm version(s) the champion" in dask and "retraining on them" in dask
     assert "inputs unchanged since run" in local
-    [state] = [json.loads(p.read_text()) for p in (artifacts_dir / "trishula" / "scopes").glob("*.json")]
+    [state] = [json.loads(p.read_text()) for p in (artifacts / "trishula" / "scopes").glob("*.json")]
     latest = state["promotions"][-1]
     assert latest["champion"] is not None and latest["metric"] == "ic_mean"
     assert latest["challenger_value"] is not None and latest["champion_value"] is not None
@@ -390,7 +414,7 @@ def test_the_readme_retrain_cycle_and_daily_run_work_as_written(run_dir, artifac
     assert (tmp_path / "2" / "report.html").is_file()
     # The daily run served the sample's last day: signals, the ranked book and its orders.
     assert "serving 2023-12-31" in daily and "ranked book: equity" in daily
-    served = artifacts_dir / "daily"
+    served = artifacts / "daily"
     assert len(list(served.glob("*/book/2023-12-31.parquet"))) == 1
     assert len(list(served.glob("*/orders/2023-12-31.parquet"))) == 1
 
@@ -411,7 +435,7 @@ def test_the_whole_pipeline_runs_on_other_coins_and_years(shared_data, tmp_path)
     predictions = pd.read_parquet(out / "predictions.parquet")
     assert set(predictions["symbol"]) == set(coins)
     assert predictions["date"].min() >= pd.Timestamp("2021-11-15", tz="UTC")
-    classifiers = predictions[~predictions["model"].isin([*FACTORS, "blend_parts"])]
+    classifiers = predictions[~predictions["model"].isin([*FACTORS, "blend_parts", "trishula_rank_objective"])]
     np.testing.assert_allclose(classifiers[["p_sell", "p_hold", "p_buy"]].sum(axis=1), 1.0, rtol=1e-9)
     backtest = json.loads((out / "backtest.json").read_text())
     assert backtest["benchmark"]["in_data"] is False and backtest["benchmark"]["return"] is None

@@ -366,6 +366,9 @@ def test_ablations_drop_exactly_the_named_extractor_inputs(frames):
     assert set(sets["trishula_with_embeddings"]) == {*tabular, *embeddings["lstm"], *embeddings["tcn"],
                                                      *probabilities["lstm"], *probabilities["tcn"]}
     assert set(sets["trishula_no_tcn"]) == {*tabular, *probabilities["lstm"]}
+    # The ranking objective changes the objective only: Trishula's inputs, in Trishula's order.
+    ranked = feature_sets(frames, ["lstm", "tcn"], embeddings, ["rank_objective"], embeddings=False)
+    assert ranked["trishula_rank_objective"] == ranked["trishula"]
     with pytest.raises(ValueError, match="no_embeddings"):
         feature_sets(frames, ["lstm", "tcn"], embeddings, ["no_embeddings"], embeddings=False)
 

@@ -67,16 +67,19 @@ def test_lstm_run_writes_checkpoints_tensorboard_and_an_artifact(lstm_run):
     net.load_state_dict(artifact.load_state_dict())
 
 
-def test_resume_continues_from_the_last_checkpoint(lstm_run):
-    run = lstm_run / "run"
+def test_resume_continues_from_the_last_checkpoint(tmp_path):
+    """On a run of its own: resuming adds an epoch and an artifact, which the module's run must not get (the other
+    tests read it as trained), and a copy of it would not do (Lightning resumes a moved run into last-v1.ckpt)."""
+    run, artifacts = tmp_path / "run", tmp_path / "artifacts"
+    _train(run, artifacts, "model=lstm", "trainer.max_epochs=2")
     before = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
-    _train(run, lstm_run / "artifacts", "model=lstm", "trainer.max_epochs=3", "resume=true")
+    _train(run, artifacts, "model=lstm", "trainer.max_epochs=3", "resume=true")
     after = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
     # One more epoch from where it stopped, not three from scratch.
     assert before["loops"]["fit_loop"]["epoch_progress"]["total"]["started"] == 2
     assert after["loops"]["fit_loop"]["epoch_progress"]["total"]["completed"] == 3
     assert after["global_step"] == before["global_step"] * 3 // 2
-    assert len(list_extractors(lstm_run / "artifacts" / "extractors")) == 2
+    assert len(list_extractors(artifacts / "extractors")) == 2
 
 
 def test_artifact_records_its_best_epoch_and_the_class_prior_loss(lstm_run):
