@@ -30,10 +30,12 @@ from models.trishula import TrishulaClassifier, TrishulaRanker, softmax
 from splits.walkforward import Fold
 from stacking.frame import EVALUATION_RETURN, RANK_OBJECTIVE_MODEL, day_ranks
 from stacking.signals import fit_confidence_thresholds, precision_targets, signal_score
-from store.files import write_json_atomic
+from store.files import write_json_atomic, write_parquet_atomic
 
 PREDICTION_COLUMNS = ("symbol", "date", "fold", "model", "p_sell", "p_hold", "p_buy", "score", "label", "fwd_ret_3d")
 ARTIFACT_FILE = "artifact.json"
+# Per fold: the (symbol, date, extractor versions) rows its models trained and validated on.
+TRAINED_ROWS = "trained_rows.parquet"
 # The ranking objective's target: the forward return's percentile rank among the day's coins.
 RETURN_RANK = "fwd_ret_3d_day_rank"
 
@@ -101,6 +103,11 @@ def train_fold(
         raise ValueError(f"meta fold {fold.index}: no labelled {'validation' if train.size else 'train'} rows")
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {"fold": fold.to_dict(), "rows": {"train": len(train), "val": len(val), "test": len(test)}, "models": {}}
+    # The rows every model of the fold learned from, with the extractor version each read: their lineage can be
+    # audited as trained, not re-derived through the store's as-of read.
+    keys = ["symbol", "date", *(f"{kind}_version" for kind in settings.kinds)]
+    write_parquet_atomic(pd.concat([train[keys].assign(part="train"), val[keys].assign(part="val")]),
+                         out_dir / TRAINED_ROWS)
     confidence = dict(settings.confidence)
     ranked, additive = set(settings.ranked), set(settings.additive)
     targets = precision_targets(train[label].to_numpy(), confidence["mode"], confidence["target_precision"],

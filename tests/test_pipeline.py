@@ -21,7 +21,7 @@ from marketdata import apply_gap_policy, load_hourly
 from models.trishula import MissingFeatureError
 from stacking.frame import MixedVersionsError, assemble_stack_frame, complete_rows, decision_rows
 from stacking.lineage import cap_at_pins
-from stacking.walkforward import PREDICTION_COLUMNS, FoldModel
+from stacking.walkforward import PREDICTION_COLUMNS, TRAINED_ROWS, FoldModel
 from store.feature_store import FeatureStore, InSampleReadError
 from tests.conftest import ROOT, SAMPLE, compose, readme_commands
 
@@ -200,7 +200,7 @@ def test_metrics_compare_the_models_and_baselines_per_fold_pooled_and_paired(met
     assert metrics["promotion"]["promoted"] and metrics["promotion"]["reason"] == "no champion yet"
 
 
-def test_signals_are_z_scored_gated_and_decided_at_the_close(run_dir, predictions):
+def test_signals_are_z_scored_gated_and_decided_at_the_close(run_dir, predictions, artifacts_dir):
     signals = pd.read_parquet(run_dir / "signals.parquet")
     trishula = predictions[predictions["model"] == "trishula"]
     assert len(signals) == len(trishula)
@@ -210,6 +210,16 @@ def test_signals_are_z_scored_gated_and_decided_at_the_close(run_dir, prediction
     assert (signals.loc[fired, "signal"] == signals.loc[fired, "direction"]).all()
     assert (signals.loc[signals["direction"] == "BUY", "z"] > 1.5).all()
     assert (signals.loc[signals["direction"] == "SELL", "z"] < -1.5).all()
+    # The confidence gate, with each fold's own thresholds: a BUY / SELL direction stands exactly when its class
+    # probability reaches the fold's threshold (none: it never fires), else it is HOLD.
+    run = json.loads((run_dir / "metrics.json").read_text())["run_id"]
+    meta = json.loads((artifacts_dir / "trishula" / "runs" / run / "run.json").read_text())
+    thresholds = {s["fold"]["index"]: s["models"]["trishula"]["thresholds"] for s in meta["folds"]}
+    for name, column in (("BUY", "p_buy"), ("SELL", "p_sell")):
+        cut = signals["fold"].map({fold: t[name] for fold, t in thresholds.items()}).astype("float64")  # None: NaN
+        chosen = signals["direction"] == name
+        assert chosen.any()
+        np.testing.assert_array_equal(signals.loc[chosen, "signal"] == name, signals.loc[chosen, column] >= cut[chosen])
     # Raw margins are stored; the probabilities are their softmax.
     raw = signals[["raw_sell", "raw_hold", "raw_buy"]].to_numpy()
     exp = np.exp(raw - raw.max(axis=1, keepdims=True))
@@ -240,6 +250,30 @@ def test_meta_learner_training_rows_are_out_of_sample_for_their_extractors(stack
         # The score the meta-learner may read instead of the probabilities (stack.extractor_inputs).
         np.testing.assert_array_equal(frame[f"{kind}_score"], frame[f"{kind}_p_buy"] - frame[f"{kind}_p_sell"])
         assert frame[f"{kind}_score"].between(-1, 1).all() and frame[f"{kind}_score"].std() > 0
+
+
+def test_every_row_each_meta_fold_trained_on_was_out_of_sample_for_its_extractor(run_dir, artifacts_dir, stacked):
+    """The rows each meta fold actually learned from (saved as trained), not re-derived through the as-of read:
+    each read an extractor version that had finished training (labels included) a purge before the row's
+    decision, and they lie in the fold's train and validation windows."""
+    _, store = stacked
+    run = json.loads((run_dir / "metrics.json").read_text())["run_id"]
+    folds = sorted((artifacts_dir / "trishula" / "runs" / run).glob("fold_*"))
+    assert len(folds) >= 3
+    lineage = {kind: store.read(kind).drop_duplicates("version").set_index("version") for kind in ("lstm", "tcn")}
+    for fold_dir in folds:
+        rows = pd.read_parquet(fold_dir / TRAINED_ROWS)
+        meta = json.loads((fold_dir / "trishula.json").read_text())
+        windows = {k: pd.Timestamp(v, tz="UTC") for k, v in meta["windows"].items() if k.endswith(("_start", "_end"))}
+        train = rows[rows["part"] == "train"]
+        assert len(train) == meta["rows"]["train"] and (rows["part"] == "val").sum() == meta["rows"]["val"]
+        assert train["date"].between(windows["train_start"], windows["train_end"]).all()
+        assert rows.loc[rows["part"] == "val", "date"].between(windows["val_start"], windows["val_end"]).all()
+        decision = rows["date"] + pd.Timedelta(days=1)
+        for kind, versions in lineage.items():
+            labels_end = rows[f"{kind}_version"].map(versions["val_end"]) + pd.Timedelta(days=1 + 3)
+            assert labels_end.notna().all() and (labels_end + pd.Timedelta(days=14) <= decision).all()
+            assert set(rows[f"{kind}_version"]) == set(meta["extractor_versions"][kind])
 
 
 def test_in_sample_pins_and_unannounced_mixing_are_refused(stacked):
