@@ -50,8 +50,6 @@ PAIRS = (("trishula", BLEND), (ANCHORED_RANK, BLEND), (ANCHORED_RANK, "trishula"
 BEFORE = "trishula_before"  # the meta-learner's score in the run before the change (--before)
 
 
-
-
 def anchored_rank_rows(predictions: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """A1 recomputed offline with the ranking objective's score as the correction, fold weights fitted the
     walk-forward's way (`stacking.anchor.fold_weights`: each fold from the folds before it)."""

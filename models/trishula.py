@@ -135,13 +135,11 @@ class TrishulaClassifier:
         absent = sorted(set(range(N_CLASSES)) - set(np.unique(y)))
         if absent:
             raise ValueError(f"the meta-learner's training rows lack class(es) {absent}: cannot fit 3 classes")
-        callbacks = [] if self.early_stopping_rounds is None else [
-            lgb.early_stopping(self.early_stopping_rounds, first_metric_only=True, verbose=False)]
         if self.backend == "local":
             model = lgb.LGBMClassifier(objective="multiclass", num_class=N_CLASSES, **self.params,
                                        **self._interaction_constraints(features))
             model.fit(X, y, eval_X=(X_val[features],), eval_y=(y_val,), eval_metric="multi_logloss",
-                      callbacks=callbacks)
+                      callbacks=self._early_stopping())
             self.booster_ = model.booster_
             self.best_iteration_ = int(model.best_iteration_ or model.booster_.current_iteration())
             self.best_score_ = {name: dict(scores) for name, scores in model.best_score_.items()}
@@ -155,6 +153,11 @@ class TrishulaClassifier:
         self.feature_names_ = features
         self.classes_ = np.arange(N_CLASSES)
         return self
+
+    def _early_stopping(self) -> list:
+        """LightGBM's early-stopping callback on the first validation metric (none without a patience)."""
+        return [] if self.early_stopping_rounds is None else [
+            lgb.early_stopping(self.early_stopping_rounds, first_metric_only=True, verbose=False)]
 
     def _fit_dask(self, X: pd.DataFrame, y: np.ndarray, constraints: Mapping,
                   estimator=lgb.DaskLGBMClassifier, **objective) -> lgb.LGBMModel:
@@ -222,10 +225,9 @@ class TrishulaRanker(TrishulaClassifier):
         y, y_val = np.asarray(y, dtype="float64"), np.asarray(y_val, dtype="float64")
         constraints = self._interaction_constraints(features)
         if self.backend == "local":
-            callbacks = [] if self.early_stopping_rounds is None else [
-                lgb.early_stopping(self.early_stopping_rounds, first_metric_only=True, verbose=False)]
             model = lgb.LGBMRegressor(objective="regression", **self.params, **constraints)
-            model.fit(X, y, eval_X=(X_val[features],), eval_y=(y_val,), eval_metric="l2", callbacks=callbacks)
+            model.fit(X, y, eval_X=(X_val[features],), eval_y=(y_val,), eval_metric="l2",
+                      callbacks=self._early_stopping())
             self.booster_ = model.booster_
             self.best_iteration_ = int(model.best_iteration_ or model.booster_.current_iteration())
             self.best_score_ = {name: dict(scores) for name, scores in model.best_score_.items()}

@@ -32,6 +32,8 @@ from stacking.frame import RANK_OBJECTIVE_MODEL
 
 # The meta-learner's own score, kept beside the anchored one in the predictions.
 META = "trishula_meta"
+# A prediction row's key: one model's rows align with another's on it.
+KEYS = ["fold", "symbol", "date"]
 
 
 def anchor_enabled(stack_cfg: Mapping) -> bool:
@@ -76,12 +78,10 @@ def anchor_predictions(predictions: pd.DataFrame, weights: Mapping[int, float], 
     """`predictions` with Trishula's score anchored on `blend`'s: per fold and day, (1 - w) x the blend's rank +
     w x the rank of `correction`'s score (the multiclass meta-learner's own, or the ranking objective's), with
     the fold's weight w; Trishula's own rows kept beside as `trishula_meta`. Rows align on (fold, symbol, date)."""
-    keys = ["fold", "symbol", "date"]
     mine = (predictions["model"] == "trishula").to_numpy()
-    rows = predictions.loc[mine, keys]
+    rows = predictions.loc[mine, KEYS]
     for name, column in ((blend, "blend"), (correction, "meta")):
-        scores = predictions.loc[predictions["model"] == name, [*keys, "score"]].rename(columns={"score": column})
-        rows = rows.merge(scores, on=keys, how="left", validate="one_to_one")
+        rows = rows.merge(_scores(predictions, name, column), on=KEYS, how="left", validate="one_to_one")
         if rows[column].isna().any():
             raise ValueError(f"{int(rows[column].isna().sum())} trishula rows have no {name} score to anchor on")
     weight = rows["fold"].map(lambda fold: weights[int(fold)]).to_numpy(dtype="float64")
@@ -103,11 +103,15 @@ def fold_weights(predictions: pd.DataFrame, first_test_days: Mapping[int, pd.Tim
 def anchor_history(predictions: pd.DataFrame, blend: str, correction: str = "trishula") -> pd.DataFrame:
     """Out-of-sample rows as `fit_anchor_weight` reads them: fold, date, the correction's score (meta), the
     blend's and the target."""
-    keys = ["fold", "symbol", "date"]
-    meta = predictions.loc[predictions["model"] == correction, [*keys, "score", TARGET]].rename(
-        columns={"score": "meta"})
-    blended = predictions.loc[predictions["model"] == blend, [*keys, "score"]].rename(columns={"score": "blend"})
-    return meta.merge(blended, on=keys, how="inner", validate="one_to_one")[["fold", "date", "meta", "blend", TARGET]]
+    meta = _scores(predictions, correction, "meta", TARGET)
+    return meta.merge(_scores(predictions, blend, "blend"), on=KEYS, how="inner", validate="one_to_one")[
+        ["fold", "date", "meta", "blend", TARGET]]
+
+
+def _scores(predictions: pd.DataFrame, model: str, column: str, *extra: str) -> pd.DataFrame:
+    """`model`'s rows: the row key, its score as `column`, and any `extra` columns."""
+    rows = predictions.loc[predictions["model"] == model, [*KEYS, "score", *extra]]
+    return rows.rename(columns={"score": column})
 
 
 # stack.anchor.correction -> the model whose score corrects the blend.

@@ -229,7 +229,7 @@ def _train_all(tmp: Path, frame, meta: list[Fold], features, settings, stack_cfg
                                HORIZON_DAYS)
         for summary in fold_summaries:
             summary["anchor"] = weights[int(summary["fold"]["index"])]
-        predictions = anchor_predictions(predictions, anchor_weights(fold_summaries), BLEND,
+        predictions = anchor_predictions(predictions, {fold: w["weight"] for fold, w in weights.items()}, BLEND,
                                          correction_model(stack_cfg["anchor"]))
         shown = [f"{fold}: {w['weight']:.2f}" for fold, w in weights.items() if w["weight"] > 0]
         console.print(f"stack: Trishula anchored on the blend of its parts; the correction's weight is 0 in "
@@ -238,7 +238,7 @@ def _train_all(tmp: Path, frame, meta: list[Fold], features, settings, stack_cfg
     signals = build_signals(predictions, thresholds, stack_cfg["signals"])
     metrics = evaluate_predictions(predictions[list(PREDICTION_COLUMNS)], horizon_days=HORIZON_DAYS)
     if anchored:
-        metrics["anchor_weights"] = {str(s["fold"]["index"]): s["anchor"] for s in fold_summaries}
+        metrics["anchor_weights"] = {str(fold): w for fold, w in weights.items()}
     write_parquet_atomic(predictions, tmp / "predictions.parquet")
     write_parquet_atomic(signals, tmp / "signals.parquet")
     write_json_atomic(metrics, tmp / "metrics.json")

@@ -8,7 +8,8 @@ the batch scores that day, so its z is the batch's). `walkforward_signals` does
 exactly that for given stacked rows: each row through its fold's saved model (`predict_fold`), then
 Trishula's score anchored on the blend of its parts with the run's per-fold weights (`stacking/anchor.py`,
 when the run anchors), then `build_signals` with the run's thresholds. The daily command serves the latest
-day with it, on the rows of that day and the z window before it, so live signals are the backtest's by construction
+day with it, on the rows of that day and the z window before it, so live signals are the backtest's by
+construction
 (and `tests/test_daily.py` checks it against a batch backfill and walk-forward).
 """
 
@@ -63,11 +64,15 @@ class ServedRun:
 
     def settings(self, label: str) -> StackSettings:
         stack = self.meta["stack"]
-        # Every model the run trained: Trishula's anchored score may be made of another one's (the ranking objective).
+        # Only the models the served signals are made of: Trishula, the tabular part of the blend, and the anchor's
+        # correction (the ranking objective's score); ablations trained beside them are not served.
+        needed = {"trishula", "tabular"}
+        if anchor_enabled(stack):
+            needed.add(correction_model(stack["anchor"]))
+        models = [name for name in self.meta["folds"][0]["models"] if name in needed]
         return StackSettings(label=label, params=stack["lgbm"], early_stopping_rounds=stack["early_stopping_rounds"],
                              confidence=stack["confidence"], kinds=list(stack["kinds"]),
-                             feature_schema_hash=self.meta["schema"], models=list(self.meta["folds"][0]["models"]),
-                             console=Console(quiet=True))
+                             feature_schema_hash=self.meta["schema"], models=models, console=Console(quiet=True))
 
 
 def fold_thresholds(run_meta: Mapping) -> dict[int, Mapping]:
