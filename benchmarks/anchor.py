@@ -30,9 +30,10 @@ import pandas as pd  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from backtest import RankedBookConfig, daily_panel  # noqa: E402
+from benchmarks import ic_tables  # noqa: E402
 from benchmarks.quality import in_period  # noqa: E402
 from benchmarks.strategy import figures, paired, period_book  # noqa: E402
-from evaluation.metrics import BLEND, daily_rank_ic, ic_summary, paired_ic_comparison  # noqa: E402
+from evaluation.metrics import BLEND  # noqa: E402
 from marketdata import apply_gap_policy, load_hourly  # noqa: E402
 from stacking.anchor import META, anchor_predictions, correction_model, fold_weights  # noqa: E402
 from stacking.frame import RANK_OBJECTIVE_MODEL  # noqa: E402
@@ -64,11 +65,7 @@ def anchored_rank_rows(predictions: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
 
 def ic_table(predictions: pd.DataFrame, period: str) -> dict:
     """Per model, its IC summary; per pair, the paired difference (t with 3 and >= 10 lags)."""
-    rows = in_period(predictions, period).dropna(subset=["fwd_ret_3d"])
-    daily = {model: daily_rank_ic(group) for model, group in rows.groupby("model", sort=False)}
-    pairs = [(a, b) for a, b in (*PAIRS, (META, BEFORE)) if a in daily and b in daily]
-    return {"models": {model: ic_summary(ic) for model, ic in daily.items()},
-            "paired": {f"{a} - {b}": paired_ic_comparison(daily[a], daily[b]) for a, b in pairs}}
+    return ic_tables.ic_table(predictions, (*PAIRS, (META, BEFORE)), period)
 
 
 def book_table(predictions: pd.DataFrame, panel, config: RankedBookConfig, period: str) -> dict:
@@ -129,10 +126,6 @@ def decisions(development: dict | None) -> dict | None:
             "anchor_rejected": anchor_t is not None and anchor_t <= -ADOPT_T}
 
 
-def _f(value, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:+.{digits}f}"
-
-
 def render(result: dict) -> str:
     lines = ["# Run 29: Trishula anchored on the blend of its parts (benchmarks/anchor.py)", "",
              f"Plan: `{result['plan']}`; quality run `{result['quality_run']}`"
@@ -145,21 +138,8 @@ def render(result: dict) -> str:
                                                  f"anchor rejected: {result['decisions']['anchor_rejected']}") + ".",
              ""]
     for name, period in result["periods"].items():
-        lines += [f"## {name}", "", "| model | IC | ICIR | t3 | t10 | days |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
-        lines += [f"| {m} | {_f(s['mean'])} | {_f(s['icir'], 2)} | {_f(s['t_stat'], 2)} | {_f(s['t_stat_long'], 2)} "
-                  f"| {s['days']} |" for m, s in period["ic"]["models"].items()]
-        lines += ["", "| paired | mean diff | t3 | t10 | wins | days |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
-        lines += [f"| {pair} | {_f(p['diff_mean'], 4)} | {_f(p['t_stat'], 2)} | {_f(p['t_stat_long'], 2)} | "
-                  f"{p['win_share']:.0%} | {p['days']} |" for pair, p in period["ic"]["paired"].items()]
-        lines += ["", "| book on | net return | gross | net Sharpe | max DD | beta | long leg | short leg |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        lines += [f"| {m} | {f['return']:+.1%} | {f['gross_return']:+.1%} | {f['sharpe']:+.2f} | "
-                  f"{f['max_drawdown']:.1%} | {_f(f['beta'], 2)} | {f['long_return']:+.1%} | {f['short_return']:+.1%} |"
-                  for m, f in period["book"]["figures"].items()]
-        lines += [""] + [f"- book, {pair}: mean daily net difference {p['mean_daily_diff']:+.5f}, t10 "
-                         f"{_f(p['t_stat'], 2)}, {p['days']} days" for pair, p in period["book"]["paired"].items()]
-        lines += [""]
+        lines += [f"## {name}", "", *ic_tables.ic_markdown(period["ic"]), "", *ic_tables.book_markdown(period["book"]),
+                  ""]
     if result["anchor_weights"]:
         weights = ", ".join(f"{fold}: {a['weight']:.2f}" for fold, a in result["anchor_weights"].items())
         lines += ["## The multiclass correction's weight per fold (0 = the blend; the quality run's)", "", weights, ""]

@@ -34,6 +34,22 @@ PROBABILITY_SUFFIXES = tuple(f"p_{name.lower()}" for name in CLASS_NAMES)
 EXTRACTOR_INPUTS = {"probabilities": PROBABILITY_SUFFIXES, "score": ("score",)}
 # Trishula's inputs under a ranking objective (models.trishula.TrishulaRanker): the `rank_objective` ablation.
 RANK_OBJECTIVE_MODEL = "trishula_rank_objective"
+# The ranking objective's target: the forward return's percentile rank among the day's coins.
+RETURN_RANK = "fwd_ret_3d_day_rank"
+# Further parts of the blend (stack.extra_parts) -> the target each learns: the tabular model's inputs and
+# LightGBM, classifying another horizon's label, or under the ranking objective (a regression of RETURN_RANK).
+EXTRA_PARTS = {"tabular_1d": "label_1d", "tabular_7d": "label_7d", "tabular_rank": RETURN_RANK}
+
+
+def model_target(name: str, label: str) -> str:
+    """The column model `name` learns: the return's day rank (the ranking objective's models), an extra part's
+    own label, or the primary `label`."""
+    return RETURN_RANK if name == RANK_OBJECTIVE_MODEL else EXTRA_PARTS.get(name, label)
+
+
+def blend_members(kinds: Sequence[str], extra_parts: Sequence[str] = ()) -> list[str]:
+    """The parts whose day ranks `blend_parts` averages with equal weights: tabular, the extra parts, each kind."""
+    return ["tabular", *extra_parts, *kinds]
 
 
 class MixedVersionsError(ValueError):
@@ -43,10 +59,10 @@ class MixedVersionsError(ValueError):
 def feature_sets(
     frames: FeatureFrames, kinds: Sequence[str], embedding_columns: Mapping[str, Sequence[str]],
     ablations: Sequence[str] = (), *, embeddings: bool, extractor_inputs: str = "probabilities",
-    regime_inputs: bool = True,
+    regime_inputs: bool = True, extra_parts: Sequence[str] = (),
 ) -> dict[str, list[str]]:
-    """The feature list of each trained model: tabular-only, Trishula (tabular + extractor outputs) and
-    its ablations, named `trishula_<ablation>`.
+    """The feature list of each trained model: tabular-only, the extra parts of the blend (the tabular inputs;
+    EXTRA_PARTS), Trishula (tabular + extractor outputs) and its ablations, named `trishula_<ablation>`.
 
     The regime inputs are market-wide context, in all (with `regime_inputs`; they are the same for every
     coin of a day). The extractor part is, per kind, the read-time probabilities (not the logits: one
@@ -60,6 +76,9 @@ def feature_sets(
     unknown = [ablation for ablation in ablations if ablation not in known]
     if unknown:
         raise ValueError(f"stack.ablations {unknown} unknown: each is one of {known}")
+    unknown_parts = [part for part in extra_parts if part not in EXTRA_PARTS]
+    if unknown_parts:
+        raise ValueError(f"stack.extra_parts {unknown_parts} unknown: each is one of {list(EXTRA_PARTS)}")
     if extractor_inputs not in EXTRACTOR_INPUTS:
         raise ValueError(f"stack.extractor_inputs must be one of {sorted(EXTRACTOR_INPUTS)}, got {extractor_inputs!r}")
     suffixes = EXTRACTOR_INPUTS[extractor_inputs]
@@ -75,7 +94,8 @@ def feature_sets(
             )
         ]
 
-    sets = {"tabular": tabular, "trishula": tabular + extractor(kinds, embeddings)}
+    sets = {"tabular": tabular, **{part: list(tabular) for part in extra_parts},
+            "trishula": tabular + extractor(kinds, embeddings)}
     for ablation in ablations:
         if ablation == flip:
             sets[f"trishula_{ablation}"] = tabular + extractor(kinds, not embeddings)
@@ -89,11 +109,11 @@ def feature_sets(
 def configured_feature_sets(
     frames: FeatureFrames, kinds: Sequence[str], store: FeatureStore, stack_cfg: Mapping, ablations: Sequence[str] = (),
 ) -> dict[str, list[str]]:
-    """`feature_sets` with the stack config's input choices (embeddings, extractor_inputs, regime_inputs) and
-    the store's embedding columns."""
+    """`feature_sets` with the stack config's input choices (embeddings, extractor_inputs, regime_inputs,
+    extra_parts) and the store's embedding columns."""
     return feature_sets(frames, kinds, {kind: store.embedding_columns(kind) for kind in kinds}, ablations,
                         embeddings=stack_cfg["embeddings"], extractor_inputs=stack_cfg["extractor_inputs"],
-                        regime_inputs=stack_cfg["regime_inputs"])
+                        regime_inputs=stack_cfg["regime_inputs"], extra_parts=stack_cfg.get("extra_parts", ()))
 
 
 def additive_inputs(features: Mapping[str, Sequence[str]]) -> list[str]:
@@ -130,7 +150,8 @@ def day_ranks(rows: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 
 
 def decision_rows(frames: FeatureFrames, label: str) -> pd.DataFrame:
-    """Daily rows with features, label and forward return; `date` is the bar's day, `decision_time` its close."""
+    """Daily rows with features, every built label (the extra parts learn other horizons') and the forward
+    returns; `date` is the bar's day, `decision_time` its close."""
     daily = frames.daily
     if label not in daily.columns or EVALUATION_RETURN not in daily.columns:
         raise ValueError(
@@ -140,7 +161,8 @@ def decision_rows(frames: FeatureFrames, label: str) -> pd.DataFrame:
     # The factor baselines ride along for evaluation (scored on the same rows); they are no model input.
     columns = list(dict.fromkeys([*frames.columns["tabular"], *frames.columns["regime"],
                                   *frames.columns.get("factors", ())]))
-    targets = list(dict.fromkeys([label, f"fwd_ret_{label.removeprefix('label_')}", EVALUATION_RETURN]))
+    targets = list(dict.fromkeys([label, *(c for c in frames.label_columns if c in daily.columns),
+                                  EVALUATION_RETURN]))
     rows = daily[["symbol", "ts", *columns, *targets]].rename(columns={"ts": "date"})
     rows.insert(2, "decision_time", rows["date"] + DAY)
     return rows.reset_index(drop=True)

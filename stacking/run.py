@@ -24,7 +24,9 @@ from splits.walkforward import Fold
 from stacking.anchor import anchor_enabled, anchor_predictions, check_anchor, correction_model, fold_weights
 from stacking.folds import meta_folds
 from stacking.frame import (
+    EXTRA_PARTS,
     RANK_OBJECTIVE_MODEL,
+    RETURN_RANK,
     additive_inputs,
     assemble_stack_frame,
     complete_rows,
@@ -144,6 +146,7 @@ def run_stack(
         raise ValueError("no meta fold fits: the store's out-of-sample rows are too short for stack.split")
 
     features = configured_feature_sets(frames, kinds, store, stack_cfg, trained_ablations(stack_cfg))
+    check_part_labels(stack_cfg["extra_parts"], frames.label_columns)
     versions = store_versions(store, kinds, among)
     fingerprint = data_fingerprint(cfg.data)
     keyed = {k: v for k, v in stack_cfg.items() if k not in ("promotion", "force", "backend", "dask", "root")}
@@ -171,7 +174,7 @@ def run_stack(
             confidence=stack_cfg["confidence"], kinds=kinds, feature_schema_hash=schema, models=list(features),
             ranked=ranked_inputs(features, frames, stack_cfg["inputs"]),
             additive=additive_inputs(features) if stack_cfg["additive_extractors"] else (),
-            backend=stack_cfg["backend"], console=console,
+            extra_parts=stack_cfg["extra_parts"], backend=stack_cfg["backend"], console=console,
         )
         with dask_client(stack_cfg) as client:
             settings.dask_client = client
@@ -255,6 +258,15 @@ def trained_ablations(stack_cfg: Mapping) -> list[str]:
             and "rank_objective" not in ablations:
         ablations.append("rank_objective")
     return ablations
+
+
+def check_part_labels(extra_parts, built: list[str]) -> None:
+    """An extra part whose label the features do not build fails before any fold is trained."""
+    missing = {part: EXTRA_PARTS[part] for part in extra_parts
+               if EXTRA_PARTS[part] != RETURN_RANK and EXTRA_PARTS[part] not in built}
+    if missing:
+        raise ValueError(f"stack.extra_parts {sorted(missing)} learn {sorted(set(missing.values()))}, which "
+                         f"labels.thresholds does not build (built: {[c for c in built if c.startswith('label_')]})")
 
 
 def anchor_weights(fold_summaries: list[dict]) -> dict[int, float]:

@@ -64,15 +64,18 @@ class ServedRun:
 
     def settings(self, label: str) -> StackSettings:
         stack = self.meta["stack"]
-        # Only the models the served signals are made of: Trishula, the tabular part of the blend, and the anchor's
-        # correction (the ranking objective's score); ablations trained beside them are not served.
-        needed = {"trishula", "tabular"}
+        # Only the models the served signals are made of: Trishula, the parts of the blend it is anchored on
+        # (tabular and any extra parts), and the anchor's correction (the ranking objective's score); ablations
+        # trained beside them are not served.
+        extra_parts = list(stack.get("extra_parts", ()))
+        needed = {"trishula", "tabular", *extra_parts}
         if anchor_enabled(stack):
             needed.add(correction_model(stack["anchor"]))
         models = [name for name in self.meta["folds"][0]["models"] if name in needed]
         return StackSettings(label=label, params=stack["lgbm"], early_stopping_rounds=stack["early_stopping_rounds"],
                              confidence=stack["confidence"], kinds=list(stack["kinds"]),
-                             feature_schema_hash=self.meta["schema"], models=models, console=Console(quiet=True))
+                             feature_schema_hash=self.meta["schema"], models=models, extra_parts=extra_parts,
+                             console=Console(quiet=True))
 
 
 def fold_thresholds(run_meta: Mapping) -> dict[int, Mapping]:

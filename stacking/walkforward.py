@@ -8,8 +8,8 @@ confidence thresholds, the extractor versions its rows read and its validation m
 LOADED BACK from disk to predict the fold's test rows: predictions go through the inference path a
 served model takes, with its feature checks. The extractors alone (`lstm`, `tcn`) predict with
 their read-time probabilities; the factor baselines (features/factors.py) and `blend_parts` (the
-equal-weight mean of the parts' per-day ranks: tabular, lstm, tcn) with their score alone (no
-probabilities). All are scored on the same rows.
+equal-weight mean of the parts' per-day ranks: tabular, any `stack.extra_parts`, lstm, tcn) with their score
+alone (no probabilities). All are scored on the same rows.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from features.factors import FACTORS
 from features.labels import CLASS_NAMES
 from models.trishula import TrishulaClassifier, TrishulaRanker, softmax
 from splits.walkforward import Fold
-from stacking.frame import EVALUATION_RETURN, RANK_OBJECTIVE_MODEL, day_ranks
+from stacking.frame import EVALUATION_RETURN, RETURN_RANK, blend_members, day_ranks, model_target
 from stacking.signals import fit_confidence_thresholds, precision_targets, signal_score
 from store.files import write_json_atomic, write_parquet_atomic
 
@@ -36,8 +36,6 @@ PREDICTION_COLUMNS = ("symbol", "date", "fold", "model", "p_sell", "p_hold", "p_
 ARTIFACT_FILE = "artifact.json"
 # Per fold: the (symbol, date, extractor versions) rows its models trained and validated on.
 TRAINED_ROWS = "trained_rows.parquet"
-# The ranking objective's target: the forward return's percentile rank among the day's coins.
-RETURN_RANK = "fwd_ret_3d_day_rank"
 
 
 @dataclass
@@ -54,6 +52,8 @@ class StackSettings:
     ranked: Sequence[str] = ()
     # Inputs that enter additively (stack.additive_extractors: the extractor outputs); each model records its own.
     additive: Sequence[str] = ()
+    # The blend's parts beyond tabular and the kinds (stack.extra_parts; stacking.frame.EXTRA_PARTS).
+    extra_parts: Sequence[str] = ()
     backend: str = "local"
     dask_client: object | None = None
     console: Console = field(default_factory=Console)
@@ -113,15 +113,18 @@ def train_fold(
     targets = precision_targets(train[label].to_numpy(), confidence["mode"], confidence["target_precision"],
                                 confidence["target_lift"])
     for name, columns in features.items():
-        ranker = name == RANK_OBJECTIVE_MODEL
-        target = RETURN_RANK if ranker else label
+        target = model_target(name, label)
+        ranker = target == RETURN_RANK
+        # A part learning another horizon's label drops the rows without it (the window's last days' longer labels).
+        fit, check = (part[part[target].notna().to_numpy()] for part in (train, val))
         model = (TrishulaRanker if ranker else TrishulaClassifier)(
             settings.params, settings.early_stopping_rounds, settings.backend, settings.dask_client,
             feature_schema_hash=settings.feature_schema_hash,
             additive_features=[c for c in columns if c in additive],
-        ).fit(train[columns], train[target].to_numpy(), val[columns], val[target].to_numpy())
-        # The ranker has no class probabilities, hence no confidence thresholds.
-        thresholds = {} if ranker else fit_confidence_thresholds(
+        ).fit(fit[columns], fit[target].to_numpy(), check[columns], check[target].to_numpy())
+        # Confidence thresholds gate the primary label's classes: a ranker has no class probabilities, and another
+        # horizon's classes are not the signal's.
+        thresholds = {} if target != label else fit_confidence_thresholds(
             val[label].to_numpy(), model.predict_proba(val, settings.feature_schema_hash), targets,
             confidence["min_support"])
         model.save(out_dir / f"{name}.txt")
@@ -183,8 +186,9 @@ def predict_fold(frame: pd.DataFrame, fold: Fold, model_dir: Path, settings: Sta
     no_proba = np.full((len(base), len(CLASS_NAMES)), np.nan)
     for factor in factors:
         parts.append(_prediction_rows(base, factor, no_proba, score=test[factor].to_numpy(dtype="float64")))
-    # The equal-weight blend of the parts (tabular and each extractor): the first bar a stacker must clear.
-    blended = ["tabular", *settings.kinds]
+    # The equal-weight blend of the parts (tabular, the extra parts and each extractor): the first bar a stacker
+    # must clear.
+    blended = blend_members(settings.kinds, settings.extra_parts)
     part_scores = pd.DataFrame({p["model"].iat[0]: p["score"] for p in parts if p["model"].iat[0] in blended})
     parts.append(_prediction_rows(base, BLEND, no_proba, score=rank_blend(part_scores, base["date"])))
     predictions = pd.concat(parts, ignore_index=True)

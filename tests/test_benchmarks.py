@@ -56,7 +56,8 @@ def test_quality_scores_every_model_and_reads_each_fits_learning_curve(tmp_path,
 
     artifacts, results = tmp_path / "artifacts", tmp_path / "results"
     quality.main(["--data-dir", str(SAMPLE), "--artifacts-dir", str(artifacts), "--results-dir", str(results),
-                  "--outputs-dir", str(tmp_path / "outputs"), "--retrain-every", "4", "--", *TINY])
+                  "--outputs-dir", str(tmp_path / "outputs"), "--retrain-every", "4", "--", *TINY,
+                  "stack.extra_parts=[tabular_1d,tabular_7d,tabular_rank]"])  # every part run 30 measures
 
     result = json.loads((results / "quality.json").read_text())
     assert result["retrain_every_folds"] == 4
@@ -115,6 +116,44 @@ def test_quality_scores_every_model_and_reads_each_fits_learning_curve(tmp_path,
     assert period["ic"]["paired"]["trishula_rank_objective - trishula_meta"]["days"] > 0
     assert period["book"]["paired"]["trishula - blend_parts"]["mean_daily_diff"] == 0
     assert "| trishula_meta |" in (results / "anchor.md").read_text()
+
+    # Run 30's candidate blends from the same run, whose blend_parts holds every extra part (candidate HR).
+    from benchmarks import parts
+
+    parts.main(["--quality", str(results / "quality.json"), "--data", str(SAMPLE / "hourly.parquet"),
+                "--results-dir", str(results), "--confirm"])
+    body = json.loads((results / "parts.json").read_text())
+    assert body["decision"] is None and list(body["periods"]) == ["confirmation_2023"]
+    ic = body["periods"]["confirmation_2023"]["ic"]
+    run_blend = daily_rank_ic(predictions[predictions["model"] == "blend_parts"], target="fwd_ret_3d")
+    assert ic["models"]["blend_HR"]["mean"] == pytest.approx(run_blend.mean(), abs=1e-12)
+    assert ic["models"]["blend_HR"]["days"] == len(run_blend)
+    assert ic["models"]["blend_B0"]["mean"] != pytest.approx(run_blend.mean())  # three parts, not six
+    # No fold has 60 earlier days on the sample: each candidate's Trishula is its blend.
+    assert all(ic["paired"][f"trishula_{c} - blend_{c}"]["diff_mean"] == 0 for c in parts.CANDIDATES)
+    # Run 31's seed ensembles: the run's own extractors as the base and as two "seeds" average to themselves.
+    from benchmarks import seeds
+
+    run_dir = Path(result["output_dir"])
+    seeds.main(["--base", str(run_dir), "--runs", str(run_dir), str(run_dir), "--results-dir", str(results),
+                "--confirm"])
+    body = json.loads((results / "seeds.json").read_text())
+    assert body["decision"] is None and list(body["periods"]) == ["confirmation_2023"]
+    ic = body["periods"]["confirmation_2023"]
+    blend_b0 = ic["models"]["blend_B0"]["mean"]
+    assert ic["models"]["blend_S3"]["mean"] == pytest.approx(blend_b0)
+    assert ic["paired"]["blend_S3 - blend_B0"]["diff_mean"] == pytest.approx(0, abs=1e-12)
+    assert blend_b0 != pytest.approx(run_blend.mean())  # tabular, lstm and tcn only: not the run's six parts
+    lstm = daily_rank_ic(predictions[predictions["model"] == "lstm"], target="fwd_ret_3d")
+    assert ic["models"]["lstm_B0"]["mean"] == pytest.approx(lstm.mean())
+
+    # A run that trained no extra part is refused, naming them.
+    no_parts = tmp_path / "no_parts"
+    no_parts.mkdir()
+    predictions[~predictions["model"].str.startswith("tabular_")].to_parquet(no_parts / "predictions.parquet")
+    (tmp_path / "no_parts.json").write_text(json.dumps({**result, "output_dir": str(no_parts)}))
+    with pytest.raises(SystemExit, match="tabular_rank"):
+        parts.main(["--quality", str(tmp_path / "no_parts.json")])
 
 
 def test_a_development_only_quality_run_scores_no_2023_day(monkeypatch):

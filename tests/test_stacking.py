@@ -3,6 +3,8 @@ confidence thresholds, past-only z-scores, meta folds and promotion."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -31,7 +33,8 @@ from stacking.frame import (
     ranked_inputs,
 )
 from stacking.registry import Registry, decide_promotion
-from stacking.run import build_signals
+from stacking.run import build_signals, check_part_labels
+from stacking.serving import ServedRun
 from stacking.signals import (
     apply_confidence,
     cross_section_zscore,
@@ -41,6 +44,7 @@ from stacking.signals import (
     rolling_zscore,
     signal_zscore,
 )
+from stacking.walkforward import StackSettings, predict_fold, train_fold
 from store.feature_store import InSampleReadError
 
 SMALL = {"n_estimators": 60, "learning_rate": 0.1, "num_leaves": 15, "min_child_samples": 20, "subsample": 0.8,
@@ -509,3 +513,54 @@ def test_day_ranks_rank_each_day_among_its_own_rows_and_leave_the_regime_raw(fra
     shifted.loc[shifted["date"] != day, ranked] = shifted.loc[shifted["date"] != day, ranked] * -3.0 + 7.0
     assert day_ranks(shifted, ranked).loc[today.index, ranked].equals(out.loc[today.index, ranked])
     assert out[ranked].max().max() <= 1.0 and out[ranked].min().min() > 0.0
+
+
+def test_extra_parts_learn_their_own_targets_and_join_the_blend(frames, cfg, tmp_path):
+    rows = decision_rows(frames, "label_3d")
+    # Every built label rides along (never as an input): the extra parts learn other horizons'.
+    assert {"label_1d", "label_7d", "fwd_ret_7d"} <= set(rows.columns)
+    fold = next(f for f in folds_from_config(frames.daily, cfg.split, 14) if f.index == 6)
+    extra = ["tabular_1d", "tabular_7d", "tabular_rank"]
+    features = feature_sets(frames, [], {}, embeddings=False, extra_parts=extra)
+    assert all(features[part] == features["tabular"] for part in extra)
+    features.pop("trishula")  # no extractor outputs here: the parts alone
+    confidence = {"mode": "lift", "target_lift": 1.5, "target_precision": 0.4, "min_support": 20}
+    settings = StackSettings(label="label_3d", params=SMALL, early_stopping_rounds=None, confidence=confidence,
+                             kinds=[], feature_schema_hash="schema-a", models=list(features),
+                             ranked=list(frames.columns["tabular"]), extra_parts=extra)
+    train_fold(rows, fold, features, settings, tmp_path)
+    meta = {name: json.loads((tmp_path / f"{name}.json").read_text()) for name in features}
+    assert {name: (m["label"], m["objective"]) for name, m in meta.items()} == {
+        "tabular": ("label_3d", "multiclass"), "tabular_1d": ("label_1d", "multiclass"),
+        "tabular_7d": ("label_7d", "multiclass"), "tabular_rank": ("fwd_ret_3d_day_rank", "rank")}
+    # Confidence thresholds gate the primary label's classes only.
+    assert set(meta["tabular"]["confidence"]["thresholds"]) == set(CLASS_NAMES)
+    assert all(meta[part]["confidence"]["thresholds"] == {} for part in extra)
+
+    predictions = predict_fold(rows, fold, tmp_path, settings)
+    wide = predictions.pivot(index=["date", "symbol"], columns="model", values="score")
+    assert not np.allclose(wide["tabular_7d"], wide["tabular"])  # another target, another model
+    # The blend, by hand: the mean of the four parts' day ranks (shares of the day's coins).
+    ranks = wide[["tabular", *extra]].groupby(level="date").rank(pct=True)
+    np.testing.assert_allclose(wide["blend_parts"], ranks.mean(axis=1), rtol=1e-12)
+
+    with pytest.raises(ValueError, match="tabular_30d"):
+        feature_sets(frames, [], {}, embeddings=False, extra_parts=["tabular_30d"])
+    with pytest.raises(ValueError, match=r"label_7d.*labels.thresholds"):
+        check_part_labels(["tabular_7d", "tabular_rank"], ["fwd_ret_3d", "label_3d"])
+    check_part_labels(["tabular_rank"], ["fwd_ret_3d", "label_3d"])  # the return's rank needs no other label
+
+
+def test_a_served_run_predicts_the_extra_parts_its_blend_is_made_of(tmp_path):
+    stack = {"lgbm": SMALL, "early_stopping_rounds": None, "confidence": {}, "kinds": ["lstm", "tcn"],
+             "anchor": {"to": "blend_parts", "correction": "rank_objective"}, "extra_parts": ["tabular_7d"]}
+    trained = ["tabular", "tabular_7d", "trishula", "trishula_no_lstm", "trishula_rank_objective"]
+    run = ServedRun("run", tmp_path, {"stack": stack, "schema": "s", "folds": [{"models": dict.fromkeys(trained)}]},
+                    [], {})
+    settings = run.settings("label_3d")
+    assert settings.models == ["tabular", "tabular_7d", "trishula", "trishula_rank_objective"]
+    assert list(settings.extra_parts) == ["tabular_7d"]
+    # A run made before the option existed blends tabular and the kinds alone.
+    older = ServedRun("old", tmp_path, {**run.meta, "stack": {k: v for k, v in stack.items() if k != "extra_parts"}},
+                      [], {})
+    assert list(older.settings("label_3d").extra_parts) == []
