@@ -27,17 +27,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[0] = str(ROOT)  # the repo's packages, not this folder's scripts
 
 import pandas as pd  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
-from backtest import RankedBookConfig, daily_panel  # noqa: E402
-from benchmarks import ic_tables  # noqa: E402
-from benchmarks.quality import in_period  # noqa: E402
-from benchmarks.strategy import figures, paired, period_book  # noqa: E402
+from benchmarks import experiment  # noqa: E402
 from evaluation.metrics import BLEND  # noqa: E402
-from marketdata import apply_gap_policy, load_hourly  # noqa: E402
-from stacking.anchor import META, anchor_predictions, correction_model, fold_weights  # noqa: E402
+from stacking.anchor import META, anchor_walkforward  # noqa: E402
 from stacking.frame import RANK_OBJECTIVE_MODEL  # noqa: E402
-from store.files import write_json_atomic, write_text_atomic  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 PLAN = "benchmarks/results/experiments/29_anchored_stacker/plan.md"
@@ -53,29 +47,22 @@ BEFORE = "trishula_before"  # the meta-learner's score in the run before the cha
 
 def anchored_rank_rows(predictions: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """A1 recomputed offline with the ranking objective's score as the correction, fold weights fitted the
-    walk-forward's way (`stacking.anchor.fold_weights`: each fold from the folds before it)."""
-    anchor = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "stack" / "default.yaml").anchor)
-    settings = {**anchor, "correction": "rank_objective"}
-    starts = predictions.groupby("fold")["date"].min().to_dict()
-    weights = fold_weights(predictions, starts, settings, BLEND, 3)
-    rows = anchor_predictions(predictions[predictions["model"] != META], {f: w["weight"] for f, w in weights.items()},
-                              BLEND, correction_model(settings))
+    walk-forward's way (`stacking.anchor.anchor_walkforward`: each fold from the folds before it)."""
+    settings = {**experiment.default_anchor(), "correction": "rank_objective"}
+    rows, weights = anchor_walkforward(predictions[predictions["model"] != META],
+                                       experiment.first_test_days(predictions), settings, BLEND, 3)
     return rows[rows["model"] == "trishula"].assign(model=ANCHORED_RANK), weights
 
 
 def ic_table(predictions: pd.DataFrame, period: str) -> dict:
     """Per model, its IC summary; per pair, the paired difference (t with 3 and >= 10 lags)."""
-    return ic_tables.ic_table(predictions, (*PAIRS, (META, BEFORE)), period)
+    return experiment.ic_table(predictions, (*PAIRS, (META, BEFORE)), period)
 
 
-def book_table(predictions: pd.DataFrame, panel, config: RankedBookConfig, period: str) -> dict:
+def book_table(predictions: pd.DataFrame, panel, config, period: str) -> dict:
     """The ranked book on A1, A0 and the blend over `period`, and A1's daily net return against the others'."""
-    books = {model: period_book(predictions.loc[predictions["model"] == model, ["symbol", "date", "score"]]
-                                .reset_index(drop=True), panel, config, period)
-             for model in ("trishula", META, BLEND, ANCHORED_RANK) if (predictions["model"] == model).any()}
-    return {"figures": {model: figures(daily) for model, daily in books.items()},
-            "paired": {f"trishula - {other}": paired(books["trishula"]["net"], books[other]["net"])
-                       for other in books if other != "trishula"}}
+    models = ("trishula", META, BLEND, ANCHORED_RANK)
+    return experiment.book_table(predictions, models, [("trishula", m) for m in models[1:]], panel, config, period)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -96,12 +83,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.before is not None:
         before = pd.read_parquet(args.before / "predictions.parquet", columns=columns)
         predictions = pd.concat([predictions, before[before["model"] == "trishula"].assign(model=BEFORE)])
-    panel = daily_panel(apply_gap_policy(load_hourly(args.data)))
-    config = RankedBookConfig(**OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "backtest" / "ranked.yaml"))
-                              ["book"])
-    # The periods with test rows (the shipped sample has no development days).
-    periods = [p for p in ("development", *(["confirmation_2023"] if args.confirm else []))
-               if not in_period(predictions, p).empty]
+    panel, config = experiment.served_book(args.data)
+    periods = experiment.scored_periods(predictions, args.confirm)
     result = {"finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "plan": PLAN,
               "quality_run": quality["output_dir"], "before_run": str(args.before) if args.before else None,
               "anchor_weights": quality.get("anchor_weights"),
@@ -109,10 +92,7 @@ def main(argv: list[str] | None = None) -> None:
               "periods": {p: {"ic": ic_table(predictions, p), "book": book_table(predictions, panel, config, p)}
                           for p in periods}}
     result["decisions"] = decisions(result["periods"].get("development"))
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(result, args.results_dir / "anchor.json")
-    write_text_atomic(render(result), args.results_dir / "anchor.md")
-    print(render(result))
+    experiment.write_results(result, args.results_dir, "anchor", render)
 
 
 def decisions(development: dict | None) -> dict | None:
@@ -138,8 +118,7 @@ def render(result: dict) -> str:
                                                  f"anchor rejected: {result['decisions']['anchor_rejected']}") + ".",
              ""]
     for name, period in result["periods"].items():
-        lines += [f"## {name}", "", *ic_tables.ic_markdown(period["ic"]), "", *ic_tables.book_markdown(period["book"]),
-                  ""]
+        lines += experiment.period_markdown(name, period)
     if result["anchor_weights"]:
         weights = ", ".join(f"{fold}: {a['weight']:.2f}" for fold, a in result["anchor_weights"].items())
         lines += ["## The multiclass correction's weight per fold (0 = the blend; the quality run's)", "", weights, ""]

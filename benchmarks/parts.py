@@ -9,7 +9,7 @@ Reads a quality run's predictions whose stack trained every extra part (`stack.e
 conf/stack/default.yaml): the parts (tabular, lstm, tcn and the extra ones), Trishula's correction
 (`trishula_rank_objective`), the factors. Each candidate's blend is the equal-weight mean of its parts' day ranks
 (`stacking.walkforward.rank_blend`, as the walk-forward forms `blend_parts`); its anchored Trishula is recomputed
-with the walk-forward's own functions (`stacking.anchor.fold_weights`: each fold's weight from the folds before
+with the walk-forward's own functions (`stacking.anchor.anchor_walkforward`: each fold's weight from the folds before
 it). The candidates and the rule are fixed before the run in
 `benchmarks/results/experiments/30_more_parts/plan.md`: the candidate whose blend has the highest development IC
 is adopted if it beats today's blend (B0) at paired t >= 2.4 (10 lags; 2 raised for three candidates).
@@ -30,19 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[0] = str(ROOT)  # the repo's packages, not this folder's scripts
 
 import pandas as pd  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
-from backtest import RankedBookConfig, daily_panel  # noqa: E402
-from benchmarks import ic_tables  # noqa: E402
-from benchmarks.ic_tables import signed  # noqa: E402
-from benchmarks.quality import in_period  # noqa: E402
-from benchmarks.strategy import figures, paired, period_book  # noqa: E402
+from benchmarks import experiment  # noqa: E402
+from benchmarks.experiment import signed  # noqa: E402
 from evaluation.metrics import BLEND  # noqa: E402
-from marketdata import apply_gap_policy, load_hourly  # noqa: E402
-from stacking.anchor import KEYS, META, anchor_predictions, correction_model, fold_weights  # noqa: E402
+from stacking.anchor import KEYS, META, anchor_walkforward  # noqa: E402
 from stacking.frame import blend_members  # noqa: E402
 from stacking.walkforward import rank_blend  # noqa: E402
-from store.files import write_json_atomic, write_text_atomic  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 PLAN = "benchmarks/results/experiments/30_more_parts/plan.md"
@@ -63,14 +57,12 @@ def candidate_rows(predictions: pd.DataFrame, anchor: dict) -> tuple[pd.DataFram
     scores = scores.reset_index()
     targets = predictions.loc[predictions["model"] == BLEND, [*KEYS, "fwd_ret_3d"]]
     base = predictions[~predictions["model"].isin([BLEND, META])]
-    starts = predictions.groupby("fold")["date"].min().to_dict()
+    starts = experiment.first_test_days(predictions)
     rows, weights = [], {}
     for name, extra in CANDIDATES.items():
         blend = scores[KEYS].assign(model=BLEND, score=rank_blend(scores[blend_members(KINDS, extra)], scores["date"]))
         candidate = pd.concat([base, blend.merge(targets, on=KEYS, validate="one_to_one")], ignore_index=True)
-        fitted = fold_weights(candidate, starts, anchor, BLEND, 3)
-        anchored = anchor_predictions(candidate, {f: w["weight"] for f, w in fitted.items()}, BLEND,
-                                      correction_model(anchor))
+        anchored, fitted = anchor_walkforward(candidate, starts, anchor, BLEND, 3)
         rows += [anchored[anchored["model"] == BLEND].assign(model=f"blend_{name}"),
                  anchored[anchored["model"] == "trishula"].assign(model=f"trishula_{name}")]
         weights[name] = {str(f): round(w["weight"], 3) for f, w in fitted.items()}
@@ -98,13 +90,10 @@ def decide(development: dict) -> dict:
             "extra_parts": list(CANDIDATES[best if adopted else "B0"])}
 
 
-def book_table(rows: pd.DataFrame, panel, config: RankedBookConfig, period: str, best: str) -> dict:
-    models = list(dict.fromkeys(["trishula_B0", f"trishula_{best}", "blend_B0", f"blend_{best}"]))
-    books = {m: period_book(rows.loc[rows["model"] == m, ["symbol", "date", "score"]].reset_index(drop=True),
-                            panel, config, period) for m in models}
-    return {"figures": {m: figures(daily) for m, daily in books.items()},
-            "paired": {f"trishula_{best} - trishula_B0": paired(books[f"trishula_{best}"]["net"],
-                                                                books["trishula_B0"]["net"])}}
+def book_table(rows: pd.DataFrame, panel, config, period: str, best: str) -> dict:
+    """The ranked book on the best candidate's scores and B0's; its anchored score's daily net return against B0's."""
+    models = ["trishula_B0", f"trishula_{best}", "blend_B0", f"blend_{best}"]
+    return experiment.book_table(rows, models, [(f"trishula_{best}", "trishula_B0")], panel, config, period)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -121,26 +110,19 @@ def main(argv: list[str] | None = None) -> None:
     if missing:
         raise SystemExit(f"{args.quality}: the run trained no {missing}; run quality.py with "
                          f"'stack.extra_parts=[{','.join(EXTRA)}]'")
-    anchor = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "stack" / "default.yaml").anchor)
-    candidates, weights = candidate_rows(predictions, anchor)
+    candidates, weights = candidate_rows(predictions, experiment.default_anchor())
     keep = ["tabular", *EXTRA, *KINDS, *FACTORS]
     rows = pd.concat([candidates, predictions[predictions["model"].isin(keep)]], ignore_index=True)
-    panel = daily_panel(apply_gap_policy(load_hourly(args.data)))
-    config = RankedBookConfig(**OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "backtest" / "ranked.yaml"))
-                              ["book"])
-    periods = [p for p in ("development", *(["confirmation_2023"] if args.confirm else []))
-               if not in_period(rows, p).empty]
-    ics = {p: ic_tables.ic_table(rows, pairs(), p) for p in periods}
+    panel, config = experiment.served_book(args.data)
+    periods = experiment.scored_periods(rows, args.confirm)
+    ics = {p: experiment.ic_table(rows, pairs(), p) for p in periods}
     decision = decide(ics["development"]) if "development" in ics else None
     best = decision["best"] if decision else "HR"
     result = {"finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "plan": PLAN,
               "quality_run": quality["output_dir"], "candidates": {c: list(v) for c, v in CANDIDATES.items()},
               "decision": decision, "anchor_weights": weights,
               "periods": {p: {"ic": ics[p], "book": book_table(rows, panel, config, p, best)} for p in periods}}
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(result, args.results_dir / "parts.json")
-    write_text_atomic(render(result), args.results_dir / "parts.md")
-    print(render(result))
+    experiment.write_results(result, args.results_dir, "parts", render)
 
 
 def render(result: dict) -> str:
@@ -157,8 +139,7 @@ def render(result: dict) -> str:
                                                 f"{signed(decision['t_stat_long'], 2)} against B0, adoption at "
                                                 f">= {ADOPT_T}): adopted {decision['adopted']}") + ".", ""]
     for name, period in result["periods"].items():
-        lines += [f"## {name}", "", *ic_tables.ic_markdown(period["ic"]), "", *ic_tables.book_markdown(period["book"]),
-                  ""]
+        lines += experiment.period_markdown(name, period)
     lines += ["## The correction's weight per fold, by candidate (0 = the blend)", ""]
     lines += [f"- {c}: " + ", ".join(f"{fold}: {w:.2f}" for fold, w in ws.items() if w > 0) + " (others 0)"
               for c, ws in result["anchor_weights"].items()]

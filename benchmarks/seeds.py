@@ -28,13 +28,11 @@ sys.path[0] = str(ROOT)  # the repo's packages, not this folder's scripts
 
 import pandas as pd  # noqa: E402
 
-from benchmarks import ic_tables  # noqa: E402
-from benchmarks.ic_tables import signed  # noqa: E402
-from benchmarks.quality import in_period  # noqa: E402
+from benchmarks import experiment  # noqa: E402
+from benchmarks.experiment import signed  # noqa: E402
 from stacking.anchor import KEYS  # noqa: E402
 from stacking.signals import signal_score  # noqa: E402
 from stacking.walkforward import rank_blend  # noqa: E402
-from store.files import write_json_atomic, write_text_atomic  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 PLAN = "benchmarks/results/experiments/31_seed_ensembles/plan.md"
@@ -86,9 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     base = pd.read_parquet(args.base / "predictions.parquet", columns=[*KEYS, "model", "score", *PROBABILITIES,
                                                                          "fwd_ret_3d"])
     rows = candidates(base, [extractor_rows(run) for run in args.runs])
-    periods = [p for p in ("development", *(["confirmation_2023"] if args.confirm else []))
-               if not in_period(rows, p).empty]
-    ics = {p: ic_tables.ic_table(rows, PAIRS, p) for p in periods}
+    periods = experiment.scored_periods(rows, args.confirm)
+    ics = {p: experiment.ic_table(rows, PAIRS, p) for p in periods}
     development = ics.get("development")
     t = development["paired"]["blend_S3 - blend_B0"]["t_stat_long"] if development else None
     result = {"finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "plan": PLAN,
@@ -96,10 +93,7 @@ def main(argv: list[str] | None = None) -> None:
               "decision": None if development is None else {"t_stat_long": t,
                                                             "adopted": t is not None and t >= ADOPT_T},
               "periods": ics}
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(result, args.results_dir / "seeds.json")
-    write_text_atomic(render(result), args.results_dir / "seeds.md")
-    print(render(result))
+    experiment.write_results(result, args.results_dir, "seeds", render)
 
 
 def render(result: dict) -> str:
@@ -115,7 +109,7 @@ def render(result: dict) -> str:
                                                 f" (adoption at >= {ADOPT_T}): adopted {decision['adopted']}") + ".",
              ""]
     for name, period in result["periods"].items():
-        lines += [f"## {name}", "", *ic_tables.ic_markdown(period), ""]
+        lines += [f"## {name}", "", *experiment.ic_markdown(period), ""]
     return "\n".join(lines)
 
 

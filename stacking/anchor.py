@@ -100,6 +100,17 @@ def fold_weights(predictions: pd.DataFrame, first_test_days: Mapping[int, pd.Tim
             for fold, start in sorted(first_test_days.items())}
 
 
+def anchor_walkforward(predictions: pd.DataFrame, first_test_days: Mapping[int, pd.Timestamp], settings: Mapping,
+                       blend: str, horizon_days: int) -> tuple[pd.DataFrame, dict[int, dict]]:
+    """Trishula's score anchored as the walk-forward anchors it: each fold's weight fitted on the folds before it
+    (`fold_weights`), then applied (`anchor_predictions`, with `settings`' correction). (the anchored predictions,
+    fold -> its weight fit)."""
+    weights = fold_weights(predictions, first_test_days, settings, blend, horizon_days)
+    anchored = anchor_predictions(predictions, {fold: w["weight"] for fold, w in weights.items()}, blend,
+                                  correction_model(settings))
+    return anchored, weights
+
+
 def anchor_history(predictions: pd.DataFrame, blend: str, correction: str = "trishula") -> pd.DataFrame:
     """Out-of-sample rows as `fit_anchor_weight` reads them: fold, date, the correction's score (meta), the
     blend's and the target."""

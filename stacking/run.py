@@ -21,7 +21,7 @@ from features.build import FeatureFrames
 from features.labels import CLASS_NAMES
 from splits.artifacts import folds_from_config
 from splits.walkforward import Fold
-from stacking.anchor import anchor_enabled, anchor_predictions, check_anchor, correction_model, fold_weights
+from stacking.anchor import anchor_enabled, anchor_walkforward, check_anchor, correction_model
 from stacking.folds import meta_folds
 from stacking.frame import (
     EXTRA_PARTS,
@@ -228,12 +228,10 @@ def _train_all(tmp: Path, frame, meta: list[Fold], features, settings, stack_cfg
     predictions = pd.concat(parts, ignore_index=True)
     anchored = anchor_enabled(stack_cfg)
     if anchored:  # each fold's weight from the folds before it only
-        weights = fold_weights(predictions, {f.index: f.test_start for f in meta}, stack_cfg["anchor"], BLEND,
-                               HORIZON_DAYS)
+        predictions, weights = anchor_walkforward(predictions, {f.index: f.test_start for f in meta},
+                                                  stack_cfg["anchor"], BLEND, HORIZON_DAYS)
         for summary in fold_summaries:
             summary["anchor"] = weights[int(summary["fold"]["index"])]
-        predictions = anchor_predictions(predictions, {fold: w["weight"] for fold, w in weights.items()}, BLEND,
-                                         correction_model(stack_cfg["anchor"]))
         shown = [f"{fold}: {w['weight']:.2f}" for fold, w in weights.items() if w["weight"] > 0]
         console.print(f"stack: Trishula anchored on the blend of its parts; the correction's weight is 0 in "
                       f"{len(weights) - len(shown)} of {len(weights)} folds" + (f", else {', '.join(shown)}"
