@@ -151,8 +151,9 @@ def make_plan(
         )
     keys = pd.DataFrame({
         "symbol": frame["symbol"].to_numpy()[ends],
-        "ts": frame["ts"].to_numpy()[ends],
-        "decision_time": decision_time.to_numpy()[ends],
+        # Indexing the tz-aware arrays keeps their dtype without boxing every row into a Timestamp (.to_numpy()).
+        "ts": frame["ts"].array[ends],
+        "decision_time": decision_time.array[ends],
     })
     plan_spec = {
         "version": artifact.version, "data": data_fingerprint, "stride": stride_hours, "chunk": chunk_size,

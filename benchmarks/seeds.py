@@ -71,7 +71,9 @@ def candidates(base: pd.DataFrame, seed_runs: list[pd.DataFrame]) -> pd.DataFram
 
 
 PAIRS = (("blend_S3", "blend_B0"), ("blend_S1", "blend_B0"), ("blend_S3", "blend_S1"),
-         *((f"{k}_S3", f"{k}_B0") for k in KINDS), *((f"{k}_S3", f"{k}_S1") for k in KINDS))
+         *((f"{k}_S3", f"{k}_B0") for k in KINDS), *((f"{k}_S3", f"{k}_S1") for k in KINDS),
+         # The epoch change alone, part by part (run 32 reads these to make one-epoch fits the default).
+         *((f"{k}_S1", f"{k}_B0") for k in KINDS))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -121,14 +121,17 @@ class FoldWindowDataModule(L.LightningDataModule):
         )
         device = self._target_device()
         values_t = torch.from_numpy(values).to(device)
+        # The timestamps as their tz-aware array: indexing it keeps the dtype, where .to_numpy() would first box
+        # every hourly row into a Timestamp object (about 2 s a call on the full data, six calls a fit).
+        ts = frame["ts"].array
         for part in PARTS:
             ends = np.flatnonzero(usable & self.fold.mask(days, part))
             self.samples[part] = pd.DataFrame(
                 {
                     "symbol": frame["symbol"].to_numpy()[ends],
-                    "window_start": frame["ts"].to_numpy()[ends - (self.window - 1)],
-                    "window_end": frame["ts"].to_numpy()[ends],
-                    "decision_time": (frame["ts"].iloc[ends] + self.bar).to_numpy(),
+                    "window_start": ts[ends - (self.window - 1)],
+                    "window_end": ts[ends],
+                    "decision_time": ts[ends] + self.bar,
                     "label": label.to_numpy()[ends].astype("int64"),
                     "row": ends,
                 }

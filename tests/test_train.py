@@ -349,3 +349,4 @@ def test_a_kinds_patience_ends_its_training_and_keys_its_artifact(tmp_path):
 
     assert key("tcn", 2) != key("tcn", 5)
     assert compose().extractors.tcn.early_stopping_patience == 2
+    assert compose().trainer.max_epochs == 1  # the default: one pass a fit (experiments/32); patience is for more
