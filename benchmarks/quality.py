@@ -33,9 +33,8 @@ the baselines (`blend_parts`: the equal-weight mean of the parts' per-day ranks;
 The config is the default (`conf/pipeline.yaml`: extractors refit every 12th fold, 7 refits per kind
 over 2020-2023, each on all the history before its validation window; the meta-learner's 365-day
 rolling window and LightGBM parameters) plus the ablations;
-about 17 minutes on 2 CPU cores (1,014 s measured before the per-model early-stopping patience halved the
-TCN's epochs), TCN training on its expanding windows and the five
-meta-learners a fold most of it.
+about 22 minutes on 2 CPU cores (1,303 s measured on 12-03 with one-epoch extractor fits), the six
+LightGBM models a fold (830 s) most of it, then TCN training on its expanding windows (312 s).
 `--retrain-every N` sets pipeline.retrain_every_folds (between refits the store's as-of rule serves
 the newest earlier extractor). A development-only run (`-- split.last_test_date=2022-12-31`) is what
 a modelling choice is made on.
