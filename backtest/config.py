@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from backtest.costs import check_costs
+
 ADMISSIONS = ("independent", "neutral")
 EXIT_SCALES = ("fixed", "volatility")
 
@@ -29,6 +31,15 @@ class BacktestConfig:
     trail_short: float = 0.003
     fee_rate: float = 0.001  # per side, on notional
     slippage: float = 0.001  # per side, on price
+    # Entries fill at the open of the first real bar this many hours after the decision (1: the 01:00 bar,
+    # the first a daily run can reach once the 23:00 bar has closed; 0: the 00:00 bar, zero latency).
+    fill_delay_hours: int = 1
+    # What holding costs (backtest.costs): borrow (spot shorts pay borrow_rate a year) or funding (perpetuals:
+    # funding_rate a year, or funding_path's per-coin rates, on each position's signed value).
+    financing: str = "borrow"
+    borrow_rate: float = 0.10
+    funding_rate: float = 0.0
+    funding_path: str | None = None
     annualisation_days: int = 365
     benchmark_symbol: str = "BTCUSDT"
     # independent: longs and shorts admitted apart (SPEC §7); neutral: at each decision time as many
@@ -52,15 +63,22 @@ class BacktestConfig:
             raise ValueError(f"need max_long, max_short >= 0 and one > 0, got {self.max_long}, {self.max_short}")
         if self.max_hold_hours < 1:
             raise ValueError(f"max_hold_hours must be >= 1, got {self.max_hold_hours}")
-        rates = ("take_profit", "stop_loss", "trail_long", "trail_short", "fee_rate", "slippage")
+        rates = ("take_profit", "stop_loss", "trail_long", "trail_short")
         bad = {name: getattr(self, name) for name in rates if not 0 <= getattr(self, name) < 1}
         if bad:
             raise ValueError(f"rates must lie in [0, 1): {bad}")
+        if not 0 <= self.fill_delay_hours < 24:
+            raise ValueError(f"backtest.trading.fill_delay_hours must lie in [0, 24), got {self.fill_delay_hours}")
+        check_costs("backtest.trading.", self.fee_rate, self.slippage, self.financing, self.borrow_rate,
+                    self.funding_rate)
 
 
 SELECTIONS = ("quantile", "names")
 WEIGHTINGS = ("equal", "inverse_vol")
 NEUTRALITIES = ("dollar", "beta")
+WILD_SHORTS = ("none", "volatility", "skew")
+NEUTRALIZE = ("none", "volatility")
+SHORT_LEGS = ("ranked", "market", "btc")
 
 
 @dataclass(frozen=True)
@@ -74,12 +92,31 @@ class RankedBookConfig:
     keep_quantile: float | None = None  # None: no band (= quantile)
     names: int = 5
     keep_names: int | None = None  # None: no band (= names)
+    min_names: int = 2  # select=quantile: at least this many a leg on a day with 2 x min_names coins
     holding_days: int = 3
     weighting: str = "equal"
     neutral: str = "dollar"
+    # The short leg: ranked (the bottom names), market (a volume-weighted basket of every coin: a long-tilted
+    # book hedged with the market) or btc (hedged with the benchmark symbol).
+    short_leg: str = "ranked"
+    # A ranked short leg without the day's wildest names: none, or the `wild_share` of the coins with the
+    # highest trailing volatility (volatility) or skewness (skew) of daily returns, known at the decision.
+    wild_short: str = "none"
+    wild_share: float = 0.2
+    # The score the book ranks: as served (none), or each day's score rank less its least-squares fit on the
+    # coins' trailing-volatility rank (volatility): the order the score holds beyond "calm coins do better".
+    neutralize: str = "none"
+    # Volatility targeting: the book's gross scaled so its predicted volatility (the trailing covariance of
+    # daily returns, risk_days) is vol_target a year, at most max_gross; None: gross as set.
+    vol_target: float | None = None
+    max_gross: float = 2.0
+    fill_delay_hours: int = 1  # decided at the close, filled at the open of the bar this many hours later
     fee_rate: float = 0.0005  # per side, on traded value
     slippage: float = 0.0005  # per side, on traded value
+    financing: str = "borrow"  # backtest.costs: borrow (spot shorts) | funding (perpetuals)
     borrow_rate: float = 0.10  # a year, on the shorts' value
+    funding_rate: float = 0.0  # a year, on each position's signed value (financing=funding)
+    funding_path: str | None = None  # per-coin funding events (symbol, ts, rate), financing=funding
     volume_days: int = 30
     risk_days: int = 60
     score_column: str = "score"
@@ -88,7 +125,8 @@ class RankedBookConfig:
 
     def __post_init__(self) -> None:
         key = "backtest.book."
-        choices = {"select": SELECTIONS, "weighting": WEIGHTINGS, "neutral": NEUTRALITIES}
+        choices = {"select": SELECTIONS, "weighting": WEIGHTINGS, "neutral": NEUTRALITIES,
+                   "short_leg": SHORT_LEGS, "wild_short": WILD_SHORTS, "neutralize": NEUTRALIZE}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{key}{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -99,14 +137,20 @@ class RankedBookConfig:
                              f"{self.keep_quantile}")
         if self.names < 1 or self.keep_count < self.names:
             raise ValueError(f"need 1 <= {key}names <= {key}keep_names, got {self.names}, {self.keep_names}")
+        if self.min_names < 1:
+            raise ValueError(f"{key}min_names must be >= 1, got {self.min_names}")
         if self.holding_days < 1:
             raise ValueError(f"{key}holding_days must be >= 1, got {self.holding_days}")
-        costs = {name: getattr(self, name) for name in ("fee_rate", "slippage", "borrow_rate")}
-        bad = {name: value for name, value in costs.items() if not 0 <= value < 1}
-        if bad:
-            raise ValueError(f"{key}: costs must lie in [0, 1), got {bad}")
-        if self.volume_days < 1 or self.risk_days < 2:
-            raise ValueError(f"need {key}volume_days >= 1 and {key}risk_days >= 2, got {self.volume_days}, "
+        if not 0 < self.wild_share < 1:
+            raise ValueError(f"{key}wild_share must lie in (0, 1), got {self.wild_share}")
+        if self.vol_target is not None and not (self.vol_target > 0 and self.max_gross > 0):
+            raise ValueError(f"{key}vol_target and {key}max_gross must be > 0, got {self.vol_target}, "
+                             f"{self.max_gross}")
+        if not 0 <= self.fill_delay_hours < 24:
+            raise ValueError(f"{key}fill_delay_hours must lie in [0, 24), got {self.fill_delay_hours}")
+        check_costs(key, self.fee_rate, self.slippage, self.financing, self.borrow_rate, self.funding_rate)
+        if self.volume_days < 1 or self.risk_days < 3:
+            raise ValueError(f"need {key}volume_days >= 1 and {key}risk_days >= 3, got {self.volume_days}, "
                              f"{self.risk_days}")
 
     @property

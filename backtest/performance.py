@@ -9,8 +9,10 @@ The input is a day-indexed frame of returns as fractions of the equity at the da
 Definitions (an undefined ratio is None, never inf or NaN):
 - sharpe = mean / std (ddof 1) x sqrt(annualisation_days); sortino = mean / sqrt(mean(min(r, 0)^2)) x sqrt(...);
 - return = prod(1 + r) - 1; annualised = (1 + return)^(annualisation_days / days) - 1; calmar =
-  annualised / |max drawdown|; max_drawdown <= 0, the deepest fall of the net equity from its peak;
-- beta, correlation: OLS of net on market returns; alpha: its intercept x annualisation_days, with its t;
+  annualised / |max drawdown|; max_drawdown <= 0, the deepest fall of the net equity from its peak, the
+  starting capital included (a book that only falls from its start has fallen that far);
+- beta, correlation: OLS of net on market returns; alpha: its intercept x annualisation_days, with its t
+  from heteroskedasticity- and autocorrelation-consistent (Newey-West, HAC_LAGS lags) errors;
 - excess_return: prod(1 + net - market) - 1, the P&L in excess of holding the market;
 - breakeven_cost_bps: the one-way cost (bps of the traded value) at which the summed net return is zero,
   sum(gross - borrow) / sum(turnover); negative when the book loses before costs;
@@ -26,9 +28,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import statsmodels.api as sm
 
 DAILY_COLUMNS = ("gross", "long", "short", "turnover", "cost", "borrow", "net", "market")
 COST_SWEEP_BPS = (0, 5, 10, 15, 20, 25, 30)
+HAC_LAGS = 10  # overlapping 3-day holdings and persistent scores: daily P&L is autocorrelated
 
 
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
@@ -79,7 +83,7 @@ def performance(daily: pd.DataFrame, year: int = 365, sweep_bps: Sequence[float]
     days = len(net)
     net_total = total_return(net)
     ann = annualised(net_total, days, year)
-    drawdown = max_drawdown(np.cumprod(1.0 + net))
+    drawdown = max_drawdown(np.cumprod(np.append(1.0, 1.0 + net)))
     turnover = float(daily["turnover"].sum())
     before_cost = float((daily["gross"] - daily["borrow"]).sum())
     return {
@@ -134,11 +138,7 @@ def _market_block(daily: pd.DataFrame, year: int) -> dict[str, Any]:
                              "beta": None, "correlation": None, "alpha": None, "alpha_t_stat": None}
     if known.sum() < 3 or market.std() == 0:
         return block
-    design = np.column_stack([np.ones_like(market), market])
-    coef, *_ = np.linalg.lstsq(design, net, rcond=None)
-    resid = net - design @ coef
-    sigma2 = float(resid @ resid) / (len(net) - 2)
-    se_alpha = math.sqrt(sigma2 * np.linalg.inv(design.T @ design)[0, 0])
-    block.update(beta=float(coef[1]), correlation=float(np.corrcoef(net, market)[0, 1]),
-                 alpha=float(coef[0]) * year, alpha_t_stat=ratio(float(coef[0]), se_alpha))
+    fit = sm.OLS(net, sm.add_constant(market)).fit(cov_type="HAC", cov_kwds={"maxlags": HAC_LAGS})
+    block.update(beta=float(fit.params[1]), correlation=float(np.corrcoef(net, market)[0, 1]),
+                 alpha=float(fit.params[0]) * year, alpha_t_stat=ratio(float(fit.params[0]), float(fit.bse[0])))
     return block

@@ -14,7 +14,8 @@ Definitions (undefined ratios are None, JSON null, never inf or NaN):
 - performance: what a quant reads first (`backtest.performance`, the ranked book's definitions), from the
   daily net returns of the equity curve against the volume-weighted market. Costs and turnover are booked
   on the day of the entry's first mark (each mark values a trade net of both sides' costs); the legs are
-  each side's gross P&L on its trades' exit days; Trailing J pays no borrow.
+  each side's gross P&L on its trades' exit days; `borrow` is the trades' financing (borrow or funding,
+  `backtest.costs`) on their exit days.
 """
 
 from __future__ import annotations
@@ -162,8 +163,8 @@ def _sortino(curve: np.ndarray, year: int) -> float | None:
 def trailing_daily(trades: pd.DataFrame, equity: pd.DataFrame, market: pd.Series) -> pd.DataFrame:
     """Trailing J's daily performance columns (`backtest.performance`) from its trades and equity curve.
 
-    `market`: the market's open-to-open return per day (`backtest.panel`); the equity row of day D is
-    marked at D + 1 00:00, so its return spans D's open to D + 1's, the market's day D.
+    `market`: the market's close-to-close return per day (`backtest.panel`); the equity row of day D is
+    marked at D's close (D + 1 00:00), so its return spans D - 1's close to D's, the market's day D.
     """
     dates = pd.DatetimeIndex(equity["date"])
     start = equity["equity"].to_numpy()[:-1]  # (days - 1,) equity at each day's start
@@ -175,12 +176,14 @@ def trailing_daily(trades: pd.DataFrame, equity: pd.DataFrame, market: pd.Series
     entry_day = (trades["entry_time"] - pd.Timedelta(1, "ns")).dt.floor("D")  # its first mark's row
     exit_day = (trades["exit_time"] - pd.Timedelta(1, "ns")).dt.floor("D")
     traded = (trades["notional"] * (1.0 + ratio_)).groupby(entry_day).sum().reindex(days, fill_value=0.0)
-    cost = (gross_pnl - trades["pnl"]).groupby(entry_day).sum().reindex(days, fill_value=0.0)
+    cost = (gross_pnl - trades["pnl"] - trades["financing"]).groupby(entry_day).sum().reindex(days, fill_value=0.0)
+    financing = trades["financing"].groupby(exit_day).sum().reindex(days, fill_value=0.0)
     legs = {side: gross_pnl[trades["side"] == side].groupby(exit_day).sum().reindex(days, fill_value=0.0)
             for side in ("long", "short")}
-    cost_share = cost.to_numpy() / start
+    cost_share, financing_share = cost.to_numpy() / start, financing.to_numpy() / start
     return pd.DataFrame({
-        "gross": net + cost_share, "long": legs["long"].to_numpy() / start, "short": legs["short"].to_numpy() / start,
-        "turnover": traded.to_numpy() / start, "cost": cost_share, "borrow": 0.0, "net": net,
+        "gross": net + cost_share + financing_share, "long": legs["long"].to_numpy() / start,
+        "short": legs["short"].to_numpy() / start, "turnover": traded.to_numpy() / start, "cost": cost_share,
+        "borrow": financing_share, "net": net,
         "market": market.reindex(days).to_numpy(),
     }, index=days.rename("date"))

@@ -2,8 +2,9 @@
 
 Rules (every number is a `BacktestConfig` field):
 
-- Entry: at the OPEN of the first real hourly bar whose open time is >= the signal's decision time (the
-  decision is known at day d's close = d + 1 day 00:00, so the earliest fill is the 00:00 bar's open).
+- Entry: at the OPEN of the first real hourly bar whose open time is >= the signal's decision time +
+  `fill_delay_hours` (the decision is known at day d's close = d + 1 day 00:00; a daily run first reaches
+  the 01:00 bar, the default; 0 fills at the 00:00 bar's open, with zero latency).
   Gap-filled bars (`is_filled`, flat copies of the previous close) are skipped: no trade happened at
   that price. No such bar (the data ends): no trade. A symbol absent from `hourly` is an error.
 - Levels (`exit_scale: fixed`; `volatility` sets each trade's own, symmetric ones: `exit_levels`),
@@ -23,8 +24,10 @@ Rules (every number is a `BacktestConfig` field):
   ends closes the same way at the last bar (exit_type "expiry").
 - exit_time is the close of the exit bar (bar open + 1 h): the first moment the exit is known for sure.
 - Costs on both sides: slippage worsens each fill (buy at price·(1 + slippage), sell at price·(1 - slippage));
-  the fee is fee_rate × the fill notional of each side. entry_price / exit_price are the bar or level
-  prices BEFORE slippage; pnl and return_pct are after all costs; fees holds both sides' fees.
+  the fee is fee_rate × the fill notional of each side. Financing (`backtest.costs`, as the ranked book
+  pays it): a short's borrow, or each side's funding, on the notional from entry to exit (`financing`, money
+  paid; open trades are marked net of what they have accrued). entry_price / exit_price are the bar or
+  level prices BEFORE slippage; pnl and return_pct are after all costs; fees holds both sides' fees.
 - Sizing: at each decision time t, equity_t = capital + realised P&L of trades exited by t (open trades
   are not marked for sizing). One slot = equity_t × deploy_rate / (max_long + max_short); a trade's
   notional (cash at the entry fill) = slot × its regime multiplier, and the sum of open notionals never
@@ -49,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from backtest.config import BacktestConfig
+from backtest.costs import funding_between
 from backtest.panel import DailyPanel, daily_panel
 from backtest.regime import RegimeConfig, size_multiplier
 from backtest.report import BacktestResult, trailing_daily
@@ -58,7 +62,7 @@ DAY_NS = 24 * HOUR_NS
 EXIT_TYPES: tuple[str, ...] = ("take_profit", "stop_loss", "trailing_stop", "expiry")
 TRADE_COLUMNS: tuple[str, ...] = (
     "symbol", "side", "decision_time", "entry_time", "entry_price", "exit_time", "exit_price", "exit_type",
-    "notional", "quantity", "fees", "pnl", "return_pct", "regime", "size_multiplier",
+    "notional", "quantity", "fees", "financing", "pnl", "return_pct", "regime", "size_multiplier",
 )
 _CHUNK = 16_384  # candidates per exit matrix: bounds memory at 16k × max_hold_hours × a few float64 arrays
 
@@ -92,7 +96,7 @@ def run_backtest(
     config = BacktestConfig() if config is None else config
     regime_config = RegimeConfig() if regime_config is None else regime_config
     bars = _bars(hourly)
-    candidates = _candidates(signals, hourly, bars, regime_config)
+    candidates = _candidates(signals, hourly, bars, regime_config, config.fill_delay_hours)
     if config.admission == "neutral":
         candidates = _balanced(candidates)
     panel = daily_panel(hourly) if panel is None else panel
@@ -145,7 +149,7 @@ def _bars(hourly: pd.DataFrame) -> _Bars:
 
 
 def _candidates(
-    signals: pd.DataFrame, hourly: pd.DataFrame, bars: _Bars, regime_config: RegimeConfig
+    signals: pd.DataFrame, hourly: pd.DataFrame, bars: _Bars, regime_config: RegimeConfig, fill_delay_hours: int
 ) -> pd.DataFrame:
     """Signals that can trade: direction != 0, multiplier > 0 and an entry bar; in admission order."""
     missing = [c for c in ("symbol", "decision_time", "direction") if c not in signals.columns]
@@ -176,7 +180,7 @@ def _candidates(
     )
     frame["regime"] = frame["regime"].astype("str")
     frame = frame[(frame["side"] != 0) & (frame["size_multiplier"] > 0)]
-    frame = frame.assign(entry_row=_entry_rows(frame, hourly, bars)).dropna(subset=["entry_row"])
+    frame = frame.assign(entry_row=_entry_rows(frame, hourly, bars, fill_delay_hours)).dropna(subset=["entry_row"])
     frame["entry_row"] = frame["entry_row"].astype("int64")
     frame["priority"] = -frame["score"].abs().fillna(-np.inf)  # NaN score: last
     return frame.sort_values(["decision_ns", "priority", "symbol"], kind="stable", ignore_index=True)
@@ -192,17 +196,19 @@ def _balanced(candidates: pd.DataFrame) -> pd.DataFrame:
     return candidates[rank < np.minimum(longs, shorts)].reset_index(drop=True)
 
 
-def _entry_rows(candidates: pd.DataFrame, hourly: pd.DataFrame, bars: _Bars) -> pd.Series:
-    """Row of the first real bar with open time >= the decision time, per candidate (NaN: none)."""
+def _entry_rows(candidates: pd.DataFrame, hourly: pd.DataFrame, bars: _Bars, fill_delay_hours: int) -> pd.Series:
+    """Row of the first real bar with open time >= the decision time + the fill delay, per candidate (NaN: none)."""
     real = np.ones(len(bars.ts), dtype=bool)
     if "is_filled" in hourly.columns:
         real = ~hourly["is_filled"].to_numpy(dtype=bool)
     rows = np.flatnonzero(real)
     table = pd.DataFrame({"symbol": hourly["symbol"].astype("str").to_numpy()[rows], "bar_ns": bars.ts[rows],
                           "row": rows.astype("float64")})
-    left = candidates[["symbol", "decision_ns"]].reset_index().sort_values("decision_ns", kind="stable")
+    left = candidates[["symbol", "decision_ns"]].reset_index()
+    left["fill_ns"] = left["decision_ns"] + fill_delay_hours * HOUR_NS
+    left = left.sort_values("fill_ns", kind="stable")
     joined = pd.merge_asof(
-        left, table.sort_values("bar_ns", kind="stable"), left_on="decision_ns", right_on="bar_ns",
+        left, table.sort_values("bar_ns", kind="stable"), left_on="fill_ns", right_on="bar_ns",
         by="symbol", direction="forward", allow_exact_matches=True,
     )
     return pd.Series(joined["row"].to_numpy(), index=joined["index"].to_numpy()).reindex(candidates.index)
@@ -245,13 +251,27 @@ def _exits(candidates: pd.DataFrame, bars: _Bars, config: BacktestConfig) -> dic
         for i in range(0, max(len(entry_row), 1), _CHUNK)
     ]
     exit_row, exit_price, exit_code = (np.concatenate([part[j] for part in parts]) for j in range(3))
+    exit_ns = bars.ts[exit_row] + HOUR_NS  # the close of the exit bar
+    financing = financing_rate(candidates["symbol"].to_numpy(), side, bars.ts[entry_row], exit_ns, config)
     return {
         "exit_row": exit_row,
-        "exit_ns": bars.ts[exit_row] + HOUR_NS,  # the close of the exit bar
+        "exit_ns": exit_ns,
         "exit_price": exit_price,
         "exit_type": np.asarray(EXIT_TYPES)[exit_code],
-        "unit_return": trade_return(bars.open[entry_row], exit_price, side, config),
+        "financing_rate": financing,
+        "unit_return": trade_return(bars.open[entry_row], exit_price, side, config) - financing,
     }
+
+
+def financing_rate(symbols: np.ndarray, side: np.ndarray, start_ns: np.ndarray, end_ns: np.ndarray,
+                   config: BacktestConfig) -> np.ndarray:
+    """Per trade, the financing paid from start to end (int ns) as a fraction of its notional (`backtest.costs`):
+    a short's borrow, or the funding each side pays (a long pays the rate, a short receives it)."""
+    if config.financing == "funding":
+        return side * funding_between(config.funding_rate, config.funding_path, symbols, start_ns, end_ns,
+                                      config.annualisation_days)
+    hours = (end_ns - start_ns) / HOUR_NS
+    return np.where(side < 0, config.borrow_rate * hours / (24 * config.annualisation_days), 0.0)
 
 
 def _exit_chunk(
@@ -363,6 +383,7 @@ def _trades(taken: pd.DataFrame, bars: _Bars, config: BacktestConfig) -> pd.Data
             "notional": notional,
             "quantity": quantity,
             "fees": config.fee_rate * (notional + exit_value),
+            "financing": notional * taken["financing_rate"].to_numpy(),
             "pnl": notional * taken["unit_return"].to_numpy(),
             "return_pct": 100.0 * taken["unit_return"].to_numpy(),
             "regime": taken["regime"].astype("str"),
@@ -377,7 +398,8 @@ def _equity(taken: pd.DataFrame, bars: _Bars, decisions: tuple[int, int], config
 
     Row `date` = D is marked at D + 1 day 00:00 UTC (the close of D's 23:00 bar): capital + P&L of trades
     exited by then + open trades valued as if closed at that bar's close (slippage and exit fee
-    included, so a trade's mark at its exit is its realised P&L). The first row is the day whose close
+    included, and the financing accrued to the mark, so a trade's mark at its exit is its realised P&L). The
+    first row is the day whose close
     is the first decision time (equity = capital). `decisions` = (first, last) decision time, int ns.
     """
     first = _day_of(np.asarray(decisions[0]))
@@ -394,9 +416,12 @@ def _equity(taken: pd.DataFrame, bars: _Bars, decisions: tuple[int, int], config
     held = marks < exit_ns[:, None]  # (trades, marks)
     mark_row = np.where(held, entry_row[:, None] + (marks - entry_ns[:, None]) // HOUR_NS - 1, entry_row[:, None])
     side = taken["side"].to_numpy()[:, None]
-    value = taken["notional"].to_numpy()[:, None] * trade_return(
+    per_mark = marks.shape[1]
+    accrued = financing_rate(np.repeat(taken["symbol"].to_numpy(), per_mark), np.repeat(side[:, 0], per_mark),
+                             np.repeat(entry_ns, per_mark), marks.ravel(), config).reshape(marks.shape)
+    value = taken["notional"].to_numpy()[:, None] * (trade_return(
         bars.open[entry_row][:, None], bars.close[mark_row], side, config
-    )
+    ) - accrued)
     unrealised = np.zeros(len(dates))
     np.add.at(unrealised, (marks[held] - DAY_NS - first) // DAY_NS, value[held])
     equity = config.capital + np.cumsum(realised) + unrealised

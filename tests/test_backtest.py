@@ -26,8 +26,8 @@ from backtest.trailing_j import exit_levels
 DAY0 = pd.Timestamp("2024-01-01", tz="UTC")
 DECISION = DAY0 + pd.Timedelta(days=1)  # the close of day 0: the first bar it may trade is 2024-01-02 00:00
 HOUR = pd.Timedelta(hours=1)
-# No costs, benchmark on the test symbol: exit levels read exactly.
-BARE = BacktestConfig(fee_rate=0.0, slippage=0.0, benchmark_symbol="AAA")
+# No costs, fills at the decision's own bar, benchmark on the test symbol: exit levels read exactly.
+BARE = BacktestConfig(fee_rate=0.0, slippage=0.0, borrow_rate=0.0, fill_delay_hours=0, benchmark_symbol="AAA")
 SLOT = 5000.0 * 0.85 / 30  # default per-slot notional on untouched capital
 
 
@@ -139,13 +139,29 @@ def test_fees_and_slippage_on_both_sides(direction):
     exit_fill = exit_price * (1 - direction * 0.001)
     quantity = SLOT / entry_fill
     fees = 0.001 * SLOT + 0.001 * quantity * exit_fill
-    pnl = direction * quantity * (exit_fill - entry_fill) - fees
+    # Entered at the 01:00 bar's open, out on the same bar: a short borrows for that hour at 10 % a year.
+    borrow = SLOT * 0.10 / (24 * 365) if direction < 0 else 0.0
+    pnl = direction * quantity * (exit_fill - entry_fill) - fees - borrow
+    assert trade["entry_time"] == DECISION + HOUR
     assert trade["notional"] == pytest.approx(SLOT)
     assert trade["quantity"] == pytest.approx(quantity)
     assert trade["fees"] == pytest.approx(fees)
+    assert trade["financing"] == pytest.approx(borrow)
     assert trade["pnl"] == pytest.approx(pnl)
     assert trade["return_pct"] == pytest.approx(100 * pnl / SLOT)
     assert trade["entry_price"] == 100 and trade["exit_price"] == pytest.approx(exit_price)  # before slippage
+
+
+def test_funding_is_paid_by_longs_and_received_by_shorts_over_the_hours_held():
+    bars = path([(100, 100.5, 99.5, 100)] * 30)  # flat: every trade expires after 72 bars
+    config = BacktestConfig(fee_rate=0.0, slippage=0.0, fill_delay_hours=0, financing="funding", funding_rate=0.0876,
+                            benchmark_symbol="AAA")
+    long, short = (one_trade(bars, signal(direction=d), config) for d in (1, -1))
+    held = (long["exit_time"] - long["entry_time"]) / HOUR
+    assert held == 72
+    assert long["financing"] == pytest.approx(SLOT * 0.0876 * 72 / (24 * 365))
+    assert short["financing"] == pytest.approx(-long["financing"])
+    assert long["pnl"] == pytest.approx(-long["financing"]) and short["pnl"] == pytest.approx(long["financing"])
 
 
 def test_position_limits_rank_by_abs_score_and_respect_capital():
@@ -216,6 +232,9 @@ def test_entry_is_the_open_of_the_first_bar_at_or_after_the_decision():
     between = one_trade(bars, signal(decision=DECISION + pd.Timedelta(minutes=30)))
     assert between["entry_time"] == DECISION + HOUR
     assert between["entry_price"] == 100.2
+    # The default: a daily run reaches the bar an hour after the close.
+    delayed = one_trade(bars, signal(), BacktestConfig(fee_rate=0.0, slippage=0.0, benchmark_symbol="AAA"))
+    assert delayed["entry_time"] == DECISION + HOUR and delayed["entry_price"] == 100.2
 
 
 def test_gap_filled_bars_are_not_entered_and_missing_data_gives_no_trade():
