@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
+from backtest import RankedBookConfig, daily_panel
 from backtest.performance import performance
 from evaluation import (
     PREDICTION_COLUMNS,
@@ -25,11 +26,13 @@ from evaluation import (
     ic_summary,
     newey_west_t_stat,
     paired_ic_comparison,
+    payoff_tables,
     pooled_rank_ic,
     shown_value,
     win_rate_by_bin,
     write_report,
 )
+from evaluation.report import strategy_verdict
 
 DAY1, DAY2, DAY3, DAY4 = pd.date_range("2024-01-01", periods=4, tz="UTC")
 
@@ -428,10 +431,25 @@ def _resolve(document: dict, key: str) -> object:
     return node
 
 
+def _hourly(symbols: list[str], seed: int = 4) -> pd.DataFrame:
+    """Random-walk hourly bars of `symbols` from 2024-01-01 to 2024-03-20 (the predictions' days and 60 before)."""
+    ts = pd.date_range("2024-01-01", "2024-03-20 23:00", freq="h", tz="UTC")
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, (len(ts), len(symbols))), axis=0))
+    frame = pd.DataFrame(close, index=ts, columns=symbols).rename_axis(index="ts", columns="symbol").stack()
+    bars = frame.rename("close").reset_index()
+    bars["open"] = bars.groupby("symbol")["close"].shift(1).fillna(bars["close"])
+    return bars.assign(volume=1.0)
+
+
+def _payoff(predictions: pd.DataFrame) -> dict:
+    return payoff_tables(predictions, daily_panel(_hourly(sorted(predictions["symbol"].unique()))), RankedBookConfig())
+
+
 @pytest.mark.parametrize("with_backtest", [True, False])
 def test_report_is_self_contained_and_shows_the_json_numbers(tmp_path: Path, with_backtest: bool):
     predictions = _predictions()
-    metrics = evaluate_predictions(predictions)
+    metrics = {**evaluate_predictions(predictions), "payoff": _payoff(predictions)}
     backtest, trades = _backtest() if with_backtest else (None, None)
     path = write_report(tmp_path, metrics, predictions, backtest, trades)
     assert path == tmp_path / "report.html" and path.is_file()
@@ -440,7 +458,8 @@ def test_report_is_self_contained_and_shows_the_json_numbers(tmp_path: Path, wit
     assert "http://" not in text and "https://" not in text
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
     figures = sorted(p.name for p in (tmp_path / "figures").glob("*.png"))
-    expected = {"ic_over_time.png", "roc.png", "calibration.png", "confusion_matrix.png", "win_rate_by_bin.png"}
+    expected = {"ic_over_time.png", "roc.png", "calibration.png", "confusion_matrix.png", "win_rate_by_bin.png",
+                "payoff_quintiles.png"}
     if with_backtest:
         expected |= {"strategy_equity.png", "cost_sweep.png", "drawdown.png", "pnl_exits.png",
                      "pnl_per_symbol.png", "pnl_per_month.png", "trade_returns.png"}
@@ -457,6 +476,10 @@ def test_report_is_self_contained_and_shows_the_json_numbers(tmp_path: Path, wit
             assert shown == shown_value(key, expected_value), key
     keys = {key for key, _, _ in parser.cells}
     assert {"comparison.trishula.ic_mean", "comparison.lstm.brier", "per_fold.lstm.4.ic.t_stat"} <= keys
+    # What the book is paid: every model's quintiles, spread, legs and book, and the state table.
+    assert {"payoff.models.lstm.overall.quintiles.Q1.mean", "payoff.models.trishula.overall.quintiles.spread.t_stat",
+            "payoff.models.trishula.overall.quintiles.short_leg.mean", "payoff.models.lstm.overall.book.sharpe",
+            "payoff.by_state.trishula.up.verdict", "payoff.models.trishula.half_years.2024-H1.book.return"} <= keys
     # The opening answer repeats headline figures; past it, every value has one cell.
     opening, details = text.split("<h2>Model comparison", 1)
     assert "<h2>Does the stack work on this run?</h2>" in opening
@@ -490,6 +513,37 @@ def test_a_rewritten_report_leaves_no_figure_of_the_earlier_one(tmp_path: Path):
     write_report(tmp_path, metrics, predictions)  # no backtest: only the model figures stay
     assert {p.name for p in (tmp_path / "figures").glob("*.png")} == {
         "ic_over_time.png", "roc.png", "calibration.png", "confusion_matrix.png", "win_rate_by_bin.png"}
+
+
+def test_the_report_says_what_ran_counts_that_agree_and_draws_no_empty_chart(tmp_path: Path):
+    """Issue 34's report fixes: the day counts in one sentence that adds up, "In words" says whether the book made
+    money, a model with the same probabilities as another is named in the calibration figure instead of hidden
+    under it, the win-rate chart is not drawn when no call reaches a bin, the configuration shows every group."""
+    predictions = _predictions()
+    # Three classes near a third each: no top probability reaches 0.5, so no call falls in a win-rate bin.
+    predictions[["p_sell", "p_hold", "p_buy"]] = predictions[["p_sell", "p_hold", "p_buy"]] * 0.2 + 0.8 / 3
+    predictions["score"] = predictions["p_buy"] - predictions["p_sell"]
+    last = predictions["date"] >= predictions["date"].max() - pd.Timedelta(days=2)
+    predictions.loc[last, ["label", "fwd_ret_3d"]] = [pd.NA, np.nan]  # the last 3 days: no forward return yet
+    meta = predictions[predictions["model"] == "trishula"].assign(model="trishula_meta")
+    predictions = pd.concat([predictions, meta], ignore_index=True)
+    metrics = evaluate_predictions(predictions)
+    backtest, _ = _backtest()
+    context = {"data": {"symbols": ["C0USDT"], "days": ["2024-01-01", "2024-03-10"], "folds": ["2024-03-01"],
+                        "smoke_test": "a smoke test, not evidence: 6 coins."},
+               "settings": {"stack": {"anchor": {"to": "blend_parts"}}, "extractors": {"lstm": {"hidden": 8}}}}
+    text = write_report(tmp_path, metrics, predictions, backtest, None, context=context).read_text()
+    assert ("10 test days scored (2024-03-01 .. 2024-03-10), 7 of them with a known 3-day forward return (the last "
+            "3 have none yet); trishula's daily rank IC on") in text
+    assert 'data-key="verdict.days" data-value="7">7</span> of those (0 left out' in text
+    assert "held positions on 10 days (2024-03-01 .. 2024-03-10" in text
+    assert "<b>In words</b>: the book made money after costs: +3.3 % net over 10 days" in text
+    assert "This run is a smoke test, not evidence" in text
+    assert "trishula = trishula_meta" in text  # one line, named after both
+    assert "no call falls in a bin, and no chart is drawn" in text
+    assert not (tmp_path / "figures" / "win_rate_by_bin.png").exists()
+    assert "<h3>stack</h3>" in text and "<h3>extractors</h3>" in text and "<h3>backtest (as traded)</h3>" in text
+    assert "lost money after costs" in strategy_verdict({**backtest["performance"]["summary"], "return": -0.1}, None)
 
 
 def test_backtest_fractions_show_as_percentages():
