@@ -40,7 +40,7 @@ def flops_per_sample(module: ExtractorModule, batch: tuple[torch.Tensor, torch.T
     oneDNN is off while counting: its fused LSTM kernel (mkldnn_rnn_layer) has no FLOP formula,
     whereas PyTorch's own LSTM runs as matmuls that FlopCounterMode counts.
     """
-    x, y = (t.cpu() for t in batch)
+    x, y = batch[0].cpu(), batch[1].cpu()  # a WindowBatch (day batches, augmentation) carries more fields
     module = module.cpu()
     counter = FlopCounterMode(display=False)
     with warnings.catch_warnings():

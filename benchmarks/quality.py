@@ -6,22 +6,26 @@
 Runs the whole walk-forward (pipeline.py's stages, in process) on `../shared/data` with the
 default config and a few cost knobs, then scores every model and baseline on the same rows.
 
-Research protocol (it keeps our numbers honest):
-- Every modelling choice (features, hyper-parameters, thresholds, defaults) is made looking only at
-  the test folds before 2023-01-01: the DEVELOPMENT period.
-- 2023 is the CONFIRMATION period: scored once per change and reported, never tuned on.
-- A hidden holdout (later dates, unseen coins) judges the models with independent code; nothing is
-  tuned to anything after the shared data ends (2023-12-31).
+Research protocol (it keeps our numbers honest; issue 32's Decisions):
+- Every modelling and trading choice is made on the DEVELOPMENT period: the test folds from 2021-02-20 to
+  2023-12-31, all of ../shared/data (`benchmarks/periods.py`), with its candidates and adoption rule written
+  down before the run (`benchmarks/harness.py`).
+- There is no confirmation year any more: the hidden holdouts (later dates, unseen coins, independent
+  code) confirm; nothing is tuned to anything after the shared data ends (2023-12-31).
 - Models are compared on the same (symbol, day) rows, paired by day: Trishula's daily rank IC of
   the 3-day forward return minus each other model's and baseline's, with a Newey-West t-stat
-  (3 lags: the 3-day returns of consecutive days overlap). A figure without its t-stat and its day
-  count is not a result.
+  (3 lags: the 3-day returns of consecutive days overlap; and with at least 10). A figure without its
+  t-stat and its day count is not a result.
 
-Printed and written, per period: every model's and baseline's daily rank IC-3d (mean, ICIR, HAC t,
-days), the paired difference against Trishula (mean, HAC t, share of days Trishula wins), and the
-Trailing J summary of Trishula's gated signals beside BTC buy & hold; per extractor kind, its fits'
-best epochs, validation loss against the class prior's and learning curves (train and validation loss
-per epoch, from each artifact); and the seconds of each stage.
+Printed and written: every model's and baseline's daily rank IC-3d (mean, ICIR, HAC t, days), the paired
+difference against Trishula (mean, HAC t, share of days Trishula wins); the served book (`book`: its
+summary and beta, `book_by_half_year`) beside BTC buy & hold, and Trailing J on Trishula's gated signals
+by z scale; what the book is paid on every model's and factor's score (`payoff`, `evaluation.payoff`:
+quintile and decile mean and median forward returns, raw and per unit of trailing volatility, the
+top-minus-bottom spread and the legs with their HAC t, each score's book, overall, per half-year and per
+market state; `quintiles`: each model's quintile means and medians); per extractor kind, its fits' best
+epochs, validation loss against the class prior's and learning curves (train and validation loss per epoch,
+from each artifact); and the seconds of each stage.
 The models: `trishula` (its score anchored on the blend of its parts, `stack.anchor`; the weights per fold
 are written too), `trishula_meta` (the meta-learner's own score), its parts (`lstm`, `tcn`, `tabular`), its
 ablations (`trishula_with_embeddings`, or `trishula_no_embeddings` when `stack.embeddings` is on;
@@ -33,15 +37,14 @@ the baselines (`blend_parts`: the equal-weight mean of the parts' per-day ranks;
 The config is the default (`conf/pipeline.yaml`: extractors refit every 12th fold, 7 refits per kind
 over 2020-2023, each on all the history before its validation window; the meta-learner's 365-day
 rolling window and LightGBM parameters) plus the ablations;
-about 22 minutes on 2 CPU cores (1,303 s measured on 12-03 with one-epoch extractor fits), the six
-LightGBM models a fold (830 s) most of it, then TCN training on its expanding windows (312 s).
+about 16 minutes on 2 CPU cores from nothing (12-07: the stack, six LightGBM models a fold, 561 s; TCN training
+on its expanding windows about 320 s, the LSTM's 45 s, the backfill 35 s, as measured in runs 32-36).
 `--retrain-every N` sets pipeline.retrain_every_folds (between refits the store's as-of rule serves
-the newest earlier extractor). A development-only run (`-- split.last_test_date=2022-12-31`) is what
-a modelling choice is made on.
+the newest earlier extractor).
 Extra Hydra overrides after `--` are passed through (e.g. `trainer=gpu`). Artifacts go to
 `artifacts/quality` (a re-run reuses unchanged extractors, backfills and stack runs: fast for a
 change to the meta-learner only; `--fresh` starts from nothing, for stage seconds that count), outputs to
-`outputs/quality/<time>/` (report.html with every figure), figures to
+`outputs/quality/<time>/` (report.html of the development period, with every figure), figures to
 `benchmarks/results/quality.json` and `benchmarks/results/quality.md` (committed).
 """
 
@@ -51,6 +54,7 @@ import argparse
 import datetime as dt
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,34 +66,17 @@ from rich.table import Table  # noqa: E402
 
 import pipeline  # noqa: E402
 from benchmarks import stages  # noqa: E402
-from evaluation import PREDICTION_COLUMNS, evaluate_predictions, format_number, write_report  # noqa: E402
+from benchmarks.periods import PERIODS, in_period  # noqa: E402
+from benchmarks.tables import half_years_markdown, payoff_markdown  # noqa: E402
+from evaluation import PREDICTION_COLUMNS, evaluate_predictions, format_number, run_payoff, write_report  # noqa: E402
+from evaluation.payoff import by_half_year  # noqa: E402
 from stacking.registry import RUN_FILE  # noqa: E402
 from stacking.run import build_signals  # noqa: E402
 from stacking.serving import fold_thresholds  # noqa: E402
 from stacking.signals import Z_SCALES  # noqa: E402
 from store.files import write_json_atomic, write_text_atomic  # noqa: E402
 
-CONFIRMATION_START = pd.Timestamp("2023-01-01", tz="UTC")
-PERIODS = {  # name -> [start, end) of the test dates
-    "development": (None, CONFIRMATION_START),
-    "confirmation_2023": (CONFIRMATION_START, pd.Timestamp("2024-01-01", tz="UTC")),
-}
-ABLATION_KINDS = ["no_lstm", "no_tcn"]
 console = pipeline.console
-
-
-def periods_in_run(last_test_date: str | None) -> list[str]:
-    """The periods a run scores: a development-only run (`split.last_test_date` before 2023) does not
-    score the few 2023 days its last fold's test window reaches into: 2023 is scored once per change."""
-    last = None if last_test_date is None else pd.Timestamp(last_test_date, tz="UTC")
-    return [name for name, (start, _) in PERIODS.items() if start is None or last is None or start <= last]
-
-
-def in_period(frame: pd.DataFrame, period: str, column: str = "date") -> pd.DataFrame:
-    start, end = PERIODS[period]
-    dates = frame[column]
-    keep = dates < end if start is None else (dates >= start) & (dates < end)
-    return frame[keep]
 
 
 # quality.json's per-model fields <- evaluation's comparison row (plus the paired day count).
@@ -109,14 +96,25 @@ def _model_rows(metrics: dict) -> list[dict]:
     ]
 
 
-def _period_result(cfg, frames, grid, run, by_scale_signals: dict, out: Path, period: str) -> dict | None:
-    """The period's figures; None when no test row falls in it (e.g. the shipped sample has no dev years)."""
+@dataclass
+class Scored:
+    """A period's figures for quality.json, and what its report is made of."""
+
+    result: dict
+    metrics: dict
+    predictions: pd.DataFrame
+    backtest: dict
+
+
+def _period_result(cfg, frames, grid, run, by_scale_signals: dict, out: Path, period: str) -> Scored | None:
+    """The period's figures; None when no test row falls in it."""
     predictions = in_period(run.predictions, period)
     if predictions.empty:
         return None
     metrics = evaluate_predictions(predictions[list(PREDICTION_COLUMNS)], horizon_days=3)
-    signals = in_period(run.signals, period)
-    backtest = pipeline.backtest_stage(cfg, frames, grid, signals, out / period).to_json_dict()
+    book = pipeline.backtest_stage(cfg, frames, grid, in_period(run.signals, period), out / period)
+    backtest = book.to_json_dict()
+    payoff = run_payoff(predictions, grid, cfg.backtest)
     # Trailing J on the same scores and thresholds, z-scored each way (stack.signals.scale).
     trailing = cfg.copy()
     with open_dict(trailing):
@@ -125,14 +123,24 @@ def _period_result(cfg, frames, grid, run, by_scale_signals: dict, out: Path, pe
                                                out / period / scale).to_json_dict()["summary"]
                 for scale, scaled in by_scale_signals.items()}
     folds = sorted(map(int, predictions["fold"].unique()))
-    return {
+    result = {
         "test_dates": [str(predictions["date"].min().date()), str(predictions["date"].max().date())],
         "folds": [folds[0], folds[-1]], "fold_count": len(folds), "symbols": int(predictions["symbol"].nunique()),
         "models": _model_rows(metrics), "verdict": metrics["verdict"],
-        "backtest": {"strategy": backtest["strategy"], "summary": backtest["performance"]["summary"],
-                     "beta": backtest["performance"]["market"]["beta"], "benchmark": backtest["benchmark"],
-                     "trailing_j_by_scale": by_scale},
+        "book": {"strategy": backtest["strategy"], "summary": backtest["performance"]["summary"],
+                 "beta": backtest["performance"]["market"]["beta"], "benchmark": backtest["benchmark"],
+                 "trailing_j_by_scale": by_scale},
+        "book_by_half_year": by_half_year(book.daily),
+        "quintiles": quintiles(payoff),
+        "payoff": payoff,
     }
+    return Scored(result, {**metrics, "payoff": payoff}, predictions, backtest)
+
+
+def quintiles(payoff: dict) -> dict[str, dict[str, list]]:
+    """Per model, its quintiles' mean and median forward return over the period, Q1 (lowest score) first."""
+    return {model: {field: [table[f"Q{b}"][field] for b in range(1, 6)] for field in ("mean", "median")}
+            for model, entry in payoff["models"].items() if (table := entry["overall"]["quintiles"]) is not None}
 
 
 def signals_by_scale(run) -> dict[str, pd.DataFrame]:
@@ -193,7 +201,7 @@ def _print_period(name: str, result: dict) -> None:
     for row in result["models"]:
         table.add_row(*(row[c] if c == "model" else format_number(row[c]) for c in columns))
     console.print(table)
-    console.print(f"{name}: {_strategy_text(result['backtest'])}", soft_wrap=True)
+    console.print(f"{name}: {_strategy_text(result['book'])}", soft_wrap=True)
 
 
 def _strategy_text(backtest: dict) -> str:
@@ -220,7 +228,8 @@ def _markdown(result: dict) -> str:
         f"{result['total_seconds']:.0f} s in all.",
         "Daily rank IC of the 3-day forward return; t = Newey-West (3 lags), beside it with at least 10 lags "
         "(the scores' persistence); paired = Trishula minus the model on the days both are scored, the blend of "
-        "its parts first. Development = tuning years; 2023 = confirmation, never tuned on.",
+        "its parts first. Development = the test folds 2021-02-20 .. 2023-12-31, where every choice is made; the "
+        "hidden holdouts confirm.",
         "",
     ]
     for name, period in result["periods"].items():
@@ -238,7 +247,9 @@ def _markdown(result: dict) -> str:
                                                      "paired_diff", "paired_t_stat", "paired_t_stat_long",
                                                      "paired_win_share")]
             lines.append(f"| {name_cell} | " + " | ".join(cells) + " |")
-        lines += ["", _strategy_text(period["backtest"]) + ".", ""]
+        models = [row["model"] for row in period["models"]]
+        lines += ["", _strategy_text(period["book"]) + ".", "", "### The served book, half-year by half-year", "",
+                  *half_years_markdown(period["book_by_half_year"]), "", *payoff_markdown(period["payoff"], models)]
     if result.get("anchor_weights"):
         lines += ["## Trishula's anchor on the blend of its parts", "",
                   "Per meta fold, the meta-learner's weight in Trishula's score (0 = the blend of the parts), fitted "
@@ -271,24 +282,21 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     out = stages.prepare(args, "quality")
     retrain = [] if args.retrain_every is None else [f"pipeline.retrain_every_folds={args.retrain_every}"]
-    cfg, overrides = stages.compose_pipeline(args, out, *retrain)
-    # The embeddings ablation flips whatever the configured Trishula does.
-    ablations = ["no_embeddings" if cfg.stack.embeddings else "with_embeddings", *ABLATION_KINDS, "rank_objective"]
-    cfg.stack.ablations = ablations
-    overrides.append(f"stack.ablations=[{','.join(ablations)}]")
+    cfg, overrides = stages.compose_quality(args, out, *retrain)
     timed = stages.StageTimer(digits=1)
     walk = stages.run_through_stack(cfg, out, timed)
     frames, grid, evaluated, in_use, run = walk.frames, walk.grid, walk.evaluated, walk.in_use, walk.run
     by_scale_signals = signals_by_scale(run)
     scored = timed("evaluation_and_backtest", lambda: {
-        name: _period_result(cfg, frames, grid, run, by_scale_signals, out, name)
-        for name in periods_in_run(cfg.split.last_test_date)
-    })
-    periods = {name: result for name, result in scored.items() if result is not None}
+        name: _period_result(cfg, frames, grid, run, by_scale_signals, out, name) for name in PERIODS})
+    periods = {name: entry.result for name, entry in scored.items() if entry is not None}
     for name in scored.keys() - periods.keys():
         console.print(f"{name}: no test rows in this run")
-    timed("report", lambda: write_report(out, run.metrics, run.predictions, None, None,
-                                         context=pipeline.report_context(cfg, frames, evaluated)))
+    reported = next(entry for entry in scored.values() if entry is not None)
+    timed("report", lambda: write_report(out, {**reported.metrics, "anchor_weights": run.metrics.get("anchor_weights")},
+                                         reported.predictions, reported.backtest, None,
+                                         context=pipeline.report_context(cfg, frames, evaluated,
+                                                                        reported.predictions)))
     total = timed.total()
     span = pipeline.data_span(frames)
     result = {

@@ -1,5 +1,5 @@
-"""What the walk-forward benchmarks share (quality.py, walkforward.py): their command line, the composed
-pipeline config, and pipeline.py's stages run in process, each timed, from the data plane to the stack."""
+"""What the walk-forward benchmarks share (quality.py, walkforward.py, harness.py): their command line, the
+composed pipeline config, and pipeline.py's stages run in process, each timed, from the data plane to the stack."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from store.extractors import ExtractorArtifact
 
 ROOT = Path(__file__).resolve().parents[1]
 console = pipeline.console
+QUALITY_ABLATIONS = ("no_lstm", "no_tcn", "rank_objective")
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, name: str) -> None:
@@ -60,6 +61,18 @@ def compose_pipeline(args: argparse.Namespace, out: Path, *knobs: str) -> tuple[
     ]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return compose(config_name="pipeline", overrides=overrides), overrides
+
+
+def compose_quality(args: argparse.Namespace, out: Path, *knobs: str) -> tuple[DictConfig, list[str]]:
+    """`compose_pipeline` with the ablations the quality benchmark trains beside Trishula (the embeddings one
+    flips whatever the configured Trishula does), unless the overrides set `stack.ablations` themselves: the
+    quality benchmark and the experiment harness compose the same default, so each reuses the other's stages."""
+    cfg, overrides = compose_pipeline(args, out, *knobs)
+    if not any(o.startswith("stack.ablations=") for o in overrides):
+        ablations = ["no_embeddings" if cfg.stack.embeddings else "with_embeddings", *QUALITY_ABLATIONS]
+        cfg.stack.ablations = ablations
+        overrides.append(f"stack.ablations=[{','.join(ablations)}]")
+    return cfg, overrides
 
 
 class StageTimer:

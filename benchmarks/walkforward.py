@@ -53,7 +53,7 @@ import pipeline  # noqa: E402
 from backtest import BacktestResult, RankedBookResult  # noqa: E402
 from benchmarks import stages  # noqa: E402
 from benchmarks.measure import flops_per_sample, matmul_gflops  # noqa: E402
-from evaluation import write_report  # noqa: E402
+from evaluation import run_payoff, write_report  # noqa: E402
 from features.build import FeatureFrames  # noqa: E402
 from models import ExtractorModule  # noqa: E402
 from stacking.registry import RUN_FILE  # noqa: E402
@@ -84,8 +84,13 @@ def _walk_forward(cfg: DictConfig, out: Path, timed: stages.StageTimer) -> tuple
 
     result, summary = timed("backtest", backtest)
     trades = result.trades if isinstance(result, BacktestResult) else None
-    timed("report", lambda: write_report(out, walk.run.metrics, walk.run.predictions, summary, trades,
-                                         context=pipeline.report_context(cfg, walk.frames, walk.evaluated)))
+
+    def report() -> None:  # as pipeline.py's report stage: what the book is paid on each score, then the report
+        metrics = {**walk.run.metrics, "payoff": run_payoff(walk.run.predictions, walk.grid, cfg.backtest)}
+        context = pipeline.report_context(cfg, walk.frames, walk.evaluated, walk.run.predictions)
+        write_report(out, metrics, walk.run.predictions, summary, trades, context=context)
+
+    timed("report", report)
     return walk, result
 
 

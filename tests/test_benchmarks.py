@@ -6,9 +6,12 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
+from evaluation import daily_rank_ic
 from store.extractors import list_extractors
 from tests.conftest import SAMPLE
 
@@ -61,7 +64,7 @@ def test_quality_scores_every_model_and_reads_each_fits_learning_curve(tmp_path,
 
     result = json.loads((results / "quality.json").read_text())
     assert result["retrain_every_folds"] == 4
-    # The sample's test folds are all in 2023: the confirmation period only.
+    # The sample's test folds are all in 2023: inside the development period.
     [period] = result["periods"].values()
     models = {row["model"] for row in period["models"]}
     assert {"trishula", "tabular", "lstm", "tcn", "blend_parts", "lowvol_30d"} <= models
@@ -84,84 +87,139 @@ def test_quality_scores_every_model_and_reads_each_fits_learning_curve(tmp_path,
     for kind, fits in result["extractor_learning"].items():
         assert f"| {kind} | {len(fits['epochs'])} | {fits['best_epochs']} |" in fits_table
 
-    # The combiners of the parts, fitted on the run's earlier predictions (a short history: the sample's).
-    from benchmarks import combiners
-    from evaluation.metrics import daily_rank_ic
+    # quality.json's served book, its half-years and every model's quintiles (the sample: 8 coins, 2023 only).
+    assert {"sharpe", "return", "max_drawdown", "turnover_per_day"} <= period["book"]["summary"].keys()
+    assert period["book"]["beta"] == period["payoff"]["models"]["trishula"]["overall"]["book"]["beta"]
+    halves = period["book_by_half_year"]
+    assert [h["half_year"] for h in halves] == ["2023-H2"] and halves[0]["days"] == period["book"]["summary"]["days"]
+    assert {"start", "end", "return", "sharpe"} <= halves[0].keys()
+    assert set(period["quintiles"]) == models  # every model and factor
+    trishula = period["payoff"]["models"]["trishula"]["overall"]["quintiles"]
+    assert period["quintiles"]["trishula"]["mean"] == [trishula[f"Q{b}"]["mean"] for b in range(1, 6)]
+    assert "### Which model's book earns in which market state" in (results / "quality.md").read_text()
 
-    path = Path(result["output_dir"]) / "predictions.parquet"
-    combiners.main(["--predictions", str(path), "--results-dir", str(results), "--train-days", "30",
-                    "--min-train-days", "10", "--", "stack.lgbm.min_child_samples=5"])
-    combined = json.loads((results / "combiners.json").read_text())
-    [body] = combined["periods"].values()
-    rows = {row["model"]: row for row in body["models"]}
-    assert set(rows) == {"blend_parts", "trishula", "ols", "lgbm_probas", "lgbm_scores", "lgbm_regression",
-                         "stumps_regression"}
-    assert {row["days"] for row in rows.values()} == {body["days"]} and body["days"] > 0
-    # The first fold has no history before it: it is left out, for every combiner alike.
-    predictions = pd.read_parquet(path)
-    blend = predictions[(predictions["model"] == "blend_parts") & (predictions["fold"] > predictions["fold"].min())]
-    ic = daily_rank_ic(blend, target="fwd_ret_3d")
-    assert body["days"] == len(ic) and rows["blend_parts"]["mean"] == pytest.approx(ic.mean())
-    assert rows["blend_parts"]["minus_blend_parts"] == 0 and rows["trishula"]["minus_trishula"] == 0
+    # The harness on the same run: a plan written before, the default composed as quality.py composed it (every
+    # stage reused), a book change, another model's score, and run 30's recombined blend of all the parts (the run's
+    # own blend) against the blend.
+    from benchmarks import harness
 
-    # Run 29's figures on the same run: on the sample no fold has 60 earlier days, so Trishula is the blend.
-    from benchmarks import anchor
-
-    anchor.main(["--quality", str(results / "quality.json"), "--data", str(SAMPLE / "hourly.parquet"),
-                 "--results-dir", str(results), "--confirm"])
-    body = json.loads((results / "anchor.json").read_text())
-    assert body["decisions"] is None and list(body["periods"]) == ["confirmation_2023"]
-    period = body["periods"]["confirmation_2023"]
-    assert period["ic"]["paired"]["trishula - blend_parts"]["diff_mean"] == 0
-    assert period["ic"]["paired"]["trishula_rank_objective - trishula_meta"]["days"] > 0
-    assert period["book"]["paired"]["trishula - blend_parts"]["mean_daily_diff"] == 0
-    assert "| trishula_meta |" in (results / "anchor.md").read_text()
-
-    # Run 30's candidate blends from the same run, whose blend_parts holds every extra part (candidate HR).
-    from benchmarks import parts
-
-    parts.main(["--quality", str(results / "quality.json"), "--data", str(SAMPLE / "hourly.parquet"),
-                "--results-dir", str(results), "--confirm"])
-    body = json.loads((results / "parts.json").read_text())
-    assert body["decision"] is None and list(body["periods"]) == ["confirmation_2023"]
-    ic = body["periods"]["confirmation_2023"]["ic"]
-    run_blend = daily_rank_ic(predictions[predictions["model"] == "blend_parts"], target="fwd_ret_3d")
-    assert ic["models"]["blend_HR"]["mean"] == pytest.approx(run_blend.mean(), abs=1e-12)
-    assert ic["models"]["blend_HR"]["days"] == len(run_blend)
-    assert ic["models"]["blend_B0"]["mean"] != pytest.approx(run_blend.mean())  # three parts, not six
-    # No fold has 60 earlier days on the sample: each candidate's Trishula is its blend.
-    assert all(ic["paired"][f"trishula_{c} - blend_{c}"]["diff_mean"] == 0 for c in parts.CANDIDATES)
-    # Run 31's seed ensembles: the run's own extractors as the base and as two "seeds" average to themselves.
-    from benchmarks import seeds
-
-    run_dir = Path(result["output_dir"])
-    seeds.main(["--base", str(run_dir), "--runs", str(run_dir), str(run_dir), "--results-dir", str(results),
-                "--confirm"])
-    body = json.loads((results / "seeds.json").read_text())
-    assert body["decision"] is None and list(body["periods"]) == ["confirmation_2023"]
-    ic = body["periods"]["confirmation_2023"]
-    blend_b0 = ic["models"]["blend_B0"]["mean"]
-    assert ic["models"]["blend_S3"]["mean"] == pytest.approx(blend_b0)
-    assert ic["paired"]["blend_S3 - blend_B0"]["diff_mean"] == pytest.approx(0, abs=1e-12)
-    assert blend_b0 != pytest.approx(run_blend.mean())  # tabular, lstm and tcn only: not the run's six parts
-    lstm = daily_rank_ic(predictions[predictions["model"] == "lstm"], target="fwd_ret_3d")
-    assert ic["models"]["lstm_B0"]["mean"] == pytest.approx(lstm.mean())
-
-    # A run that trained no extra part is refused, naming them.
-    no_parts = tmp_path / "no_parts"
-    no_parts.mkdir()
-    predictions[~predictions["model"].str.startswith("tabular_")].to_parquet(no_parts / "predictions.parquet")
-    (tmp_path / "no_parts.json").write_text(json.dumps({**result, "output_dir": str(no_parts)}))
-    with pytest.raises(SystemExit, match="tabular_rank"):
-        parts.main(["--quality", str(tmp_path / "no_parts.json")])
+    predictions = pd.read_parquet(Path(result["output_dir"]) / "predictions.parquet")
+    folder = tmp_path / "experiments" / "99_smoke"
+    folder.mkdir(parents=True)
+    (folder / "plan.md").write_text("# a smoke test of the harness\n")
+    overrides = [*TINY, "pipeline.retrain_every_folds=4", "stack.extra_parts=[tabular_1d,tabular_7d,tabular_rank]"]
+    (folder / "candidates.yaml").write_text(yaml.safe_dump({
+        "default": {"overrides": overrides, "model": "blend_parts"},
+        "rule": {"family": "holm"},
+        "candidates": [{"name": "inverse_vol", "overrides": overrides, "model": "blend_parts",
+                        "book": {"weighting": "inverse_vol"}},
+                       {"name": "tabular", "overrides": overrides, "model": "tabular"},
+                       {"name": "HR", "overrides": overrides, "model": "blend_parts",
+                        "blend_parts": ["tabular_1d", "tabular_7d", "tabular_rank"], "decide": False}]}))
+    arguments = [str(folder), "--data-dir", str(SAMPLE), "--artifacts-dir", str(artifacts), "--outputs-dir",
+                 str(tmp_path / "harness")]
+    harness.main(arguments)
+    body = json.loads((folder / "result.json").read_text())
+    default, candidates = body["default"], body["candidates"]
+    assert body["rule"]["family"] == "holm" and body["plan"]["plan_commit"] is None  # a tmp folder: not committed
+    assert default["source"]["stack_run"] == result["stack_run"]  # quality's stack run, reused
+    assert {entry["rows"] for entry in candidates.values()} == {default["rows"]} and default["rows"] > 0
+    # A book change trades the same score: the same IC, so the IC check passes by construction.
+    assert candidates["inverse_vol"]["ic"] == default["ic"]
+    assert candidates["inverse_vol"]["versus_default"]["ic"]["diff_mean"] == 0
+    assert candidates["inverse_vol"]["versus_default"]["checks"]["ic"] is True
+    assert candidates["inverse_vol"]["source"]["book"]["weighting"] == "inverse_vol"
+    # The recombined blend of every part is the run's own blend: identical books, a zero difference every day.
+    assert candidates["HR"]["book"] == default["book"]
+    assert candidates["HR"]["versus_default"]["book"]["mean"] == 0 and candidates["HR"]["adopted"] is False
+    run_blend = predictions[(predictions["model"] == "blend_parts") & predictions["fwd_ret_3d"].notna()]
+    assert default["ic"]["mean"] == pytest.approx(daily_rank_ic(run_blend).mean())
+    # Every table of what the book is paid, for every score; the decision coded, in the markdown too.
+    assert set(body["payoff"]["models"]) == {"default", "inverse_vol", "tabular", "HR"}
+    assert body["adopted"] == [name for name, c in candidates.items() if c["adopted"]]
+    assert "reported only" in (folder / "result.md").read_text()
+    with pytest.raises(SystemExit, match="a second look needs a new plan"):
+        harness.main(arguments)
 
 
-def test_a_development_only_quality_run_scores_no_2023_day(monkeypatch):
-    monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts the repo root at sys.path[0]
-    from benchmarks import quality
+def test_the_development_period_is_the_test_folds_from_2021_02_20_to_2023_12_31(monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    from benchmarks.periods import in_period
 
-    assert quality.periods_in_run("2022-12-31") == ["development"]
-    assert quality.periods_in_run("2023-01-01") == quality.periods_in_run(None) == list(quality.PERIODS)
+    days = pd.DataFrame({"date": pd.to_datetime(["2021-02-19", "2021-02-20", "2023-12-31", "2024-01-01"], utc=True)})
+    assert in_period(days)["date"].dt.strftime("%Y-%m-%d").tolist() == ["2021-02-20", "2023-12-31"]
+
+
+# -- benchmarks/plan.py: the plan and the adoption rule -------------------------------------------------------
+def test_a_plan_is_read_before_its_run_and_refused_after_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    from benchmarks.plan import Candidate, Rule, load_plan
+
+    (tmp_path / "candidates.yaml").write_text(yaml.safe_dump({"candidates": [{"name": "iv", "book": {"weighting":
+                                                                                                    "inverse_vol"}}]}))
+    with pytest.raises(SystemExit, match="no plan.md"):
+        load_plan(tmp_path)
+    (tmp_path / "plan.md").write_text("why\n")
+    plan = load_plan(tmp_path)
+    assert plan.rule == Rule(book_t=2.0, ic_t=-2.0, half_year_shortfall=0.05, family="none")
+    assert plan.default == Candidate(name="default")
+    assert plan.candidates == (Candidate(name="iv", book={"weighting": "inverse_vol"}),)
+    (tmp_path / "candidates.yaml").write_text("candidates: [{name: money, anchor: {objective: spread}}]")
+    assert load_plan(tmp_path).candidates == (Candidate(name="money", anchor={"objective": "spread"}),)
+    (tmp_path / "candidates.yaml").write_text("candidates: [{name: a, anchor: spread}]")
+    with pytest.raises(ValueError, match="book and anchor mappings"):
+        load_plan(tmp_path)
+    (tmp_path / "candidates.yaml").write_text("candidates: [{name: a, modle: tabular}]")
+    with pytest.raises(ValueError, match="unknown field"):
+        load_plan(tmp_path)
+    (tmp_path / "result.json").write_text("{}")
+    with pytest.raises(SystemExit, match="a second look needs a new plan"):
+        load_plan(tmp_path)
+
+
+def test_the_rule_adopts_a_book_that_beats_the_default_without_a_bad_half_year(monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    from benchmarks.plan import Rule, compare, decide
+
+    days = pd.date_range("2023-04-01", periods=183, tz="UTC")  # 2023-H1 and 2023-H2
+    rng = np.random.default_rng(0)
+    default = pd.Series(rng.normal(0.0, 0.01, len(days)), index=days)
+    ic = pd.Series(rng.normal(0.05, 0.1, len(days)), index=days)
+    better = default + 0.002 + pd.Series(rng.normal(0, 0.002, len(days)), index=days)
+    worse_ic = ic - 0.1
+    # Far better in the first half-year, about 7 points behind in the second: beats the default at t > 2 overall.
+    bad_half = default + np.where(days.month >= 7, -0.0008, 0.01) + rng.normal(0, 0.0005, len(days))
+    rule = Rule()
+    comparisons = {"better": compare(rule, better, default, ic, ic), "worse_ic": compare(rule, better, default,
+                                                                                          worse_ic, ic),
+                   "bad_half": compare(rule, bad_half.iloc[1:], default, ic, ic)}
+    assert comparisons["better"]["book"]["t_stat"] > 2 and comparisons["better"]["checks"]["ic"]  # same IC: passes
+    assert comparisons["better"]["book"]["lags"] == 10 and comparisons["bad_half"]["book"]["days"] == 182
+    assert [h["half_year"] for h in comparisons["better"]["half_years"]] == ["2023-H1", "2023-H2"]
+    assert comparisons["worse_ic"]["ic"]["t_stat_long"] < -2 and not comparisons["worse_ic"]["checks"]["ic"]
+    assert comparisons["bad_half"]["book"]["t_stat"] > 2
+    assert -0.09 < min(h["difference"] for h in comparisons["bad_half"]["half_years"]) < -0.05
+    decision = decide(rule, comparisons, deciding=["better", "worse_ic", "bad_half"])
+    assert decision == {"adopted": ["better"], "choice": "better"}
+    assert comparisons["bad_half"]["checks"] == {"book": True, "ic": True, "half_years": False}
+    assert comparisons["worse_ic"]["checks"] == {"book": True, "ic": False, "half_years": True}
+    # A sensitivity outside the family is scored, never adopted.
+    assert decide(rule, {"better": compare(rule, better, default, ic, ic)}, deciding=[])["adopted"] == []
+
+
+def test_holms_step_down_raises_the_bar_for_a_family_of_candidates(monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    from benchmarks.plan import Rule, book_passes
+
+    holm = Rule(family="holm")
+    # Three candidates, one-sided 5 %: the best needs t >= 2.13 (p <= 0.05/3), the next 1.96, the last 1.64, and
+    # every one at least book_t = 2.
+    assert book_passes(holm, {"a": 2.2, "b": 2.05, "c": 1.8}) == {"a": True, "b": True, "c": False}
+    assert book_passes(holm, {"a": 2.1, "b": 2.05, "c": 1.8}) == {"a": False, "b": False, "c": False}  # step-down
+    assert book_passes(Rule(), {"a": 2.1, "b": 2.05, "c": None}) == {"a": True, "b": True, "c": False}
+    # Ten candidates: the best needs 2.58 (p <= 0.005).
+    ten = {f"c{i}": 2.5 for i in range(10)}
+    assert not any(book_passes(holm, ten).values())
 
 
 # -- benchmarks/drift.py ------------------------------------------------------------------------------
