@@ -92,6 +92,8 @@ class TrishulaClassifier:
     (LightGBM's interaction_constraints), while the rest interact freely among themselves.
     """
 
+    val_metric = "multi_logloss"  # the validation metric of best_score_
+
     def __init__(
         self,
         params: Mapping,
@@ -219,6 +221,8 @@ class TrishulaRanker(TrishulaClassifier):
     reads. `y` is the target rank in [0, 1]; early stopping (when set) on validation l2.
     """
 
+    val_metric = "l2"
+
     def fit(self, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame, y_val: np.ndarray) -> TrishulaRanker:
         features = list(X.columns)
         check_features(X_val, features)
@@ -250,3 +254,40 @@ class TrishulaRanker(TrishulaClassifier):
 
     def predict_proba(self, X: pd.DataFrame, feature_schema_hash: str | None = None) -> np.ndarray:
         raise TypeError("a TrishulaRanker predicts a rank score, not class probabilities")
+
+
+class TrishulaLambdaRanker(TrishulaRanker):
+    """LightGBM's lambdarank (issue 32, a part aimed at one end of the day): each day a query, `y` the relevance
+    of each coin (the forward return's day quintile, 0..4; reversed for the bottom end), NDCG weighing the top
+    positions of the day most. Trained locally (a day must lie in one partition); `groups`: each row's day, the
+    rows sorted by it. Predicts a score like `TrishulaRanker`, whose `load` serves it."""
+
+    val_metric = "ndcg@5"
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame, y_val: np.ndarray,
+            groups: np.ndarray | None = None, groups_val: np.ndarray | None = None) -> TrishulaLambdaRanker:
+        if self.backend != "local":
+            raise ValueError("a lambdarank part trains with stack.backend=local (a day's rows must share a partition)")
+        if groups is None or groups_val is None:
+            raise ValueError("lambdarank needs each row's day (groups) for the train and validation rows")
+        features = list(X.columns)
+        check_features(X_val, features)
+        sizes, sizes_val = (_query_sizes(np.asarray(g)) for g in (groups, groups_val))
+        model = lgb.LGBMRanker(objective="lambdarank", **self.params, **self._interaction_constraints(features))
+        model.fit(X, np.asarray(y, dtype="int64"), group=sizes, eval_X=(X_val[features],),
+                  eval_y=(np.asarray(y_val, dtype="int64"),), eval_group=[sizes_val], eval_at=[5],
+                  callbacks=self._early_stopping())
+        self.booster_ = model.booster_
+        self.best_iteration_ = int(model.best_iteration_ or model.booster_.current_iteration())
+        self.best_score_ = {name: dict(scores) for name, scores in model.best_score_.items()}
+        self.feature_names_ = features
+        return self
+
+
+def _query_sizes(groups: np.ndarray) -> np.ndarray:
+    """The sizes of the runs of equal values in `groups` (rows sorted by their day): LightGBM's query sizes."""
+    if len(groups) and (groups[1:] < groups[:-1]).any():
+        raise ValueError("lambdarank rows must be sorted by their day")
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    return np.diff(np.r_[starts, len(groups)])
+

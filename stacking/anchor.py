@@ -11,8 +11,10 @@ where meta is the score of the correction (`stack.anchor.correction`): the multi
 P(buy) - P(sell), or the same inputs under a ranking objective (a regression of the return's day rank;
 run 29 adopted it: it beat the multiclass score at paired t 2.1 on the development years),
 with one weight per meta fold f, fitted on the rows of EARLIER folds' test windows whose label was known
-before f's first decision (date + h + 1 days <= f's first test day), never on f itself:
-- w* = the grid value whose mix has the highest mean daily rank IC on those days;
+before f's first decision (date + h + 1 days <= f's first test day), never on f itself, by `objective`:
+`ic` (the daily rank IC) or `spread` (issue 32, money not ranks: the day's top-fifth mean forward return less
+its bottom fifth's, what the ranked book's legs are paid before costs):
+- w* = the grid value whose mix has the highest mean of the objective's daily series on those days;
 - t* = the paired Newey-West t of mix(w*) minus the blend on those days;
 - w_f = w* * max(0, 1 - 1 / t*^2) when t* > 1, else 0 (positive-part James-Stein shrinkage of the
   correction toward the blend); no weight (w_f = 0) with fewer than `min_days` such days.
@@ -27,13 +29,15 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from evaluation.metrics import TARGET, daily_rank_ic, newey_west_t_stat
+from evaluation.statistics import TARGET, daily_quintile_spread, daily_rank_ic, newey_west_t_stat
 from stacking.frame import RANK_OBJECTIVE_MODEL
 
 # The meta-learner's own score, kept beside the anchored one in the predictions.
 META = "trishula_meta"
 # A prediction row's key: one model's rows align with another's on it.
 KEYS = ["fold", "symbol", "date"]
+# stack.anchor.objective -> the daily series a mix's weight is chosen on.
+OBJECTIVES = {"ic": daily_rank_ic, "spread": daily_quintile_spread}
 
 
 def anchor_enabled(stack_cfg: Mapping) -> bool:
@@ -58,19 +62,21 @@ def fit_anchor_weight(history: pd.DataFrame, first_test_day: pd.Timestamp, setti
     known = known.dropna(subset=["meta", "blend", TARGET])
     lags, grid = int(settings["hac_lags"]), [float(w) for w in settings["grid"]]
     days = int(known["date"].nunique())
-    out = {"weight": 0.0, "w_star": None, "t_star": None, "days": days, "mean_ic": {}}
+    out = {"weight": 0.0, "w_star": None, "t_star": None, "days": days, "objective": settings.get("objective", "ic"),
+           "mean": {}}
     if days < int(settings["min_days"]):
         return out
     meta, blend, dates = known["meta"].to_numpy(), known["blend"].to_numpy(), [known["date"].to_numpy()]
-    ics = {w: daily_rank_ic(known.assign(score=mixed_score(meta, blend, dates, w))) for w in grid}
-    blend_ic = daily_rank_ic(known.assign(score=known["blend"]))
+    daily = OBJECTIVES[settings.get("objective", "ic")]
+    ics = {w: daily(known.assign(score=mixed_score(meta, blend, dates, w))) for w in grid}
+    blend_ic = daily(known.assign(score=known["blend"]))
     means = {w: float(ic.mean()) for w, ic in ics.items()}
     w_star = max(grid, key=lambda w: (means[w], -w))  # ties go to the smaller weight: closer to the blend
     diff = pd.concat([ics[w_star], blend_ic], axis=1, join="inner").dropna()
     t_star = newey_west_t_stat((diff.iloc[:, 0] - diff.iloc[:, 1]).to_numpy(), lags) if w_star > 0 else None
     shrink = max(0.0, 1.0 - 1.0 / t_star**2) if t_star is not None and t_star > 1 else 0.0
     return {**out, "weight": w_star * shrink, "w_star": w_star, "t_star": t_star,
-            "mean_ic": {str(w): m for w, m in means.items()}}
+            "mean": {str(w): m for w, m in means.items()}}
 
 
 def anchor_predictions(predictions: pd.DataFrame, weights: Mapping[int, float], blend: str,
@@ -141,6 +147,8 @@ def check_anchor(settings: Mapping | None, blend: str) -> None:
     if settings.get("correction", "multiclass") not in CORRECTIONS:
         raise ValueError(f"stack.anchor.correction must be one of {sorted(CORRECTIONS)}, got "
                          f"{settings['correction']!r}")
+    if settings.get("objective", "ic") not in OBJECTIVES:
+        raise ValueError(f"stack.anchor.objective must be one of {sorted(OBJECTIVES)}, got {settings['objective']!r}")
     if settings["to"] != blend:
         raise ValueError(f"stack.anchor.to must be {blend!r} or null, got {settings['to']!r}")
     grid = [float(w) for w in settings["grid"]]

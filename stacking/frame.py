@@ -36,15 +36,58 @@ EXTRACTOR_INPUTS = {"probabilities": PROBABILITY_SUFFIXES, "score": ("score",)}
 RANK_OBJECTIVE_MODEL = "trishula_rank_objective"
 # The ranking objective's target: the forward return's percentile rank among the day's coins.
 RETURN_RANK = "fwd_ret_3d_day_rank"
+# Targets aimed at the extremes the book is paid (issue 32), made per training window from the forward return
+# (never inputs): TAILS classes the day's bottom fifth SELL, top fifth BUY, the rest HOLD; VOL_SCALED is the
+# return less the day's mean over the coin's 30-day volatility (`volatility_30d`, known at the decision),
+# clipped to +-VOL_SCALED_CLIP; BETA_RESIDUAL_RANK is the day rank of the return less `beta_30d` x the day's
+# mean return (the market's part of each coin's move taken out by its own trailing beta).
+TAILS = "fwd_ret_3d_tails"
+VOL_SCALED = "fwd_ret_3d_vol_scaled"
+BETA_RESIDUAL_RANK = "fwd_ret_3d_beta_residual_rank"
+VOL_SCALED_CLIP = 5.0
+# The relevance lambdarank learns, each end on its own: the return's day quintile 0..4 (QUINTILE_UP: the top
+# is relevant) and 4..0 (QUINTILE_DOWN: the bottom is; its part's score is the negated prediction, SCORE_SIGN).
+QUINTILE_UP = "fwd_ret_3d_quintile"
+QUINTILE_DOWN = "fwd_ret_3d_quintile_reversed"
+LAMBDARANK_TARGETS = (QUINTILE_UP, QUINTILE_DOWN)
+SCORE_SIGN = {QUINTILE_DOWN: -1.0}
+# The targets a LightGBM regression learns (lambdarank's are relevances; the others are classes).
+REGRESSION_TARGETS = (RETURN_RANK, VOL_SCALED, BETA_RESIDUAL_RANK)
 # Further parts of the blend (stack.extra_parts) -> the target each learns: the tabular model's inputs and
-# LightGBM, classifying another horizon's label, or under the ranking objective (a regression of RETURN_RANK).
-EXTRA_PARTS = {"tabular_1d": "label_1d", "tabular_7d": "label_7d", "tabular_rank": RETURN_RANK}
+# LightGBM, classifying another horizon's label or the tails, a regression of a REGRESSION_TARGETS one, or
+# lambdarank of one end of the day.
+EXTRA_PARTS = {"tabular_1d": "label_1d", "tabular_7d": "label_7d", "tabular_rank": RETURN_RANK,
+               "tabular_tails": TAILS, "tabular_vol_scaled": VOL_SCALED, "tabular_beta_residual": BETA_RESIDUAL_RANK,
+               "tabular_lambdarank_top": QUINTILE_UP, "tabular_lambdarank_bottom": QUINTILE_DOWN}
+# Targets made in the window from the forward return and these raw (not day-ranked) inputs.
+WINDOW_TARGETS = (RETURN_RANK, TAILS, VOL_SCALED, BETA_RESIDUAL_RANK, *LAMBDARANK_TARGETS)
+TARGET_INPUTS = ("volatility_30d", "beta_30d")
 
 
 def model_target(name: str, label: str) -> str:
     """The column model `name` learns: the return's day rank (the ranking objective's models), an extra part's
     own label, or the primary `label`."""
     return RETURN_RANK if name == RANK_OBJECTIVE_MODEL else EXTRA_PARTS.get(name, label)
+
+
+def window_targets(rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` (one training window, raw inputs) with the `WINDOW_TARGETS` columns, each made within each day from
+    the 3-day forward return (NaN where the return, or the input a target scales by, is missing)."""
+    by_day = rows.groupby("date", sort=False)[EVALUATION_RETURN]
+    day_mean = by_day.transform("mean")
+    rank = by_day.rank(pct=True)
+    tails = np.select([rank <= 0.2, rank > 0.8], [0.0, 2.0], default=1.0)
+    quintile = np.ceil(rank * 5) - 1  # 0..4 (a percentile rank lies in (0, 1])
+    volatility = rows["volatility_30d"].where(rows["volatility_30d"] > 0)
+    residual = rows[EVALUATION_RETURN] - rows["beta_30d"] * day_mean
+    return rows.assign(**{
+        RETURN_RANK: rank,
+        TAILS: np.where(rank.notna(), tails, np.nan),
+        VOL_SCALED: ((rows[EVALUATION_RETURN] - day_mean) / volatility).clip(-VOL_SCALED_CLIP, VOL_SCALED_CLIP),
+        BETA_RESIDUAL_RANK: residual.groupby(rows["date"], sort=False).rank(pct=True),
+        QUINTILE_UP: quintile,
+        QUINTILE_DOWN: 4 - quintile,
+    })
 
 
 def blend_members(kinds: Sequence[str], extra_parts: Sequence[str] = ()) -> list[str]:

@@ -17,6 +17,9 @@
   current code replaces it unless it is worse on the common rows by more than the margin: after a
   pure refactor "better by the margin" would keep the old champion forever, and daily serving
   would stop.
+- `library_changes`: the libraries whose versions differ from the ones a run was made with (run.json's
+  `libraries`): not stale (the code is the same), but said, since a new LightGBM or torch may score
+  differently.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from features.build import FeatureFrames
 from stacking.registry import PROMOTION_METRICS, PromotionDecision, Registry, scope_key
 from store.extractors import current_schema_hash, list_extractors
 from store.feature_store import FeatureStore
-from store.lineage import source_hash
+from store.lineage import library_versions, source_hash
 
 COLUMN_SET = {"daily": "lstm", "hourly": "tcn"}
 UNRECORDED = "unrecorded"
@@ -170,3 +173,11 @@ def replace_stale(decision: PromotionDecision, stale: Sequence[StaleInput]) -> P
         f"{gone}: the challenger, made by the current code, is not worse by more than the margin "
         f"{decision.margin:g}" + (f" nor at a paired t below -{decision.min_t:g}" if decision.min_t > 0 else "")
         + f": challenger replaces it (the rule on common rows: {decision.reason})"))
+
+
+def library_changes(run_meta: Mapping) -> list[str]:
+    """`<library> <made with> -> <now>` for each library whose version differs from the one the run recorded
+    (a run made before versions were recorded: none)."""
+    made, now = run_meta.get("libraries") or {}, library_versions()
+    return [f"{name} {version} -> {now.get(name, 'absent')}" for name, version in sorted(made.items())
+            if now.get(name, "absent") != version]

@@ -39,8 +39,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from evaluation.metrics import DAILY_SERIES_METRICS, daily_metric_series, paired_ic_comparison
+from evaluation.metrics import DAILY_SERIES_METRICS, daily_metric_series
+from evaluation.statistics import paired_ic_comparison
 from store.files import write_json_atomic
+from store.lineage import library_versions
 
 RUN_FILE = "run.json"
 # Metric name in evaluation's comparison table -> whether higher is better.
@@ -85,7 +87,8 @@ class Registry:
         return (self.run_dir(run_id) / RUN_FILE).is_file()
 
     def write_run(self, run_id: str, fill: Callable[[Path], dict]) -> Path:
-        """`fill(tmp_dir)` writes the run's files and returns run.json's content; then the folder is renamed in.
+        """`fill(tmp_dir)` writes the run's files and returns run.json's content (the Python and library versions
+        are added to it); then the folder is renamed in.
 
         An earlier run of the same id (a forced re-run) is moved aside first and removed only once the
         new one is in place."""
@@ -93,7 +96,7 @@ class Registry:
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{run_id}.", dir=final.parent))
         try:
-            meta = fill(tmp)
+            meta = {**fill(tmp), "libraries": library_versions()}  # the versions that made it, beside its lineage
             (tmp / RUN_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
             aside = final.parent / f".old-{run_id}-{tmp.name.rsplit('.', 1)[-1]}"
             if final.exists():

@@ -26,7 +26,7 @@ from stacking.folds import meta_folds
 from stacking.frame import (
     EXTRA_PARTS,
     RANK_OBJECTIVE_MODEL,
-    RETURN_RANK,
+    WINDOW_TARGETS,
     additive_inputs,
     assemble_stack_frame,
     complete_rows,
@@ -261,7 +261,7 @@ def trained_ablations(stack_cfg: Mapping) -> list[str]:
 def check_part_labels(extra_parts, built: list[str]) -> None:
     """An extra part whose label the features do not build fails before any fold is trained."""
     missing = {part: EXTRA_PARTS[part] for part in extra_parts
-               if EXTRA_PARTS[part] != RETURN_RANK and EXTRA_PARTS[part] not in built}
+               if EXTRA_PARTS[part] not in WINDOW_TARGETS and EXTRA_PARTS[part] not in built}
     if missing:
         raise ValueError(f"stack.extra_parts {sorted(missing)} learn {sorted(set(missing.values()))}, which "
                          f"labels.thresholds does not build (built: {[c for c in built if c.startswith('label_')]})")

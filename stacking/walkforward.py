@@ -26,9 +26,17 @@ from rich.console import Console
 from evaluation.metrics import BLEND
 from features.factors import FACTORS
 from features.labels import CLASS_NAMES
-from models.trishula import TrishulaClassifier, TrishulaRanker, softmax
+from models.trishula import TrishulaClassifier, TrishulaLambdaRanker, TrishulaRanker, softmax
 from splits.walkforward import Fold
-from stacking.frame import EVALUATION_RETURN, RETURN_RANK, blend_members, day_ranks, model_target
+from stacking.frame import (
+    LAMBDARANK_TARGETS,
+    REGRESSION_TARGETS,
+    SCORE_SIGN,
+    blend_members,
+    day_ranks,
+    model_target,
+    window_targets,
+)
 from stacking.signals import fit_confidence_thresholds, precision_targets, signal_score
 from store.files import write_json_atomic, write_parquet_atomic
 
@@ -78,11 +86,11 @@ class FoldModel:
 
 
 def _window(frame: pd.DataFrame, mask: np.ndarray, settings: StackSettings) -> pd.DataFrame:
-    """One part of a fold (train or validation) as the models learn from it: the inputs ranked over every
-    coin of the day (as scoring ranks them), the forward return's day rank (the ranking objective's target),
-    then only the labelled rows. A day lies wholly in one part, so a part's day is the whole day."""
-    rows = day_ranks(frame[mask], settings.ranked)
-    rows = rows.assign(**{RETURN_RANK: rows.groupby("date", sort=False)[EVALUATION_RETURN].rank(pct=True)})
+    """One part of a fold (train or validation) as the models learn from it: the targets made from the forward
+    return over every coin of the day (`stacking.frame.window_targets`, from the raw inputs), the inputs ranked
+    over every coin of the day (as scoring ranks them), then only the labelled rows. A day lies wholly in one
+    part, so a part's day is the whole day."""
+    rows = day_ranks(window_targets(frame[mask]), settings.ranked)
     return rows[rows[settings.label].notna().to_numpy()]
 
 
@@ -114,14 +122,19 @@ def train_fold(
                                 confidence["target_lift"])
     for name, columns in features.items():
         target = model_target(name, label)
-        ranker = target == RETURN_RANK
-        # A part learning another horizon's label drops the rows without it (the window's last days' longer labels).
+        lambdarank = target in LAMBDARANK_TARGETS
+        ranker = lambdarank or target in REGRESSION_TARGETS
+        # A part learning another horizon's label drops the rows without it (the window's last days' longer labels);
+        # lambdarank's queries are days, their rows contiguous.
         fit, check = (part[part[target].notna().to_numpy()] for part in (train, val))
-        model = (TrishulaRanker if ranker else TrishulaClassifier)(
-            settings.params, settings.early_stopping_rounds, settings.backend, settings.dask_client,
-            feature_schema_hash=settings.feature_schema_hash,
-            additive_features=[c for c in columns if c in additive],
-        ).fit(fit[columns], fit[target].to_numpy(), check[columns], check[target].to_numpy())
+        if lambdarank:
+            fit, check = (part.sort_values("date", kind="stable") for part in (fit, check))
+        kind = TrishulaLambdaRanker if lambdarank else TrishulaRanker if ranker else TrishulaClassifier
+        model = kind(settings.params, settings.early_stopping_rounds, settings.backend, settings.dask_client,
+                     feature_schema_hash=settings.feature_schema_hash,
+                     additive_features=[c for c in columns if c in additive])
+        days = {"groups": fit["date"].to_numpy(), "groups_val": check["date"].to_numpy()} if lambdarank else {}
+        model.fit(fit[columns], fit[target].to_numpy(), check[columns], check[target].to_numpy(), **days)
         # Confidence thresholds gate the primary label's classes: a ranker has no class probabilities, and another
         # horizon's classes are not the signal's.
         thresholds = {} if target != label else fit_confidence_thresholds(
@@ -129,10 +142,11 @@ def train_fold(
             confidence["min_support"])
         model.save(out_dir / f"{name}.txt")
         top = sorted(model.feature_importance().items(), key=lambda kv: -kv[1])[:15]
-        val_metric = "l2" if ranker else "multi_logloss"
+        val_metric = model.val_metric
         meta = {
             "model": name,
             "objective": "rank" if ranker else "multiclass",
+            "score_sign": SCORE_SIGN.get(target, 1.0),
             "fold": fold.index,
             "windows": fold.to_dict(),
             "label": target,
@@ -175,7 +189,8 @@ def predict_fold(frame: pd.DataFrame, fold: Fold, model_dir: Path, settings: Sta
         served = FoldModel.load(model_dir, name)
         raw = served.raw_scores(day_ranks(test, served.meta.get("ranked_features", [])), settings.feature_schema_hash)
         if raw.ndim == 1:  # the ranking objective: a score, no probabilities, no margins
-            parts.append(_prediction_rows(base, name, np.full((len(base), len(CLASS_NAMES)), np.nan), score=raw))
+            score = served.meta.get("score_sign", 1.0) * raw  # lambdarank of the bottom: its prediction negated
+            parts.append(_prediction_rows(base, name, np.full((len(base), len(CLASS_NAMES)), np.nan), score=score))
             continue
         margins[name] = raw
         parts.append(_prediction_rows(base, name, softmax(raw)))

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from evaluation.metrics import (
+from evaluation import (
     BLEND,
     TARGET,
     evaluate_predictions,
@@ -17,6 +17,7 @@ from evaluation.metrics import (
     newey_west_t_stat,
     paired_ic_comparison,
 )
+from evaluation.statistics import daily_quintile_spread
 from features.build import load_feature_frames
 from models.trishula import TrishulaRanker
 from stacking.anchor import (
@@ -67,12 +68,37 @@ def test_an_informed_meta_learner_gets_weight_only_from_days_whose_label_was_kno
     assert short["days"] == 59 and short["weight"] == 0.0 and short["w_star"] is None
 
 
+def test_the_spread_objective_chooses_by_what_the_extremes_are_paid(rows):
+    # A meta score that knows only the extremes (the top and bottom fifth of each day's return), noise between:
+    # chosen on the spread it is worth its full weight, as on the IC.
+    rank = rows.groupby("date")[TARGET].rank(pct=True).to_numpy()
+    noise = np.random.default_rng(5).normal(size=len(rows))
+    extremes = np.where(rank > 0.8, 10.0, np.where(rank <= 0.2, -10.0, 0.0)) + noise
+    history = _history(rows, extremes, np.random.default_rng(6).normal(size=len(rows)))
+    fitted = fit_anchor_weight(history, history["date"].max() + (H + 1) * DAY, {**SETTINGS, "objective": "spread"}, H)
+    assert fitted["objective"] == "spread" and fitted["w_star"] == 1.0 and fitted["weight"] > 0.8
+    assert fitted["mean"]["1.0"] > fitted["mean"]["0.0"] > -0.01
+    with pytest.raises(ValueError, match="stack.anchor.objective must be one of"):
+        check_anchor({**SETTINGS, "to": BLEND, "objective": "sharpe"}, BLEND)
+
+
+def test_daily_quintile_spread_is_the_top_fifth_less_the_bottom_fifth():
+    day = pd.Timestamp("2023-01-02", tz="UTC")
+    frame = pd.DataFrame({"date": [day] * 10 + [day + DAY] * 3 + [day + 2 * DAY],
+                          "score": [*range(10), 1, 2, 3, 1],
+                          TARGET: [0.0, -0.2, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.5, 0.3, 1.0, 2.0, 3.0, 1.0]})
+    spread = daily_quintile_spread(frame)
+    # Day 1: 10 names, k = 2: top (scores 9, 8) mean 0.4, bottom (0, 1) mean -0.1. Day 2: 3 names, k = 1: the
+    # top 3.0 less the bottom 1.0. Day 3: one name, fewer than 2 k: no spread.
+    assert spread.index.tolist() == [day, day + DAY] and spread.tolist() == pytest.approx([0.5, 2.0])
+
+
 def test_a_noise_meta_learner_leaves_trishula_the_blend(rows):
     informed = rows[TARGET].to_numpy() + 0.5 * rows[TARGET].std() * np.random.default_rng(2).normal(size=len(rows))
     history = _history(rows, np.random.default_rng(3).normal(size=len(rows)), informed)
     fitted = fit_anchor_weight(history, history["date"].max() + (H + 1) * DAY, SETTINGS, H)
     assert fitted["w_star"] == 0.0 and fitted["weight"] == 0.0
-    assert fitted["mean_ic"]["0.0"] > fitted["mean_ic"]["1.0"]
+    assert fitted["mean"]["0.0"] > fitted["mean"]["1.0"] and fitted["objective"] == "ic"
 
 
 def _predictions(rows: pd.DataFrame) -> pd.DataFrame:

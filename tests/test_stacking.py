@@ -18,6 +18,7 @@ from models.trishula import (
     FeatureSchemaError,
     MissingFeatureError,
     TrishulaClassifier,
+    TrishulaRanker,
     early_stopping_iteration,
     softmax,
     staged_log_loss,
@@ -515,19 +516,25 @@ def test_day_ranks_rank_each_day_among_its_own_rows_and_leave_the_regime_raw(fra
     assert out[ranked].max().max() <= 1.0 and out[ranked].min().min() > 0.0
 
 
+def _parts_alone(frames, extra: list[str]) -> tuple[dict, StackSettings]:
+    """The tabular model and `extra` parts on the tabular inputs (no extractor outputs), with the settings
+    that train them."""
+    features = feature_sets(frames, [], {}, embeddings=False, extra_parts=extra)
+    features.pop("trishula")
+    confidence = {"mode": "lift", "target_lift": 1.5, "target_precision": 0.4, "min_support": 20}
+    return features, StackSettings(label="label_3d", params=SMALL, early_stopping_rounds=None, confidence=confidence,
+                                   kinds=[], feature_schema_hash="schema-a", models=list(features),
+                                   ranked=list(frames.columns["tabular"]), extra_parts=extra)
+
+
 def test_extra_parts_learn_their_own_targets_and_join_the_blend(frames, cfg, tmp_path):
     rows = decision_rows(frames, "label_3d")
     # Every built label rides along (never as an input): the extra parts learn other horizons'.
     assert {"label_1d", "label_7d", "fwd_ret_7d"} <= set(rows.columns)
     fold = next(f for f in folds_from_config(frames.daily, cfg.split, 14) if f.index == 6)
     extra = ["tabular_1d", "tabular_7d", "tabular_rank"]
-    features = feature_sets(frames, [], {}, embeddings=False, extra_parts=extra)
+    features, settings = _parts_alone(frames, extra)  # no extractor outputs here: the parts alone
     assert all(features[part] == features["tabular"] for part in extra)
-    features.pop("trishula")  # no extractor outputs here: the parts alone
-    confidence = {"mode": "lift", "target_lift": 1.5, "target_precision": 0.4, "min_support": 20}
-    settings = StackSettings(label="label_3d", params=SMALL, early_stopping_rounds=None, confidence=confidence,
-                             kinds=[], feature_schema_hash="schema-a", models=list(features),
-                             ranked=list(frames.columns["tabular"]), extra_parts=extra)
     train_fold(rows, fold, features, settings, tmp_path)
     meta = {name: json.loads((tmp_path / f"{name}.json").read_text()) for name in features}
     assert {name: (m["label"], m["objective"]) for name, m in meta.items()} == {
@@ -551,6 +558,35 @@ def test_extra_parts_learn_their_own_targets_and_join_the_blend(frames, cfg, tmp
     check_part_labels(["tabular_rank"], ["fwd_ret_3d", "label_3d"])  # the return's rank needs no other label
 
 
+def test_parts_aimed_at_the_extremes_train_on_their_window_targets(frames, cfg, tmp_path):
+    rows = decision_rows(frames, "label_3d")
+    fold = next(f for f in folds_from_config(frames.daily, cfg.split, 14) if f.index == 6)
+    extra = ["tabular_tails", "tabular_vol_scaled", "tabular_beta_residual", "tabular_lambdarank_top",
+             "tabular_lambdarank_bottom"]
+    features, settings = _parts_alone(frames, extra)
+    train_fold(rows, fold, features, settings, tmp_path)
+    meta = {name: json.loads((tmp_path / f"{name}.json").read_text()) for name in extra}
+    assert {name: (m["label"], m["objective"], m["score_sign"]) for name, m in meta.items()} == {
+        "tabular_tails": ("fwd_ret_3d_tails", "multiclass", 1.0),
+        "tabular_vol_scaled": ("fwd_ret_3d_vol_scaled", "rank", 1.0),
+        "tabular_beta_residual": ("fwd_ret_3d_beta_residual_rank", "rank", 1.0),
+        "tabular_lambdarank_top": ("fwd_ret_3d_quintile", "rank", 1.0),
+        "tabular_lambdarank_bottom": ("fwd_ret_3d_quintile_reversed", "rank", -1.0)}
+    assert "val_ndcg@5" in meta["tabular_lambdarank_top"] and "val_l2" in meta["tabular_vol_scaled"]
+    predictions = predict_fold(rows, fold, tmp_path, settings)
+    wide = predictions.pivot(index=["date", "symbol"], columns="model", values="score")
+    # The bottom end's part is served negated: its booster's own prediction ranks the losers first.
+    bottom = TrishulaRanker.load(tmp_path / "tabular_lambdarank_bottom.txt",
+                                 meta["tabular_lambdarank_bottom"]["features"], "schema-a")
+    test = rows[fold.mask(rows["date"], "test")].reset_index(drop=True)
+    raw = bottom.raw_scores(day_ranks(test, meta["tabular_lambdarank_bottom"]["ranked_features"]), "schema-a")
+    served = predictions[predictions["model"] == "tabular_lambdarank_bottom"]["score"].to_numpy()
+    np.testing.assert_array_equal(served, -raw)
+    ranks = wide[["tabular", *extra]].groupby(level="date").rank(pct=True)
+    np.testing.assert_allclose(wide["blend_parts"], ranks.mean(axis=1), rtol=1e-12)
+    check_part_labels(extra, ["fwd_ret_3d", "label_3d"])  # made from the forward return: no other label
+
+
 def test_a_served_run_predicts_the_extra_parts_its_blend_is_made_of(tmp_path):
     stack = {"lgbm": SMALL, "early_stopping_rounds": None, "confidence": {}, "kinds": ["lstm", "tcn"],
              "anchor": {"to": "blend_parts", "correction": "rank_objective"}, "extra_parts": ["tabular_7d"]}
@@ -564,3 +600,26 @@ def test_a_served_run_predicts_the_extra_parts_its_blend_is_made_of(tmp_path):
     older = ServedRun("old", tmp_path, {**run.meta, "stack": {k: v for k, v in stack.items() if k != "extra_parts"}},
                       [], {})
     assert list(older.settings("label_3d").extra_parts) == []
+
+
+def test_window_targets_aim_at_the_extremes_of_each_day():
+    from stacking.frame import BETA_RESIDUAL_RANK, TAILS, VOL_SCALED, window_targets
+
+    day = pd.Timestamp("2023-01-01", tz="UTC")
+    rows = pd.DataFrame({
+        "date": [day] * 5 + [day + pd.Timedelta(days=1)] * 5,
+        "fwd_ret_3d": [0.10, 0.05, 0.0, -0.05, -0.10, 0.3, 0.2, 0.1, 0.0, np.nan],
+        "volatility_30d": [0.05, 0.05, 0.05, 0.05, 0.01, 0.1, 0.1, 0.1, 0.1, 0.1],
+        "beta_30d": [1.0, 1.0, 1.0, 1.0, 1.0, 2.0, 0.0, 1.0, 1.0, 1.0],
+    })
+    out = window_targets(rows)
+    # The day's bottom fifth SELL (0), top fifth BUY (2), the rest HOLD (percentile ranks: with 4 returns the
+    # lowest ranks 0.25, above a fifth); a missing return has no class.
+    assert out[TAILS].iloc[:5].tolist() == [2.0, 1.0, 1.0, 1.0, 0.0]
+    assert out[TAILS].iloc[5:9].tolist() == [2.0, 1.0, 1.0, 1.0] and np.isnan(out[TAILS].iloc[9])
+    # Less the day's mean, over the coin's volatility, clipped at 5.
+    assert out[VOL_SCALED].iloc[0] == pytest.approx(0.10 / 0.05)
+    assert out[VOL_SCALED].iloc[4] == -5.0  # -0.10 / 0.01 = -10, clipped
+    assert out[VOL_SCALED].iloc[5] == pytest.approx((0.3 - 0.15) / 0.1)
+    # Day 2's mean is 0.15: the residuals 0.3 - 2 x 0.15 = 0, 0.2 - 0, 0.1 - 0.15, 0.0 - 0.15, ranked.
+    assert out[BETA_RESIDUAL_RANK].iloc[5:9].tolist() == pytest.approx([0.75, 1.0, 0.5, 0.25])
