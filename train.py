@@ -5,17 +5,25 @@
     python train.py -m model=lstm,tcn fold=0,1,2          # multirun over models and folds
     python train.py model=lstm fold=3 hydra.run.dir=<run> resume=true   # continue that run
     python train.py model=tcn fold=4 init_from=artifacts/extractors/tcn/fold_002/<version>  # warm start
+    python train.py model=tcn model/objective=listnet model/scheduler=warmup_cosine model.ensemble.members=3
 
-Early stopping watches the validation loss; the best checkpoint's network is saved with what it
-was trained on (store/extractors.py), its best epoch, the validation loss of the weights it started
-from and that of the class prior (the constant prediction a fit must beat). `init_from` warm-starts
+Early stopping watches the validation loss (or the validation daily rank IC: `model.monitor=val/ic`);
+the best checkpoint's network is saved with what it was trained on (store/extractors.py), its best
+epoch, the validation loss of the weights it started from and that of the class prior (the constant
+prediction a fit must beat), and the learning curve (loss and IC per epoch). `init_from` warm-starts
 the network from an earlier fold's artifact of the same kind and shape (the main job chains each
 fold to the previous one).
+
+The training recipe (issue 33) is the model config's, every option off by default: `objective` (a
+listwise loss beside the cross-entropy), `scheduler` (warm-up and decay), `averaging` (EMA / SWA),
+`monitor`, `ensemble.members` (K seeds in one artifact) and the datamodule's `stride_hours`,
+`train_fraction`, `market_context` and `augment`.
 `python -m store.extractors` lists the trained extractors.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import hydra
@@ -32,7 +40,8 @@ from cli import command, console
 from datamodules import FoldWindowDataModule
 from features.build import FeatureFrames, label_horizon_days, parse_horizons
 from features.labels import CLASS_NAMES
-from models import ExtractorModule, balanced_class_weights
+from models import ExtractorModule, SeedEnsemble, balanced_class_weights
+from models.ensemble import member_state
 from models.learning_curve import LearningCurve
 from splits import Fold
 from splits.artifacts import folds_from_config
@@ -51,6 +60,8 @@ from store.lineage import source_hash
 
 CONFIG_GROUPS = ("data", "features", "labels", "split")
 N_CLASSES = len(CLASS_NAMES)
+INPUT_SIZE_KEYS = ("in_channels", "n_features")  # the TCN's and the LSTM's input size
+MONITOR_MODES = {"val/loss": "min", "val/ic": "max"}
 
 
 def _metrics(results: list[dict]) -> dict[str, float]:
@@ -61,7 +72,7 @@ def _artifact_meta(cfg: DictConfig, dm: FoldWindowDataModule, metrics: dict, wei
     groups = extractor_groups(cfg)
     label = cfg.labels.primary
     horizon = label_horizon_days(label)
-    inputs = input_spec(dm.frame_kind, dm.columns, dm.window, groups["features"], groups["data"])
+    inputs = input_spec(dm.frame_kind, dm.columns, dm.window, groups["features"], groups["data"], dm.context)
     return {
         "kind": cfg.model.kind,
         "fold": dm.fold.index,
@@ -73,7 +84,8 @@ def _artifact_meta(cfg: DictConfig, dm: FoldWindowDataModule, metrics: dict, wei
         "inputs": inputs,
         "feature_schema_hash": schema_hash(inputs),
         "normalization": dm.normalizer.to_dict(),
-        "net": OmegaConf.to_container(cfg.model.net, resolve=True),
+        "net": net_config(cfg, len(dm.input_columns)),
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
         "data_paths": [cfg.data.hourly_path, cfg.data.fear_greed_path],
         "data_fingerprint": data_fingerprint(cfg.data),
         "dataset": dm.dataset,
@@ -86,6 +98,28 @@ def _artifact_meta(cfg: DictConfig, dm: FoldWindowDataModule, metrics: dict, wei
         "metrics": metrics,
         "seed": cfg.seed,
     }
+
+
+def ensemble_members(cfg: DictConfig) -> int:
+    members = int(cfg.model.get("ensemble", {}).get("members", 1))
+    if members < 1:
+        raise ValueError(f"model.ensemble.members must be >= 1, got {members}")
+    return members
+
+
+def net_config(cfg: DictConfig, n_inputs: int | None = None) -> dict:
+    """The network's config as the artifact saves it: `model.net` with its input size set to the inputs the
+    datamodule serves (market context adds some), as a SeedEnsemble of its members when there are several."""
+    net = OmegaConf.to_container(cfg.model.net, resolve=True)
+    if n_inputs is not None:
+        net[next(k for k in INPUT_SIZE_KEYS if k in net)] = n_inputs
+    members = ensemble_members(cfg)
+    return net if members == 1 else {"_target_": "models.SeedEnsemble", "member": net, "members": members}
+
+
+def _input_size(net: dict) -> int:
+    net = net.get("member", net)
+    return int(next(net[k] for k in INPUT_SIZE_KEYS if k in net))
 
 
 def prior_loss(datamodule: FoldWindowDataModule, weights: list[float] | None) -> float:
@@ -154,10 +188,13 @@ def warm_start_artifact(cfg: DictConfig) -> ExtractorArtifact:
     """The artifact `cfg.init_from` names, checked to fit: same kind and network, and trained on data
     (its validation labels included) that ends before this fold's test window begins."""
     artifact = read_extractor(cfg.init_from)
-    net = OmegaConf.to_container(cfg.model.net, resolve=True)
-    if artifact.meta["kind"] != cfg.model.kind or artifact.meta["net"] != net:
-        raise ValueError(f"init_from={cfg.init_from} is a {artifact.meta['kind']} with net {artifact.meta['net']}; "
-                         f"this run trains a {cfg.model.kind} with net {net}")
+    net = net_config(cfg, _input_size(artifact.meta["net"]))
+    context = bool(artifact.meta["inputs"].get("market_context")) == bool(cfg.model.datamodule.get("market_context"))
+    if artifact.meta["kind"] != cfg.model.kind or artifact.meta["net"] != net or not context:
+        raise ValueError(f"init_from={cfg.init_from} is a {artifact.meta['kind']} with net {artifact.meta['net']} "
+                         f"and inputs {artifact.meta['inputs']['columns']} (market context "
+                         f"{artifact.meta['inputs'].get('market_context')}); this run trains a {cfg.model.kind} with "
+                         f"net {net} (market context {cfg.model.datamodule.get('market_context', False)})")
     seen_until = pd.Timestamp(artifact.meta["val_end"], tz="UTC") + pd.Timedelta(
         days=1 + int(artifact.meta["label_horizon_days"]))
     test_start = training_fold(cfg).test_start
@@ -192,6 +229,8 @@ def train_extractor(cfg: DictConfig, frames: FeatureFrames | None = None) -> Ext
     """Train `cfg.model` on fold `cfg.fold`; the saved artifact on rank 0 (None on other ranks).
 
     `frames`: feature frames already built from the same config (the main job passes its own).
+    With `model.ensemble.members` K > 1, K fits of seeds seed, seed + 1, ... on the same windows make one
+    artifact (models.SeedEnsemble); its metrics are the ensemble's, its members' are under `members`.
     """
     L.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
@@ -205,11 +244,38 @@ def train_extractor(cfg: DictConfig, frames: FeatureFrames | None = None) -> Ext
         weights = balanced_class_weights(datamodule.samples["train"]["label"].to_numpy(copy=True)).tolist()
     elif cfg.model.class_weighting != "none":
         raise ValueError(f"model.class_weighting must be 'balanced' or 'none', got {cfg.model.class_weighting!r}")
-    net = instantiate(cfg.model.net)
+    members = ensemble_members(cfg)
+    if members > 1 and (cfg.resume or cfg.ckpt_path is not None):
+        raise ValueError("resume / ckpt_path continue one fit: not available for seed ensembles "
+                         "(model.ensemble.members > 1)")
     warm_start = None if cfg.get("init_from") is None else warm_start_artifact(cfg)
+    fits = [_fit(cfg, datamodule, weights, warm_start, k, out) for k in range(members)]
+    if members == 1:
+        [(plain_net, metrics, trainer)] = fits
+    else:
+        plain_net = SeedEnsemble(net_config(cfg, len(datamodule.input_columns))["member"], members,
+                                 nets=[net for net, _, _ in fits])
+        metrics, trainer = _ensemble_metrics(cfg, datamodule, plain_net, weights, fits), fits[-1][2]
+    if not trainer.is_global_zero:
+        return None
+    meta = _artifact_meta(cfg, datamodule, metrics, weights) | {
+        "content_key": content_key(cfg), "init_from": None if warm_start is None else warm_start.version}
+    return save_extractor(Path(cfg.paths.artifacts_dir) / "extractors", plain_net, meta)
+
+
+def _fit(cfg: DictConfig, datamodule: FoldWindowDataModule, weights: list[float] | None,
+         warm_start: ExtractorArtifact | None, member: int, out: Path) -> tuple[torch.nn.Module, dict, L.Trainer]:
+    """One fit (ensemble member `member`, seed cfg.seed + member): its best network, metrics and trainer."""
+    if member > 0:  # member 0 is the single fit: seeded once, at the start, as always
+        L.seed_everything(cfg.seed + member, workers=True)
+    n_inputs = len(datamodule.input_columns)
+    net_cfg = net_config(cfg, n_inputs)
+    net_cfg = net_cfg.get("member", net_cfg)
+    configured = OmegaConf.to_container(cfg.model.net, resolve=True)
+    net = instantiate(cfg.model.net, **{k: v for k, v in net_cfg.items() if configured.get(k) != v})
     if warm_start is not None:
         try:
-            net.load_state_dict(warm_start.load_state_dict())
+            net.load_state_dict(member_state(warm_start.load_state_dict(), member))
         except RuntimeError as error:  # e.g. an artifact made by older code, with other head shapes
             raise ValueError(f"init_from={cfg.init_from}: its weights do not fit this {cfg.model.kind} network "
                              f"(made by extractor source {warm_start.meta.get('source_hash')}, this is "
@@ -219,17 +285,24 @@ def train_extractor(cfg: DictConfig, frames: FeatureFrames | None = None) -> Ext
         optimizer=instantiate(cfg.model.optimizer),
         scheduler=instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None,
         class_weights=weights,
+        objective=instantiate(cfg.model.objective) if cfg.model.get("objective") else None,
     )
 
-    checkpoints = out / "checkpoints"
+    monitor = cfg.model.get("monitor", "val/loss")
+    if monitor not in MONITOR_MODES:
+        raise ValueError(f"model.monitor must be one of {list(MONITOR_MODES)}, got {monitor!r}")
+    checkpoints = out / "checkpoints" if member == 0 else out / "checkpoints" / f"member_{member}"
     checkpoint = ModelCheckpoint(
-        dirpath=checkpoints, monitor="val/loss", mode="min", save_last=True,
+        dirpath=checkpoints, monitor=monitor, mode=MONITOR_MODES[monitor], save_last=True,
         filename="epoch{epoch:03d}-val_loss{val/loss:.4f}", auto_insert_metric_name=False,
     )
-    early_stopping = EarlyStopping(monitor="val/loss", mode="min", patience=cfg.model.early_stopping_patience)
+    early_stopping = EarlyStopping(monitor=monitor, mode=MONITOR_MODES[monitor],
+                                   patience=cfg.model.early_stopping_patience)
     curve = LearningCurve()
+    averaging = instantiate(cfg.model.averaging) if cfg.model.get("averaging") else None
     callbacks = [checkpoint, early_stopping, curve, LearningRateMonitor(logging_interval="epoch")]
-    logger = TensorBoardLogger(save_dir=str(out), name="tensorboard", version="")
+    callbacks += [averaging] if averaging is not None else []
+    logger = TensorBoardLogger(save_dir=str(out), name="tensorboard", version="" if member == 0 else f"member_{member}")
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, default_root_dir=str(out))
 
     ckpt_path = cfg.ckpt_path
@@ -242,24 +315,50 @@ def train_extractor(cfg: DictConfig, frames: FeatureFrames | None = None) -> Ext
     # cannot tell from weights that never moved. Each DataLoader iterator draws a seed from torch's global
     # generator: forking it keeps this look from changing the training's shuffles.
     with torch.random.fork_rng(devices=[]):
-        start_val_loss = _metrics(trainer.validate(module, datamodule=datamodule, verbose=False))["val/loss"]
+        start = _metrics(trainer.validate(module, datamodule=datamodule, verbose=False))
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    if averaging is not None:
+        # Checkpoints hold the averaged weights: read them as saved, not swapped for the raw ones (Lightning's
+        # warning that the checkpoint's callbacks are missing is this on purpose).
+        trainer.callbacks.remove(averaging)
+        warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint.*")
 
     # The best epoch's weights, judged on validation; the test window is scored once, for the record.
     # Early stopping counts the epochs since the best one (0-based epochs; the checkpoint keeps that one).
     best_epoch = trainer.current_epoch - 1 - early_stopping.wait_count
-    metrics = {"best_epoch_val_loss": float(checkpoint.best_model_score), "epochs": trainer.current_epoch,
-               "best_epoch": best_epoch, "start_val_loss": start_val_loss,
+    best_val_loss = (float(checkpoint.best_model_score) if monitor == "val/loss"
+                     else curve.epochs[best_epoch]["val_loss"])
+    metrics = {"best_epoch_val_loss": best_val_loss, "epochs": trainer.current_epoch,
+               "best_epoch": best_epoch, "start_val_loss": start["val/loss"],
                "prior_val_loss": prior_loss(datamodule, weights),
                "learning_curve": curve.epochs}
+    if monitor != "val/loss":
+        metrics |= {"monitor": monitor, "best_score": float(checkpoint.best_model_score)}
+    if "val/ic" in start:
+        metrics["start_val_ic"] = start["val/ic"]
     metrics |= _metrics(trainer.validate(module, datamodule=datamodule, ckpt_path="best", verbose=False))
     metrics |= _metrics(trainer.test(module, datamodule=datamodule, ckpt_path="best", verbose=False))
-    if not trainer.is_global_zero:
-        return None
-    plain_net = getattr(module.net, "_orig_mod", module.net)  # unwrap torch.compile
-    meta = _artifact_meta(cfg, datamodule, metrics, weights) | {
-        "content_key": content_key(cfg), "init_from": None if warm_start is None else warm_start.version}
-    return save_extractor(Path(cfg.paths.artifacts_dir) / "extractors", plain_net, meta)
+    return getattr(module.net, "_orig_mod", module.net), metrics, trainer  # unwrap torch.compile
+
+
+MEMBER_KEYS = ("epochs", "best_epoch", "start_val_loss", "val/loss", "val/ic", "test/loss", "test/ic",
+               "learning_curve")
+
+
+def _ensemble_metrics(cfg: DictConfig, datamodule: FoldWindowDataModule, ensemble: SeedEnsemble,
+                      weights: list[float] | None, fits: list) -> dict:
+    """The ensemble's validation and test metrics, beside its first member's fit record (epochs, learning curve,
+    start and prior losses: the keys a single fit has) and every member's own under `members`."""
+    first = fits[0][1]
+    metrics = {k: v for k, v in first.items() if not k.startswith(("val/", "test/"))}
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False,
+                                     enable_progress_bar=False, enable_model_summary=False)
+    module = ExtractorModule(ensemble, class_weights=weights)
+    metrics |= _metrics(trainer.validate(module, datamodule=datamodule, verbose=False))
+    metrics |= _metrics(trainer.test(module, datamodule=datamodule, verbose=False))
+    metrics["members"] = [{"seed": cfg.seed + k, **{key: m.get(key) for key in MEMBER_KEYS}}
+                          for k, (_, m, _) in enumerate(fits)]
+    return metrics
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -276,9 +375,11 @@ def fit_line(artifact: ExtractorArtifact) -> str:
     weights it started from and the class prior's (the constant a fit must beat), the test macro-F1."""
     metrics = artifact.meta["metrics"]
     below = "below" if metrics["val/loss"] < metrics["prior_val_loss"] else "NOT below"
+    members = len(metrics.get("members", ())) or 1
     return (f"{artifact.meta['kind']} fold {artifact.meta['fold']}: {metrics['epochs']} epochs (best "
-            f"{metrics['best_epoch']}), val loss {metrics['val/loss']:.4f} (start {metrics['start_val_loss']:.4f}, "
-            f"prior {metrics['prior_val_loss']:.4f}: {below} the prior's), test macro-F1 "
+            f"{metrics['best_epoch']}){f', {members} seeds averaged' if members > 1 else ''}, val loss "
+            f"{metrics['val/loss']:.4f} (start {metrics['start_val_loss']:.4f}, prior {metrics['prior_val_loss']:.4f}: "
+            f"{below} the prior's), val IC {metrics.get('val/ic', float('nan')):+.3f}, test macro-F1 "
             f"{metrics.get('test/f1_macro', float('nan')):.3f} -> {artifact.version}")
 
 

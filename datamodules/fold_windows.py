@@ -4,9 +4,17 @@ A sample is (symbol, decision row): the `window` rows of that symbol ending at t
 and the label measured from the decision row's close. Its decision time is the row's close (a
 daily row d at d + 1 day, an hourly row t at t + 1 h), so the window never reaches past it. The
 fold part (train / val / test) of a sample is the UTC day of its decision row, as in
-`splits.walkforward`. Features are standardised with statistics fit on the fold's train rows,
-optionally after taking away each timestamp's cross-sectional mean (`cross_section`, see
-`splits.Normalizer`).
+`splits.walkforward`, and a sample is kept only if its label ends by the next part's first hour
+(purged by the label's horizon in hours: an intraday training window's label ends earlier than the
+day's close's, so this drops nothing the day purge keeps, and it states the rule). Features are
+standardised with statistics fit on the fold's train rows, optionally after taking away each
+timestamp's cross-sectional mean (`cross_section`, see `splits.Normalizer`).
+
+Training-recipe options (issue 33), all off by default: market-context inputs (`market_context`,
+datamodules/context.py), batches of whole decision timestamps (`day_batches`, for a listwise loss),
+a random share of the train windows per epoch (`train_fraction`), train-only augmentations
+(`augment`, datamodules/augment.py) and, for the TCN, intraday training windows (`stride_hours`).
+Validation and test samples stay the daily decision rows that are served and stacked.
 """
 
 from __future__ import annotations
@@ -20,6 +28,9 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from datamodules.augment import Augment
+from datamodules.context import coin_specific, context_names, input_frame
+from datamodules.samplers import DayBatchSampler, FractionSampler
 from datamodules.windows import WindowDataset, window_end_mask
 from features.build import FeatureFrames, label_horizon_days, load_feature_frames
 from splits import Fold, Normalizer
@@ -55,6 +66,11 @@ class FoldWindowDataModule(L.LightningDataModule):
         num_workers: int = 0,
         device: str = "auto",
         cross_section: str = "none",
+        market_context: bool = False,
+        context_symbol: str = "BTCUSDT",
+        day_batches: bool = False,
+        train_fraction: float = 1.0,
+        augment: Augment | None = None,
         frames: FeatureFrames | None = None,
     ):
         super().__init__()
@@ -68,6 +84,13 @@ class FoldWindowDataModule(L.LightningDataModule):
         self.label = self.cfg["labels"]["primary"]
         Normalizer.for_columns((), cross_section)  # a bad value fails here, before the frames are built
         self.cross_section = cross_section
+        if not 0 < train_fraction <= 1:
+            raise ValueError(f"train_fraction must be in (0, 1], got {train_fraction}")
+        self.market_context, self.context_symbol = bool(market_context), context_symbol
+        self.day_batches, self.train_fraction = bool(day_batches), float(train_fraction)
+        self.augment = augment if augment is not None and augment.enabled else None
+        self.context: dict | None = None  # {"symbol", "columns"}: the inputs given market context, after setup
+        self.input_columns: tuple[str, ...] = ()  # what the net reads: `columns`, then their context columns
         self.fold: Fold | None = None
         self.normalizer: Normalizer | None = None
         self.dataset = ""  # the frames' data lineage, known after setup
@@ -76,7 +99,17 @@ class FoldWindowDataModule(L.LightningDataModule):
 
     # -- what subclasses choose -------------------------------------------------------------
     def decision_rows(self, frame: pd.DataFrame) -> np.ndarray:
+        """The rows validation and test windows end at (the served decisions)."""
         return np.ones(len(frame), dtype=bool)
+
+    def train_rows(self, frame: pd.DataFrame) -> np.ndarray:
+        """The rows training windows end at."""
+        return self.decision_rows(frame)
+
+    @property
+    def train_extras(self) -> bool:
+        """Train batches carry forward returns and decision-time groups (a listwise loss, coin mixing)."""
+        return self.day_batches or self.augment is not None
 
     # -- set-up -------------------------------------------------------------------------------
     def _frames(self) -> FeatureFrames:
@@ -110,23 +143,37 @@ class FoldWindowDataModule(L.LightningDataModule):
             )
         self.fold = chosen[0]
         days = frame["ts"].dt.floor("D")
-        self.normalizer = Normalizer.for_columns(self.columns, self.cross_section).fit(
-            frame, self.fold.mask(days, "train"))
-        values = np.array(self.normalizer.transform(frame), dtype=np.float32)  # a writable copy
+        train_days = self.fold.mask(days, "train")
+        inputs = frame
+        if self.market_context:
+            self.context = {"symbol": self.context_symbol,
+                            "columns": coin_specific(frame, self.columns, train_days)}
+            inputs = input_frame(frame, self.columns, self.context)
+        self.input_columns = (*self.columns, *context_names(self.context["columns"] if self.context else ()))
+        self.normalizer = Normalizer.for_columns(self.input_columns, self.cross_section).fit(inputs, train_days)
+        values = np.array(self.normalizer.transform(inputs), dtype=np.float32)  # a writable copy
+        del inputs
         label = frame[self.label]
         usable = (
             window_end_mask(frame["symbol"].to_numpy(), values, self.window)
-            & self.decision_rows(frame)
             & label.notna().to_numpy()
         )
+        decisions = self.decision_rows(frame)
+        part_rows = {"train": self.train_rows(frame), "val": decisions, "test": decisions}
         device = self._target_device()
         values_t = torch.from_numpy(values).to(device)
         # The timestamps as their tz-aware array: indexing it keeps the dtype, where .to_numpy() would first box
         # every hourly row into a Timestamp object (about 2 s a call on the full data, six calls a fit); each column
         # is read once for the three parts.
         ts, symbols, labels = frame["ts"].array, frame["symbol"].to_numpy(), label.to_numpy()
+        horizon = pd.Timedelta(days=label_horizon_days(self.label))
+        forward = frame[f"fwd_ret_{horizon.days}d"].to_numpy(dtype="float32", na_value=np.nan)
+        # Purge by the label's hours: a part's labels end by the next part's first hour (test: nothing after it).
+        label_ends_by = {"train": self.fold.val_start, "val": self.fold.test_start, "test": None}
         for part in PARTS:
-            ends = np.flatnonzero(usable & self.fold.mask(days, part))
+            ends = np.flatnonzero(usable & part_rows[part] & self.fold.mask(days, part))
+            if label_ends_by[part] is not None:
+                ends = ends[np.asarray(ts[ends] + self.bar + horizon <= label_ends_by[part])]
             self.samples[part] = pd.DataFrame(
                 {
                     "symbol": symbols[ends],
@@ -137,12 +184,22 @@ class FoldWindowDataModule(L.LightningDataModule):
                     "row": ends,
                 }
             )
+            extras = {}
+            if part != "train" or self.train_extras:
+                # Forward returns rank a timestamp's coins (the daily rank IC, a listwise loss); the group names it.
+                extras = {"ret": torch.from_numpy(forward[ends]).to(device),
+                          "group": torch.from_numpy(pd.factorize(self.samples[part]["decision_time"])[0]).to(device)}
+            augment = None
+            if part == "train" and self.augment is not None:
+                augment = self.augment.bind(self.input_columns, self.normalizer.mean_, self.normalizer.scale_, device)
             self.datasets[part] = WindowDataset(
                 values_t,
                 torch.from_numpy(ends).to(device),
                 torch.tensor(self.samples[part]["label"].to_numpy(), device=device),
                 self.window,
                 self.channels_first,
+                augment=augment,
+                **extras,
             )
 
         # The feature frames leave many long-lived Python objects behind; freezing them keeps the
@@ -173,6 +230,17 @@ class FoldWindowDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         # Shuffling mixes samples inside the train window only; the windows themselves stay in time order.
+        dataset = self.datasets["train"]
+        workers = 0 if dataset.windows.device.type != "cpu" else self.num_workers
+        if self.day_batches:
+            if self.trainer is not None and self.trainer.world_size > 1:
+                raise ValueError("day_batches trains in one process: DDP would split its timestamps")
+            sampler = DayBatchSampler(dataset.group.cpu().numpy(), self.batch_size, self.train_fraction)
+            return DataLoader(dataset, batch_sampler=sampler, collate_fn=WindowDataset.collate_fn, num_workers=workers)
+        if self.train_fraction < 1:
+            sampler = FractionSampler(len(dataset), self.train_fraction)
+            return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, collate_fn=WindowDataset.collate_fn,
+                              num_workers=workers)
         return self._loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
@@ -197,9 +265,12 @@ class DailySequenceDataModule(FoldWindowDataModule):
 class HourlyWindowDataModule(FoldWindowDataModule):
     """TCN samples: the `window` (168) hourly rows ending at each decision hour, (batch, 6, 168).
 
-    By default one sample per day, ending with the 23:00 bar (the daily close: the TCN embedding of
-    day d is point in time for day d); `stride_hours` 1, 2, 3, 4, 6, 8 or 12 adds decision hours
-    ending at 23:00 - k * stride.
+    One sample per day, ending with the 23:00 bar (the daily close: the TCN embedding of day d is point
+    in time for day d). `stride_hours` 1, 2, 3, 4, 6, 8 or 12 adds TRAINING windows ending at
+    23:00 - k * stride, each labelled from its own end (the hourly frame's labels: the coin's forward
+    return from that hour's close over the label's horizon, relative to the market over the same hours
+    and classed against the coin's volatility at that hour, as the daily label is; at 23:00 it is the
+    daily label); validation and test keep the daily decisions.
     """
 
     frame_kind = "hourly"
@@ -214,4 +285,7 @@ class HourlyWindowDataModule(FoldWindowDataModule):
         self.stride_hours = stride_hours
 
     def decision_rows(self, frame: pd.DataFrame) -> np.ndarray:
+        return frame["ts"].dt.hour.to_numpy() == 23
+
+    def train_rows(self, frame: pd.DataFrame) -> np.ndarray:
         return ((frame["ts"].dt.hour.to_numpy() + 1) % self.stride_hours) == 0

@@ -1,7 +1,11 @@
 """LightningModule that trains either extractor as a BUY/HOLD/SELL classifier.
 
-The net, optimizer and scheduler are constructor arguments so Hydra can instantiate each from
-config (`_target_`, with `_partial_: true` for the optimizer and scheduler).
+The net, optimizer, scheduler and objective are constructor arguments so Hydra can instantiate each
+from config (`_target_`, with `_partial_: true` for the optimizer and an epoch scheduler; a per-step
+schedule such as models.schedules.WarmupDecay is called with the fit's step count). The loss is the
+(class-weighted) cross-entropy, against soft targets where coins were mixed, optionally mixed with a
+per-timestamp listwise ranking loss (models.objectives.Objective). Validation and test batches that
+carry forward returns (datamodules.windows.WindowBatch) also log the daily rank IC (`val/ic`).
 """
 
 from collections.abc import Callable, Iterable, Sequence
@@ -14,8 +18,11 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from torchmetrics.classification import BinaryAUROC, MulticlassAccuracy, MulticlassF1Score
 
-from features.labels import CLASS_NAMES
+from datamodules.windows import WindowBatch
+from features.labels import BUY, CLASS_NAMES, SELL
+from models.objectives import Objective
 from models.outputs import ExtractorOutput
+from models.rank_ic import DailyRankIC
 
 
 class ExtractorModule(L.LightningModule):
@@ -27,11 +34,13 @@ class ExtractorModule(L.LightningModule):
         class_weights: Sequence[float] | torch.Tensor | None = None,
         n_classes: int = 3,
         scheduler_monitor: str = "val/loss",
+        objective: Objective | None = None,
     ) -> None:
         super().__init__()
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        self.objective = objective
         weight = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
         if weight is not None and weight.shape != (n_classes,):
             raise ValueError(f"class_weights needs {n_classes} values, got shape {tuple(weight.shape)}")
@@ -56,6 +65,7 @@ class ExtractorModule(L.LightningModule):
         self.metrics = nn.ModuleDict(
             {f"{part}_metrics": self._make_metrics(n_classes) for part in ("train", "val", "test")}
         )
+        self.rank_ic = nn.ModuleDict({part: DailyRankIC() for part in ("val", "test")})
 
     @staticmethod
     def _make_metrics(n_classes: int) -> nn.ModuleDict:
@@ -73,14 +83,29 @@ class ExtractorModule(L.LightningModule):
         return self.net(x)
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy, class-weighted when weights were given (weighted mean over the batch)."""
-        return F.cross_entropy(logits, y, weight=self.class_weights)
+        """Cross-entropy, class-weighted when weights were given (weighted mean over the batch).
 
-    def _shared_step(self, batch: Sequence[torch.Tensor], part: str) -> torch.Tensor:
-        x, y = batch
+        y: (B,) classes, or (B, n_classes) soft targets t (coins mixed): sum_i sum_c w_c t_ic (-log p_ic) /
+        sum_i sum_c w_c t_ic, which is the weighted mean above when t is one-hot."""
+        if not y.dtype.is_floating_point:
+            return F.cross_entropy(logits, y, weight=self.class_weights)
+        weighted = y if self.class_weights is None else y * self.class_weights  # (B, n_classes)
+        return -(weighted * logits.log_softmax(-1)).sum() / weighted.sum()
+
+    def _shared_step(self, batch: Sequence[torch.Tensor] | WindowBatch, part: str) -> torch.Tensor:
+        x, y = batch[0], batch[1]  # (B, ...) windows, (B,) classes
+        extra = batch if isinstance(batch, WindowBatch) else None
         logits = self.net(x).logits  # (B, n_classes)
-        loss = self.loss(logits, y)
+        mixed = part == "train" and extra is not None and extra.target is not None
+        loss = self.loss(logits, extra.target if mixed else y)
         log = {"on_step": False, "on_epoch": True, "batch_size": y.shape[0]}
+        if part == "train" and self.objective is not None and self.objective.ranks:
+            if extra is None:
+                raise ValueError("a listwise loss needs batches with forward returns and timestamps (day_batches)")
+            ranking = self.objective.ranking_loss(logits, extra.ret, extra.group)
+            self.log("train/cross_entropy", loss, **log)
+            self.log("train/listwise", ranking, **log)
+            loss = self.objective.combine(loss, ranking)
         self.log(f"{part}/loss", loss, prog_bar=True, sync_dist=True, **log)
         # The metrics get probabilities explicitly (AUROC would softmax only values outside [0, 1]).
         probs = logits.detach().softmax(dim=-1)
@@ -91,6 +116,9 @@ class ExtractorModule(L.LightningModule):
             else:
                 metric.update(probs, y)
             self.log(f"{part}/{name}", metric, **log)
+        if extra is not None and part in self.rank_ic:
+            self.rank_ic[part].update(probs[:, BUY] - probs[:, SELL], extra.ret, extra.group)
+            self.log(f"{part}/ic", self.rank_ic[part], **log)
         return loss
 
     def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -113,10 +141,15 @@ class ExtractorModule(L.LightningModule):
         optimizer = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer)
+        # A per-step schedule (warm-up and decay) is built for this fit's optimizer steps.
+        interval = getattr(self.scheduler_factory, "interval", "epoch")
+        if interval == "step":
+            scheduler = self.scheduler_factory(optimizer, int(self.trainer.estimated_stepping_batches))
+        else:
+            scheduler = self.scheduler_factory(optimizer)
         # "monitor" matters for ReduceLROnPlateau only; epoch steps suit both it and cosine-over-epochs.
         monitor = self.hparams.scheduler_monitor
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "monitor": monitor, "interval": "epoch"},
+            "lr_scheduler": {"scheduler": scheduler, "monitor": monitor, "interval": interval},
         }

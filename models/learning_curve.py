@@ -1,13 +1,16 @@
-"""Each epoch's train and validation loss of a fit, kept in its artifact: the learning curve that
-shows whether a fit stopped early because validation got worse while training still improved
-(over-fitting the fold), or because neither moved (nothing to learn)."""
+"""Each epoch's train and validation loss and validation daily rank IC of a fit, kept in its artifact: the
+learning curve that shows whether a fit stopped early because validation got worse while training still
+improved (over-fitting the fold), or because neither moved (nothing to learn), and whether what it learns
+ranks the coins (the IC) when the loss cannot tell."""
 
 import lightning as L
+import torch
 
 
 class LearningCurve(L.Callback):
-    """`epochs`: one {"epoch", "train_loss", "val_loss"} per finished training epoch (0-based; the
-    train loss is the epoch's mean in train mode, dropout on; the val loss is the epoch-end validation)."""
+    """`epochs`: one {"epoch", "train_loss", "val_loss", "val_ic"} per finished training epoch (0-based; the
+    train loss is the epoch's mean in train mode, dropout on; the val loss and IC are the epoch-end
+    validation's, of the averaged weights where weight averaging is on)."""
 
     def __init__(self) -> None:
         self.epochs: list[dict] = []
@@ -18,8 +21,12 @@ class LearningCurve(L.Callback):
             "epoch": trainer.current_epoch,
             "train_loss": _value(logged.get("train/loss")),
             "val_loss": _value(logged.get("val/loss")),
+            "val_ic": _value(logged.get("val/ic")),
         })
 
 
 def _value(tensor) -> float | None:
-    return None if tensor is None else round(float(tensor), 5)
+    """Rounded to 5 places; None when not logged or not a number (an IC with no scorable day)."""
+    if tensor is None or not torch.isfinite(torch.as_tensor(tensor)):
+        return None
+    return round(float(tensor), 5)

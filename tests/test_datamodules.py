@@ -9,6 +9,7 @@ import torch
 from omegaconf import OmegaConf
 
 from datamodules import DailySequenceDataModule, HourlyWindowDataModule
+from datamodules.samplers import DayBatchSampler
 from datamodules.windows import WindowDataset, window_end_mask
 from features.build import LSTM_FEATURES, TCN_CHANNELS, load_feature_frames
 from splits import Normalizer
@@ -60,7 +61,7 @@ def test_batches_equal_the_normalised_rows_of_each_window(datamodule, frames):
     expected_stats = Normalizer.from_dict(stats[datamodule.frame_kind])
     np.testing.assert_allclose(datamodule.normalizer.mean_, expected_stats.mean_, rtol=1e-12)
     samples = datamodule.samples["val"]
-    x, y = next(iter(datamodule.val_dataloader()))
+    x, y, *_ = next(iter(datamodule.val_dataloader()))  # a WindowBatch: windows, labels, forward returns, timestamps
     assert x.dtype == torch.float32 and y.dtype == torch.int64
     if datamodule.frame_kind == "daily":
         assert tuple(x.shape[1:]) == (30, 12)
@@ -146,10 +147,197 @@ def test_cross_sectional_windows_hold_each_coins_difference_from_the_hours_mean(
     assert norm.cross_section == "demean" and norm.demeaned_ == TCN_CHANNELS
     hourly = frames.hourly
     relative = hourly[list(TCN_CHANNELS)] - hourly.groupby("ts")[list(TCN_CHANNELS)].transform("mean")
-    x, _ = next(iter(dm.val_dataloader()))
+    x = next(iter(dm.val_dataloader())).x
     sample = dm.samples["val"].iloc[3]
     rows = relative[(hourly["symbol"] == sample["symbol"]).to_numpy()
                     & hourly["ts"].between(sample["window_start"], sample["window_end"]).to_numpy()]
     np.testing.assert_allclose(x[3].numpy().T, (rows.to_numpy() - norm.mean_) / norm.scale_, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="cross_section"):
         DailySequenceDataModule(**_groups(), fold=FOLD, cross_section="zscore")
+
+
+# -- training recipe (issue 33): intraday training windows, whole-timestamp batches, context, augmentations -----
+def test_intraday_training_windows_are_labelled_from_their_own_end_and_val_test_stay_daily(frames):
+    daily_dm = HourlyWindowDataModule(**_groups(), fold=FOLD, frames=frames)
+    daily_dm.setup("fit")
+    dm = HourlyWindowDataModule(**_groups(), fold=FOLD, stride_hours=6, frames=frames)
+    dm.setup("fit")
+    train = dm.samples["train"]
+    assert set(train["window_end"].dt.hour) == {5, 11, 17, 23}
+    assert 3.5 * len(daily_dm.samples["train"]) < len(train) <= 4 * len(daily_dm.samples["train"])
+    # The served decisions are untouched: the same daily validation and test windows as the default's.
+    for part in ("val", "test"):
+        pd.testing.assert_frame_equal(dm.samples[part], daily_dm.samples[part])
+    # Each window's label is the hourly frame's at its own last bar (its own forward return) ...
+    hourly = frames.hourly
+    assert (train["label"].to_numpy() == hourly[dm.label].to_numpy()[train["row"].to_numpy()]).all()
+    # ... which at 23:00 is the daily label, and at other hours often is not the day's.
+    end_of_day = train.assign(day=train["window_end"].dt.floor("D")).merge(
+        daily_dm.samples["train"].assign(day=daily_dm.samples["train"]["window_end"].dt.floor("D")),
+        on=["symbol", "day"], suffixes=("", "_day"))
+    intraday = end_of_day["window_end"].dt.hour != 23
+    assert (end_of_day.loc[~intraday, "label"] == end_of_day.loc[~intraday, "label_day"]).all()
+    assert (end_of_day.loc[intraday, "label"] != end_of_day.loc[intraday, "label_day"]).mean() > 0.2
+
+
+def test_training_labels_end_by_the_validation_window_to_the_hour(frames):
+    """Hourly windows with a 3-day purge (the shortest the 3-day label allows): every train label ends by
+    the first validation hour, and the train part reaches that bound (the last day's windows are kept)."""
+    groups = _groups()
+    groups["split"]["purge_days"] = 3
+    dm = HourlyWindowDataModule(**groups, fold=FOLD, stride_hours=1, frames=frames)
+    dm.setup("fit")
+    label_end = dm.samples["train"]["decision_time"] + pd.Timedelta(days=3)
+    assert label_end.max() == dm.fold.val_start  # the 23:00 window of the last train day: 72 h after its close
+    assert set(dm.samples["train"]["window_end"].dt.hour) == set(range(24))
+    val_end = dm.samples["val"]["decision_time"] + pd.Timedelta(days=3)
+    assert val_end.max() <= dm.fold.test_start
+
+
+def test_day_batches_hold_whole_timestamps_and_every_window_once(frames):
+    objective_groups = _groups()
+    dm = HourlyWindowDataModule(**objective_groups, fold=FOLD, stride_hours=6, day_batches=True, batch_size=40,
+                                frames=frames)
+    dm.setup("fit")
+    train = dm.datasets["train"]
+    group = train.group.numpy()
+    torch.manual_seed(0)
+    batches = list(dm.train_dataloader())
+    assert all(type(b).__name__ == "WindowBatch" for b in batches)
+    seen = np.concatenate([b.group.numpy() for b in batches])
+    counts = np.bincount(group)
+    # Every window once; each batch's timestamps whole (their every window is in it), about batch_size big.
+    assert len(seen) == len(group) and (np.bincount(seen, minlength=len(counts)) == counts).all()
+    for batch in batches:
+        ids, n = np.unique(batch.group.numpy(), return_counts=True)
+        assert (n == counts[ids]).all()
+        assert len(batch.group) < 40 + counts.max()
+    # Exactly as many batches as the loader says, every epoch: Lightning validates after the last one by its count
+    # (one fewer and no epoch would ever be validated).
+    assert len(batches) == len(dm.train_dataloader())
+    assert all(len(list(dm.train_dataloader())) == len(dm.train_dataloader()) for _ in range(5))
+    # The group is the decision time; a fresh order each epoch.
+    decision = dm.samples["train"]["decision_time"].to_numpy()
+    assert all(len(set(decision[group == g])) == 1 for g in np.unique(batches[0].group.numpy()))
+    again = [b.group[0].item() for b in dm.train_dataloader()]
+    assert again != [b.group[0].item() for b in batches]
+    # A fraction: about that share of the windows, still whole timestamps.
+    half = HourlyWindowDataModule(**objective_groups, fold=FOLD, stride_hours=6, day_batches=True, batch_size=40,
+                                  train_fraction=0.5, frames=frames)
+    half.setup("fit")
+    half_batches = list(half.train_dataloader())
+    assert len(half_batches) == len(half.train_dataloader())
+    taken = np.concatenate([b.group.numpy() for b in half_batches])
+    assert 0.5 * len(group) - counts.max() < len(taken) <= 0.5 * len(group) + 1
+    with pytest.raises(ValueError, match="too many for whole-timestamp batches"):
+        DayBatchSampler(group, batch_size=counts.max() - 1)
+    assert (np.bincount(taken, minlength=len(counts))[np.unique(taken)] == counts[np.unique(taken)]).all()
+
+
+def test_a_train_fraction_draws_a_fresh_share_of_the_windows_each_epoch(frames):
+    dm = DailySequenceDataModule(**_groups(), fold=FOLD, train_fraction=0.25, batch_size=64, frames=frames)
+    dm.setup("fit")
+    n = len(dm.datasets["train"])
+    sampler = dm.train_dataloader().sampler
+    first, second = list(sampler), list(sampler)
+    assert len(first) == len(set(first)) == round(0.25 * n) and len(set(first) ^ set(second)) > 0
+    assert sum(len(y) for _, y in dm.train_dataloader()) == round(0.25 * n)
+
+
+def test_validation_batches_carry_each_windows_forward_return_and_timestamp(datamodule, frames):
+    frame = getattr(frames, datamodule.frame_kind)
+    samples = datamodule.samples["val"]
+    batch = next(iter(datamodule.val_dataloader()))
+    n = len(batch.y)
+    rows = samples["row"].to_numpy()[:n]
+    np.testing.assert_array_equal(batch.ret.numpy(), frame["fwd_ret_3d"].to_numpy(dtype="float32")[rows])
+    decision = samples["decision_time"].to_numpy()[:n]
+    same = batch.group.numpy()[:, None] == batch.group.numpy()[None, :]
+    assert (same == (decision[:, None] == decision[None, :])).all()
+    # The default train batches stay plain (x, y) pairs.
+    assert type(next(iter(datamodule.train_dataloader()))) is tuple
+    assert datamodule.datasets["val"].windows.untyped_storage().data_ptr() == (
+        datamodule.datasets["train"].windows.untyped_storage().data_ptr())  # one tensor, viewed
+
+
+def test_market_context_inputs_are_each_timestamps_cross_section_and_btc(frames):
+    dm = HourlyWindowDataModule(**_groups(), fold=FOLD, cross_section="demean", market_context=True, frames=frames)
+    dm.setup("fit")
+    assert dm.context == {"symbol": "BTCUSDT", "columns": list(TCN_CHANNELS)}
+    assert len(dm.input_columns) == 4 * len(TCN_CHANNELS)
+    # The context columns are the same for every coin of a timestamp: kept as they are, never demeaned.
+    assert set(dm.normalizer.demeaned_) == set(TCN_CHANNELS)
+    hourly = frames.hourly
+    columns = list(TCN_CHANNELS)
+    by_ts = hourly.groupby("ts")
+    btc = hourly[hourly["symbol"] == "BTCUSDT"].set_index("ts")[columns]
+    sample = dm.samples["val"].iloc[5]
+    rows = hourly[(hourly["symbol"] == sample["symbol"]).to_numpy()
+                  & hourly["ts"].between(sample["window_start"], sample["window_end"]).to_numpy()]
+    expected = {}
+    for c in columns:
+        expected[f"{c}:xs_mean"] = by_ts[c].mean().reindex(rows["ts"]).to_numpy()
+        expected[f"{c}:xs_std"] = by_ts[c].std(ddof=0).reindex(rows["ts"]).to_numpy()
+        expected[f"{c}:ref"] = btc[c].reindex(rows["ts"]).to_numpy()
+    x = dm.datasets["val"].__getitems__([5]).x[0].numpy().T  # (168, 24)
+    norm = dm.normalizer
+    for name, values in expected.items():
+        j = dm.input_columns.index(name)
+        np.testing.assert_allclose(x[:, j] * norm.scale_[j] + norm.mean_[j], values, rtol=1e-4, atol=1e-5)
+    # The LSTM's market-wide inputs (one value for every coin) get no context of their own.
+    lstm = DailySequenceDataModule(**_groups(), fold=FOLD, market_context=True, frames=frames)
+    lstm.setup("fit")
+    assert set(LSTM_FEATURES) - set(lstm.context["columns"]) == {"market_ret_1d", "fear_greed", "fear_greed_change_7d"}
+
+
+def test_augmentations_change_only_training_windows_and_keep_what_they_promise(frames):
+    from datamodules.augment import Augment, time_warp
+
+    x = torch.randn(4, 3, 50)
+    torch.testing.assert_close(time_warp(x, torch.ones(4)), x)
+    warped = time_warp(x, torch.tensor([0.9, 1.1, 0.95, 1.05]))
+    torch.testing.assert_close(warped[..., -1], x[..., -1], rtol=0, atol=0)  # the last step, the label's, exact
+    assert not torch.allclose(warped[..., :-1], x[..., :-1])
+
+    augment = Augment(scale=0.3, scale_channels=["residual_1h", "price_spread"], warp=0.0, mix=1.0)
+    dm = HourlyWindowDataModule(**_groups(), fold=FOLD, augment=augment, frames=frames)
+    plain = HourlyWindowDataModule(**_groups(), fold=FOLD, frames=frames)
+    dm.setup("fit")
+    plain.setup("fit")
+    index = list(range(0, 600, 7))
+    torch.manual_seed(0)
+    batch = dm.datasets["train"].__getitems__(index)
+    x0, _ = plain.datasets["train"].__getitems__(index)
+    target = batch.target
+    torch.testing.assert_close(target.sum(1), torch.ones(len(index)))
+    lam = target.gather(1, batch.y[:, None])[:, 0]  # the own class's weight (>= 0.5 unless both share a class)
+    assert (lam >= 0.5 - 1e-6).all() and (target.max(1).values >= 0.5).all()
+    # Unscaled channels are the mix of the window and its partner, a window of another coin at the same hour.
+    unscaled = [dm.input_columns.index(c) for c in TCN_CHANNELS if c not in ("residual_1h", "price_spread")]
+    assert not torch.allclose(batch.x[:, unscaled], x0[:, unscaled])
+    partners = dm.datasets["train"].partners(torch.tensor(index))
+    group = dm.datasets["train"].group
+    assert (group[partners] == group[torch.tensor(index)]).all() and (partners != torch.tensor(index)).any()
+    # Validation and test windows are never augmented.
+    for part in ("val", "test"):
+        every = list(range(len(dm.datasets[part])))
+        torch.testing.assert_close(dm.datasets[part].__getitems__(every).x, plain.datasets[part].__getitems__(every).x)
+
+
+def test_magnitude_scaling_scales_the_raw_values_of_the_chosen_channels(frames):
+    from datamodules.augment import Augment
+
+    augment = Augment(scale=0.5, scale_channels=["residual_1h"])
+    dm = HourlyWindowDataModule(**_groups(), fold=FOLD, augment=augment, frames=frames)
+    dm.setup("fit")
+    index = list(range(0, 300, 11))
+    torch.manual_seed(1)
+    x = dm.datasets["train"].__getitems__(index).x
+    torch.manual_seed(1)
+    factor = torch.exp(0.5 * torch.randn(len(index), 1, 1))[:, 0]  # the draw the augmentation makes
+    x0 = dm.datasets["train"]._x(torch.tensor(index))
+    j, norm = dm.input_columns.index("residual_1h"), dm.normalizer
+    raw, raw0 = x[:, j] * norm.scale_[j] + norm.mean_[j], x0[:, j] * norm.scale_[j] + norm.mean_[j]
+    torch.testing.assert_close(raw, factor * raw0, rtol=1e-4, atol=1e-6)
+    others = [i for i in range(len(dm.input_columns)) if i != j]
+    torch.testing.assert_close(x[:, others], x0[:, others], rtol=0, atol=0)

@@ -4,12 +4,24 @@ import math
 from functools import partial
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from models import ExtractorModule, ExtractorOutput, LSTMExtractor, TCNExtractor, balanced_class_weights
+from models.ensemble import SeedEnsemble, member_state
+from models.objectives import (
+    Objective,
+    class_score,
+    group_ranks,
+    listwise_softmax_loss,
+    pair_mask,
+    rank_correlation_loss,
+)
+from models.rank_ic import DailyRankIC
+from models.schedules import WarmupDecay
 
 
 @pytest.fixture(autouse=True)
@@ -222,3 +234,184 @@ def test_checkpoint_loads_with_weights_only_and_resumes(tmp_path):
     for name, value in lit.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], value)
     L.Trainer(max_epochs=2, **kwargs).fit(module(scheduler=schedule), data, ckpt_path=path)
+
+
+# -- training recipe (issue 33): objectives, the validation IC, schedules, ensembles -----------------------------
+
+
+def _groups_of(sizes):
+    return torch.cat([torch.full((n,), g) for g, n in enumerate(sizes)])
+
+
+def test_group_ranks_are_average_ranks_within_each_timestamp():
+    value = torch.tensor([3.0, 1.0, 3.0, 2.0, 5.0, 4.0, float("nan")])
+    group = torch.tensor([0, 0, 0, 0, 1, 1, 1])
+    mask = pair_mask(group, torch.isfinite(value))
+    ranks = group_ranks(value, mask)
+    # Group 0: 1 < 2 < 3 = 3 -> ranks 1, 2, 3.5, 3.5; group 1 (the NaN left out): 4 < 5 -> 1, 2.
+    assert ranks[:6].tolist() == [3.5, 1.0, 3.5, 2.0, 2.0, 1.0]
+
+
+def test_listwise_softmax_loss_is_the_mean_over_timestamps_of_listnet():
+    torch.manual_seed(1)
+    sizes = [5, 3, 1, 4]  # the single coin's timestamp has nothing to rank: it does not count
+    group = _groups_of(sizes)
+    score, ret = torch.randn(len(group)), torch.randn(len(group))
+    expected = []
+    for g, n in enumerate(sizes):
+        if n < 2:
+            continue
+        s, r = score[group == g], ret[group == g]
+        rank = torch.argsort(torch.argsort(r)).double() + 1  # no ties
+        z = (rank - (n + 1) / 2) / math.sqrt((n * n - 1) / 12)
+        expected.append(float(-(torch.softmax(z / 0.5, 0) * torch.log_softmax(s.double(), 0)).sum()))
+    got = listwise_softmax_loss(score, ret, group, temperature=0.5)
+    assert float(got) == pytest.approx(sum(expected) / len(expected), rel=1e-5)
+    # Ranked the way the returns rank, the loss is lower than ranked against them.
+    assert float(listwise_softmax_loss(ret * 5, ret, group)) < float(listwise_softmax_loss(-ret * 5, ret, group))
+
+
+def test_rank_correlation_loss_is_minus_spearman_at_a_small_temperature():
+    from scipy.stats import spearmanr
+
+    torch.manual_seed(2)
+    sizes = [6, 4, 7]
+    group = _groups_of(sizes)
+    score, ret = torch.randn(len(group)), torch.randn(len(group))
+    spearman = [spearmanr(score[group == g].numpy(), ret[group == g].numpy()).statistic for g in range(3)]
+    got = rank_correlation_loss(score, ret, group, temperature=1e-4)
+    assert float(got) == pytest.approx(-np.mean(spearman), abs=1e-4)
+    # A differentiable rank: the gradient reaches every score.
+    score.requires_grad_(True)
+    rank_correlation_loss(score, ret, group, temperature=0.5).backward()
+    assert (score.grad.abs() > 0).all()
+
+
+def test_the_listwise_objective_needs_whole_timestamps_and_mixes_by_its_weight():
+    with pytest.raises(ValueError, match="day_batches"):
+        Objective(listwise_weight=0.5)
+    objective = Objective(listwise_weight=0.25, day_batches=True)
+    assert float(objective.combine(torch.tensor(2.0), torch.tensor(6.0))) == pytest.approx(0.75 * 2 + 0.25 * 6)
+    logits = torch.tensor([[0.0, 0.0, 1.0], [2.0, 0.0, 0.5]])
+    assert class_score(logits).tolist() == [1.0, -1.5]  # logit(BUY) - logit(SELL)
+
+
+def test_soft_targets_give_the_weighted_cross_entropy_when_one_hot_and_mix_otherwise():
+    logits = torch.randn(6, 3)
+    y = torch.tensor([0, 1, 2, 2, 1, 0])
+    weighted = module(class_weights=[0.5, 1.0, 2.0])
+    one_hot = F.one_hot(y, 3).float()
+    assert float(weighted.loss(logits, one_hot)) == pytest.approx(float(weighted.loss(logits, y)), rel=1e-6)
+    # Half-and-half targets: the weighted mean of the two classes' losses.
+    y2 = torch.tensor([1, 1, 0, 2, 0, 2])
+    soft = 0.5 * one_hot + 0.5 * F.one_hot(y2, 3).float()
+    nll = -logits.log_softmax(-1)
+    w = torch.tensor([0.5, 1.0, 2.0])
+    rows = torch.arange(6)
+    expected = (0.5 * w[y] * nll[rows, y] + 0.5 * w[y2] * nll[rows, y2]).sum() / (0.5 * w[y] + 0.5 * w[y2]).sum()
+    assert float(weighted.loss(logits, soft)) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_the_daily_rank_ic_metric_is_the_evaluations_daily_rank_ic():
+    import pandas as pd
+
+    from evaluation import daily_rank_ic
+
+    rng = np.random.default_rng(3)
+    n = 200
+    group = rng.integers(0, 12, n)
+    score = rng.integers(0, 5, n).astype(float)  # ties
+    ret = rng.normal(size=n)
+    ret[::17] = np.nan
+    keep = (group != 11) | (np.arange(n) < 5)  # one timestamp with only a few coins, some without a return
+    group, score, ret = group[keep], score[keep], ret[keep]
+    expected = daily_rank_ic(pd.DataFrame({"date": group, "score": score, "fwd_ret_3d": ret}))
+    metric = DailyRankIC()
+    for part in np.array_split(np.arange(len(group)), 3):  # batches
+        metric.update(torch.tensor(score[part]), torch.tensor(ret[part]), torch.tensor(group[part]))
+    assert float(metric.compute()) == pytest.approx(float(expected.mean()), abs=1e-6)
+
+
+def test_warmup_decay_warms_up_then_decays_to_its_floor():
+    cosine, linear = WarmupDecay(warmup=0.1, decay="cosine", min_ratio=0.1), WarmupDecay(warmup=0.1, decay="linear")
+    total = 101
+    factors = [cosine.factor(s, total) for s in range(total)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0) and factors[10] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False))  # decays, never rises
+    assert factors[-1] == pytest.approx(0.1)
+    assert cosine.factor(55, total) == pytest.approx(0.1 + 0.9 * 0.5)  # half way down the cosine
+    assert linear.factor(55, total) == pytest.approx(0.5) and linear.factor(100, total) == pytest.approx(0.0)
+
+
+@pytest.mark.filterwarnings("ignore:.*does not have many workers")
+def test_a_step_schedule_sets_every_steps_learning_rate_in_a_fit():
+    from lightning.pytorch.callbacks import Callback
+
+    class Rates(Callback):
+        def __init__(self):
+            self.lrs = []
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    schedule = WarmupDecay(warmup=0.25, decay="linear")
+    lit = module(scheduler=schedule)
+    rates = Rates()
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[rates])
+    trainer.fit(lit, DataLoader(synthetic_dataset(32), batch_size=4))  # 8 steps an epoch, 16 in all
+    assert rates.lrs == pytest.approx([1e-2 * schedule.factor(step, 16) for step in range(16)])
+
+
+@pytest.mark.filterwarnings("ignore:.*self.trainer.*reference is not registered")
+def test_a_listwise_objective_alone_learns_to_rank_what_the_classes_do_not_say():
+    """Classes are noise, the forward return is the last step's first feature: only the ranking loss can learn it."""
+    from datamodules.windows import WindowBatch
+
+    torch.manual_seed(4)
+    n, coins = 512, 8
+    x = torch.randn(n, 30, 12)
+    ret = x[:, -1, 0] + 0.1 * torch.randn(n)
+    group = torch.arange(n) // coins
+    y = torch.randint(0, 3, (n,))
+    batches = [WindowBatch(x[i:i + 64], y[i:i + 64], ret[i:i + 64], group[i:i + 64]) for i in range(0, n, 64)]
+    lit = module(LSTMExtractor(dropout=0.0), objective=Objective(listwise_weight=1.0, day_batches=True))
+    metric = DailyRankIC()
+
+    def ic() -> float:
+        metric.reset()
+        with torch.no_grad():
+            metric.update(class_score(lit.net.eval()(x).logits), ret, group)
+        lit.net.train()
+        return float(metric.compute())
+
+    before = ic()
+    optimizer = lit.configure_optimizers()
+    for _ in range(6):
+        for batch in batches:
+            optimizer.zero_grad()
+            lit.training_step(batch, 0).backward()
+            optimizer.step()
+    assert ic() > max(0.5, before + 0.4), (before, ic())
+
+
+def test_a_seed_ensemble_serves_the_mean_of_its_members():
+    members = [TCNExtractor(), TCNExtractor()]
+    config = {"_target_": "models.TCNExtractor", "in_channels": 6}
+    ensemble = SeedEnsemble(config, 2, nets=members).eval()
+    x = torch.randn(3, 6, 168)
+    with torch.no_grad():
+        out, a, b = ensemble(x), members[0].eval()(x), members[1].eval()(x)
+    torch.testing.assert_close(out.embedding, (a.embedding + b.embedding) / 2)
+    # The store softmaxes the logits it reads: that gives the members' mean probability.
+    torch.testing.assert_close(out.logits.softmax(-1), (a.logits.softmax(-1) + b.logits.softmax(-1)) / 2)
+    assert ensemble.embedding_head.out_features == 16
+    # Saved and rebuilt from its config, as the backfill does; each member's weights come back out.
+    rebuilt = SeedEnsemble(config, 2)
+    rebuilt.load_state_dict(ensemble.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt.eval()(x).logits, out.logits)
+    second = member_state(ensemble.state_dict(), 1)
+    assert all(torch.equal(second[k], v) for k, v in members[1].state_dict().items())
+    single = members[0].state_dict()
+    assert member_state(single, 1) is single  # a single net's weights start every member

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import lightning as L
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -350,3 +351,153 @@ def test_a_kinds_patience_ends_its_training_and_keys_its_artifact(tmp_path):
     assert key("tcn", 2) != key("tcn", 5)
     assert compose().extractors.tcn.early_stopping_patience == 2
     assert compose().trainer.max_epochs == 1  # the default: one pass a fit (experiments/32); patience is for more
+
+
+# -- training recipe (issue 33) ---------------------------------------------------------------------------------------
+def _val_windows(artifact, frames, part="val"):
+    """The artifact's validation (or test) windows rebuilt from its own dates and saved normalisation (not the
+    datamodule)."""
+    from backfill.plan import normalised_inputs
+    from datamodules.windows import window_end_mask
+
+    meta = artifact.meta
+    frame, values = normalised_inputs(artifact, frames, meta["feature_schema_hash"])
+    day = frame["ts"].dt.floor("D")
+    window = meta["inputs"]["window"]
+    keep = (window_end_mask(frame["symbol"].to_numpy(), values, window)
+            & day.between(pd.Timestamp(meta[f"{part}_start"], tz="UTC"), pd.Timestamp(meta[f"{part}_end"], tz="UTC"))
+            .to_numpy()
+            & frame[meta["label"]].notna().to_numpy())
+    if meta["inputs"]["frame"] == "hourly":
+        keep &= (frame["ts"].dt.hour == 23).to_numpy()
+    ends = np.flatnonzero(keep)
+    x = torch.from_numpy(values).unfold(0, window, 1)[torch.from_numpy(ends - (window - 1))]  # (N, C, T)
+    return frame.iloc[ends], (x if meta["inputs"]["frame"] == "hourly" else x.transpose(1, 2))
+
+
+def test_the_validation_ic_is_the_evaluations_daily_rank_ic_of_the_saved_network(lstm_run):
+    from backfill.plan import trained_net
+    from evaluation import daily_rank_ic
+
+    [artifact, *_] = list_extractors(lstm_run / "artifacts" / "extractors")
+    metrics = artifact.meta["metrics"]
+    assert all(math.isfinite(e["val_ic"]) for e in metrics["learning_curve"])  # one per epoch, beside the losses
+    assert math.isfinite(metrics["test/ic"]) and math.isfinite(metrics["start_val_ic"])
+    g = _groups()
+    rows, x = _val_windows(artifact, load_feature_frames(g["data"], g["features"], g["labels"]))
+    with torch.inference_mode():
+        probs = trained_net(artifact).eval()(x).logits.softmax(-1).numpy()
+    ic = daily_rank_ic(pd.DataFrame({"date": rows["ts"].to_numpy(), "score": probs[:, 2] - probs[:, 0],
+                                     "fwd_ret_3d": rows["fwd_ret_3d"].to_numpy()}))
+    assert len(ic) == 21 and metrics["val/ic"] == pytest.approx(float(ic.mean()), abs=1e-5)
+    assert metrics["learning_curve"][metrics["best_epoch"]]["val_ic"] == pytest.approx(metrics["val/ic"], abs=1e-5)
+
+
+def test_weight_averaging_and_an_ic_monitor_keep_the_averaged_network_of_the_best_ic_epoch(tmp_path):
+    """EMA weights are what is validated, checkpointed and saved; early stopping and the kept epoch follow val/ic."""
+    from backfill.plan import trained_net
+    from pipeline import _train_cfg
+    from train import train_extractor
+
+    cfg = compose("trainer.max_epochs=3", f"paths.artifacts_dir={tmp_path / 'artifacts'}",
+                  "extractors.lstm.averaging.kind=ema", "extractors.lstm.averaging.decay=0.8",
+                  "extractors.lstm.monitor=val/ic", "extractors.lstm.early_stopping_patience=1")
+    run_cfg = _train_cfg(cfg, "lstm", FOLD, tmp_path / "out")
+    artifact = train_extractor(run_cfg)
+    metrics = artifact.meta["metrics"]
+    curve = [e["val_ic"] for e in metrics["learning_curve"]]
+    assert metrics["monitor"] == "val/ic" and curve[metrics["best_epoch"]] == max(curve)
+    assert metrics["best_score"] == pytest.approx(max(curve), abs=1e-5)
+    assert metrics["best_epoch_val_loss"] == metrics["learning_curve"][metrics["best_epoch"]]["val_loss"]
+    # The saved network is the one validated: its own validation loss is the artifact's.
+    g = _groups()
+    frames = load_feature_frames(g["data"], g["features"], g["labels"])
+    rows, x = _val_windows(artifact, frames)
+    net = trained_net(artifact).eval()
+    with torch.inference_mode():
+        logits = net(x).logits
+    y = torch.tensor(rows[artifact.meta["label"]].to_numpy(dtype="int64"))
+    loss = torch.nn.functional.cross_entropy(logits, y, weight=torch.tensor(artifact.meta["class_weights"]))
+    assert float(loss) == pytest.approx(metrics["val/loss"], abs=1e-5)
+    # ... and it is the average, not the last step's raw weights (which the checkpoint keeps apart).
+    last = torch.load(tmp_path / "out" / "train" / "lstm" / f"fold_{FOLD:03d}" / "checkpoints" / "last.ckpt",
+                      weights_only=True, map_location="cpu")
+    raw = {k.removeprefix("net."): v for k, v in last["current_model_state"].items() if k.startswith("net.")}
+    saved = artifact.load_state_dict()
+    assert any(not torch.equal(saved[k], raw[k]) for k in saved if saved[k].is_floating_point())
+
+
+def test_a_recipe_with_every_option_trains_one_ensemble_artifact_that_backfills_as_one(tmp_path):
+    """Intraday training windows (a share of them), market context, augmentations, a listwise objective on
+    whole-timestamp batches, warm-up + cosine, EMA, an IC monitor and two seeds: one artifact, backfilled like any
+    other, whose stored probabilities are the mean of its members'."""
+    from backfill import run_backfill
+    from models.ensemble import member_state
+    from pipeline import _train_cfg
+    from store.feature_store import FeatureStore, eligible_from
+    from train import train_extractor
+
+    tcn = "extractors.tcn"
+    cfg = compose("trainer.max_epochs=1", f"paths.artifacts_dir={tmp_path / 'artifacts'}",
+                  f"store.root={tmp_path / 'store'}", "stack.kinds=[tcn]",
+                  f"{tcn}.datamodule.stride_hours=6", f"{tcn}.datamodule.train_fraction=0.5",
+                  f"{tcn}.datamodule.market_context=true", f"{tcn}.datamodule.augment.scale=0.1",
+                  f"{tcn}.datamodule.augment.warp=0.05", f"{tcn}.datamodule.augment.mix=0.3",
+                  f"model/objective@{tcn}.objective=listnet", f"model/scheduler@{tcn}.scheduler=warmup_cosine",
+                  f"{tcn}.averaging.kind=ema", f"{tcn}.monitor=val/ic", f"{tcn}.ensemble.members=2")
+    artifact = train_extractor(_train_cfg(cfg, "tcn", FOLD, tmp_path / "out"))
+    meta = artifact.meta
+    assert meta["net"]["_target_"] == "models.SeedEnsemble" and meta["net"]["members"] == 2
+    assert meta["net"]["member"]["in_channels"] == 4 * 6  # each channel, its mean, dispersion and BTC's
+    assert meta["inputs"]["market_context"] == {"symbol": "BTCUSDT", "columns": meta["inputs"]["columns"]}
+    assert meta["train_stride_hours"] == 6 and meta["model"]["objective"]["listwise_weight"] == 0.5
+    members = meta["metrics"]["members"]
+    assert [m["seed"] for m in members] == [42, 43] and all(len(m["learning_curve"]) == 1 for m in members)
+    assert math.isfinite(meta["metrics"]["val/ic"]) and members[0]["val/ic"] != members[1]["val/ic"]
+
+    g = _groups()
+    frames = load_feature_frames(g["data"], g["features"], g["labels"])
+    run_backfill(cfg, frames, [artifact], [artifact], frames.dataset)
+    table = FeatureStore(tmp_path / "store").read("tcn")
+    assert (table["ts"].dt.hour == 23).all() and set(table["version"]) == {artifact.version}
+    # The stored outputs are the mean of the two members' (the members rebuilt from the one artifact's weights),
+    # on the test days the store serves it.
+    rows, x = _val_windows(artifact, frames, "test")
+    served = (rows["ts"] + pd.Timedelta(hours=1) >= eligible_from(meta)).to_numpy()
+    rows, x = rows[served], x[torch.tensor(served)]
+    assert len(rows) > 50
+    state = artifact.load_state_dict()
+    outputs = []
+    for k in range(2):
+        net = TCNExtractor(**{key: v for key, v in meta["net"]["member"].items() if key != "_target_"})
+        net.load_state_dict(member_state(state, k))
+        with torch.inference_mode():
+            outputs.append(net.eval()(x))
+    keys = pd.DataFrame({"symbol": rows["symbol"].to_numpy(), "decision_time": (rows["ts"] + pd.Timedelta(hours=1))})
+    read = FeatureStore(tmp_path / "store").read_asof(keys, "tcn")
+    mean_probs = (outputs[0].logits.softmax(-1) + outputs[1].logits.softmax(-1)).numpy() / 2
+    np.testing.assert_allclose(read[["tcn_p_sell", "tcn_p_hold", "tcn_p_buy"]].to_numpy(), mean_probs, atol=1e-5)
+    stored = keys.merge(table, on=["symbol", "decision_time"])
+    mean_embedding = ((outputs[0].embedding + outputs[1].embedding) / 2).numpy()
+    np.testing.assert_allclose(stored[[f"emb_{i}" for i in range(16)]].to_numpy(), mean_embedding, atol=1e-5)
+
+
+def test_a_seed_ensemble_warm_starts_member_by_member_from_the_previous_folds_ensemble(tmp_path):
+    """The main job's chain with model.ensemble.members=2: each member starts from the same member of the previous
+    fold's ensemble (with a zero learning rate it keeps exactly those weights)."""
+    from pipeline import extractor_folds, train_stage
+    from splits.artifacts import folds_from_config
+
+    cfg = compose("stack.kinds=[lstm]", "trainer.max_epochs=1", f"paths.artifacts_dir={tmp_path / 'artifacts'}",
+                  "pipeline.retrain_every_folds=3", "extractors.lstm.ensemble.members=2",
+                  "extractors.lstm.optimizer.lr=0")
+    groups = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("data", "features", "labels")}
+    frames = load_feature_frames(groups["data"], groups["features"], groups["labels"])
+    folds = folds_from_config(frames.daily, cfg.split, max(frames.horizons))
+    first, second = train_stage(cfg, frames, extractor_folds(cfg, folds, folds)[:2], tmp_path / "out")["lstm"]
+    assert second.meta["init_from"] == first.version and second.meta["net"]["members"] == 2
+    start, end = first.load_state_dict(), second.load_state_dict()
+    assert start.keys() == end.keys() and any(k.startswith("members.1.") for k in end)
+    assert all(torch.equal(start[k], end[k]) for k in start)
+    # The two members differ (seeds 42 and 43 from the first fold's random initialisation on).
+    assert not torch.equal(start["members.0.embedding_head.weight"], start["members.1.embedding_head.weight"])

@@ -1,0 +1,117 @@
+"""A cross-sectional training objective beside the 3-class cross-entropy (issue 33, item 2).
+
+The class head is kept (the store and Trishula read its probabilities and the embedding); what it is
+trained on can add a per-timestamp listwise ranking loss on its score s = logit(BUY) - logit(SELL):
+
+- `softmax` (ListNet, top one): cross-entropy between the coins' softmax of s and the softmax of their
+  forward returns' standardised ranks / temperature, per decision timestamp;
+- `rank_corr`: minus the Pearson correlation between a soft rank of s (sum of sigmoids of pairwise
+  differences / temperature) and the forward returns' ranks: a differentiable Spearman, per timestamp.
+
+A batch is many timestamps (datamodules.samplers.DayBatchSampler keeps each whole); every function works
+on the (B, B) mask of pairs that share a timestamp, with no loop over timestamps. Each timestamp with at
+least two coins counts once, whatever its size. loss = (1 - w) * cross-entropy + w * listwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from features.labels import BUY, SELL
+
+LISTWISE = ("softmax", "rank_corr")
+
+
+def class_score(logits: torch.Tensor) -> torch.Tensor:
+    """(B, 3) logits -> (B,) the ranking score the listwise loss trains: logit(BUY) - logit(SELL)."""
+    return logits[:, BUY] - logits[:, SELL]
+
+
+def pair_mask(group: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """(B, B) bool: i and j share a timestamp and both are valid; the diagonal always (a row is never empty)."""
+    same = (group[:, None] == group[None, :]) & valid[:, None] & valid[None, :]
+    return same | torch.eye(len(group), dtype=torch.bool, device=group.device)
+
+
+def group_ranks(value: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B,) 1-based average ranks of `value` within each row's group of `mask` (ties share their mean rank)."""
+    below = ((value[None, :] < value[:, None]) & mask).sum(1)  # (B,) members smaller than i
+    equal = ((value[None, :] == value[:, None]) & mask).sum(1)  # (B,) members equal to i, i included
+    return below + (equal + 1) / 2
+
+
+def _masked_log_softmax(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B,) log of the softmax of x over each row's group: x_i - logsumexp_{j in group(i)} x_j."""
+    spread = x[None, :].expand(len(x), -1).masked_fill(~mask, float("-inf"))  # (B, B)
+    return x - torch.logsumexp(spread, dim=1)
+
+
+def _per_group_mean(loss: torch.Tensor, size: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """The mean over groups of the groups' sums of `loss`, from per-row values (each group's rows weigh 1 / size)."""
+    if not keep.any():
+        return loss.sum() * 0.0  # no timestamp with two coins: nothing to rank (keeps the graph)
+    return loss[keep].sum() / (1.0 / size[keep]).sum()
+
+
+def listwise_softmax_loss(score: torch.Tensor, ret: torch.Tensor, group: torch.Tensor,
+                          temperature: float = 1.0) -> torch.Tensor:
+    """ListNet: -sum_i q_i log p_i per timestamp, p = softmax(score), q = softmax(z(rank of ret) / temperature)."""
+    mask = pair_mask(group, torch.isfinite(ret))
+    size = mask.sum(1)  # (B,) coins in i's timestamp
+    keep = torch.isfinite(ret) & (size >= 2)
+    rank = group_ranks(ret, mask)
+    z = (rank - (size + 1) / 2) / torch.sqrt(((size**2 - 1) / 12).clamp(min=1e-12))  # (B,) unit-variance ranks
+    target = _masked_log_softmax(z / temperature, mask).exp()  # (B,) q_i
+    return _per_group_mean(-target * _masked_log_softmax(score, mask), size, keep)
+
+
+def rank_correlation_loss(score: torch.Tensor, ret: torch.Tensor, group: torch.Tensor,
+                          temperature: float = 0.1) -> torch.Tensor:
+    """Minus the per-timestamp Pearson correlation of soft ranks of `score` with the ranks of `ret`."""
+    mask = pair_mask(group, torch.isfinite(ret))
+    size = mask.sum(1)
+    keep = torch.isfinite(ret) & (size >= 2)
+    weights = mask.float()  # (B, B)
+    soft_rank = 0.5 + (torch.sigmoid((score[:, None] - score[None, :]) / temperature) * weights).sum(1)  # (B,)
+    rank = group_ranks(ret, mask).float()
+    a = soft_rank - weights @ soft_rank / size  # (B,) centred within the timestamp
+    b = rank - weights @ rank / size
+    corr = (weights @ (a * b)) / torch.sqrt((weights @ a**2) * (weights @ b**2) + 1e-12)  # (B,) i's group's
+    return _per_group_mean(-corr / size, size, keep)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What a fit minimises: (1 - listwise_weight) * class cross-entropy + listwise_weight * `listwise` loss.
+
+    listwise_weight 0 is the cross-entropy alone (today's fits, bit for bit); 1 the listwise loss alone.
+    `day_batches`: train batches of whole timestamps (the datamodule reads it); a listwise loss needs them.
+    """
+
+    listwise: str = "softmax"
+    listwise_weight: float = 0.0
+    temperature: float = 1.0
+    day_batches: bool = False
+
+    def __post_init__(self) -> None:
+        if self.listwise not in LISTWISE:
+            raise ValueError(f"objective.listwise must be one of {LISTWISE}, got {self.listwise!r}")
+        if not 0 <= self.listwise_weight <= 1 or self.temperature <= 0:
+            raise ValueError(f"objective needs 0 <= listwise_weight <= 1 and temperature > 0: {self}")
+        if self.listwise_weight > 0 and not self.day_batches:
+            raise ValueError("a listwise loss ranks each timestamp's coins: it needs objective.day_batches=true")
+
+    @property
+    def ranks(self) -> bool:
+        return self.listwise_weight > 0
+
+    def ranking_loss(self, logits: torch.Tensor, ret: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+        loss = listwise_softmax_loss if self.listwise == "softmax" else rank_correlation_loss
+        return loss(class_score(logits.float()), ret.float(), group, self.temperature)
+
+    def combine(self, cross_entropy: torch.Tensor, ranking: torch.Tensor) -> torch.Tensor:
+        if self.listwise_weight == 1:
+            return ranking
+        return (1 - self.listwise_weight) * cross_entropy + self.listwise_weight * ranking
