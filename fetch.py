@@ -11,33 +11,28 @@ Then the day's signals on the live bars, the whole file or only this run's new b
     python fetch.py fetch.new_only_path=data/live/new.parquet && \\
         python daily.py data.hourly_path=data/live/new.parquet daily.append=true
 
-Only closed bars are written, every row is checked, and the file (`fetch.out_path`) is rewritten in
-one atomic write once every pair is fetched: a bad row (named by pair and time) or an exchange that
-keeps refusing writes nothing, and the next run starts from the same place. Gaps in the new bars are
-listed, not filled, with those the gap policy (`data.gaps`, `data.max_gap_hours`) will not fill.
+Only closed bars are written (closed by the exchange's clock, `fetch.close_margin_seconds` after the
+hour), every row is checked, and the file (`fetch.out_path`) is rewritten in one atomic write once every
+pair is fetched: a bad row (named by pair and time) or an exchange that keeps refusing writes nothing,
+and the next run starts from the same place. Gaps in the new bars are listed, not filled, with those the
+gap policy (`data.gaps`, `data.max_gap_hours`) will not fill. The run's log is kept like every command's.
 
-Exit codes: 0 done (written, or nothing new); 2 a bad config value, bad data from the exchange, or an
-exchange that did not deliver, with a one-line message; nothing is written then.
+Exit codes (cli/exits.py): 0 done (written, or nothing new); 1 an unexpected error (a bug); 2 a bad config
+value or bad data from the exchange; 12 the exchange did not deliver; one line each, nothing written.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import hydra
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
-from rich.markup import escape
 
+from cli import Exit, Stop, command, console
 from marketdata.fetch import ConfigError, FetchError, Retry, make_exchange, pair_symbol, update_bars
 from marketdata.validate import DataValidationError
-
-EXIT_FAILED = 2
-# Logs (cron, CI) get a wide console; a terminal keeps its own width.
-console = Console(width=None if sys.stdout.isatty() else 140)
 
 
 def _hour(key: str, value) -> pd.Timestamp | None:
@@ -66,7 +61,7 @@ def _checked(fetch: dict) -> dict:
             raise ConfigError(f"fetch.pairs: {err}") from err
     if len(set(pairs)) != len(pairs):
         raise ConfigError(f"fetch.pairs: a pair is listed twice: {pairs}")
-    for key, low in (("limit", 1), ("max_retries", 1), ("retry_seconds", 0)):
+    for key, low in (("limit", 1), ("max_retries", 1), ("retry_seconds", 0), ("close_margin_seconds", 0)):
         if not isinstance(fetch[key], int | float) or fetch[key] < low:
             raise ConfigError(f"fetch.{key}: expected a number >= {low}, got {fetch[key]!r}")
     if Path(fetch["out_path"]).is_dir():
@@ -86,7 +81,8 @@ def run_fetch(cfg: DictConfig) -> None:
         exchange, fetch["pairs"], fetch["out_path"], new_only_path=fetch["new_only_path"], since=fetch["since"],
         until=fetch["until"], limit=int(fetch["limit"]),
         retry=Retry(attempts=int(fetch["max_retries"]), seconds=float(fetch["retry_seconds"])),
-        gap_policy=cfg.data.gaps, max_gap_hours=int(cfg.data.max_gap_hours), console=console,
+        gap_policy=cfg.data.gaps, max_gap_hours=int(cfg.data.max_gap_hours),
+        close_margin_seconds=float(fetch["close_margin_seconds"]), console=console,
     )
     for gap in result.gaps.itertuples():
         refused = (f"; data.gaps={cfg.data.gaps} with max_gap_hours={cfg.data.max_gap_hours} does not fill it "
@@ -102,12 +98,14 @@ def run_fetch(cfg: DictConfig) -> None:
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="fetch")
+@command
 def main(cfg: DictConfig) -> None:
     try:
         run_fetch(cfg)
-    except (ConfigError, FetchError, DataValidationError) as err:
-        console.print(f"[bold red]fetch: {escape(str(err))}; nothing written[/]", soft_wrap=True)
-        sys.exit(EXIT_FAILED)
+    except (ConfigError, DataValidationError) as err:
+        raise Stop(Exit.BAD_INPUT, f"fetch: {err}; nothing written") from err
+    except FetchError as err:
+        raise Stop(Exit.EXCHANGE, f"fetch: {err}; nothing written") from err
 
 
 if __name__ == "__main__":

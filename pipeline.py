@@ -25,6 +25,7 @@ Every skipped stage says so. Outputs go to `paths.output_dir`; artifacts that ou
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import time
@@ -35,13 +36,15 @@ import hydra
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
 from rich.table import Table
 
 from backfill import run_backfill
 from backtest import BacktestResult, run_strategy, write_backtest
 from cli import command, console
-from evaluation import write_report
-from evaluation.report import blend_line, format_number, format_percent
+from evaluation import run_payoff, write_report
+from evaluation.cells import format_number, format_percent
+from evaluation.report import blend_line
 from features.build import FeatureFrames, build_feature_frames
 from features.labels import CLASS_NAMES
 from marketdata.gaps import summarise_gaps
@@ -49,6 +52,7 @@ from splits.artifacts import fold_record, folds_from_config
 from stacking.run import run_stack
 from store import write_json_atomic, write_parquet_atomic
 from store.extractors import ExtractorArtifact, list_extractors
+from store.files import write_text_atomic
 from store.lineage import checked_market_data
 from train import content_key, fit_line, train_extractor
 
@@ -78,6 +82,15 @@ def _feature_table(frames: FeatureFrames) -> Table:
     return table
 
 
+def write_feature_table(frames: FeatureFrames, path: Path) -> None:
+    """The feature table (a line per column) into the run's `path`; the console gets one line."""
+    text = io.StringIO()
+    Console(file=text, width=140).print(_feature_table(frames))
+    write_text_atomic(text.getvalue(), path)
+    console.print(f"features: {frames.daily.shape[1]} daily and {frames.hourly.shape[1]} hourly columns; each "
+                  f"one's missing share, mean and std in {path}", soft_wrap=True)
+
+
 def data_stage(cfg: DictConfig, out: Path):
     """Load, validate, build features and folds; write them. (frames, hourly grid, evaluated folds, all folds)"""
     started = time.perf_counter()
@@ -92,7 +105,7 @@ def data_stage(cfg: DictConfig, out: Path):
         frames = build_feature_frames(
             grid, fear_greed, OmegaConf.to_container(cfg.features), OmegaConf.to_container(cfg.labels)
         )
-    console.print(_feature_table(frames))
+    write_feature_table(frames, out / "features.txt")
 
     longest = max(frames.horizons)
     evaluated = folds_from_config(frames.daily, cfg.split, longest)
@@ -154,11 +167,15 @@ def smoke_note(coins: int, test_days: int) -> str | None:
             f"test days; see benchmarks/results/ for the full data's figures).")
 
 
-def report_context(cfg: DictConfig, frames: FeatureFrames, evaluated: list) -> dict:
-    """What the report's opening names: the data (coins, days, evaluated folds) and a digest of the config."""
+REPORTED_SETTINGS = ("backtest", "stack", "extractors", "trainer", "labels", "split", "pipeline")
+
+
+def report_context(cfg: DictConfig, frames: FeatureFrames, evaluated: list, predictions: pd.DataFrame) -> dict:
+    """What the report's opening names: the data (coins, days, evaluated folds), a digest of the config and the
+    configuration by group. The smoke-test note counts the test days the models scored (the report's count)."""
     resolved = OmegaConf.to_container(cfg, resolve=False)
     span = data_span(frames)
-    test_days = (evaluated[-1].test_end - evaluated[0].test_start).days + 1
+    test_days = int(predictions["date"].nunique())
     return {
         "data": {**span, "folds": [str(f.test_start.date()) for f in evaluated],
                  "smoke_test": smoke_note(len(span["symbols"]), test_days)},
@@ -172,6 +189,8 @@ def report_context(cfg: DictConfig, frames: FeatureFrames, evaluated: list) -> d
             "promotion": f"{cfg.stack.promotion.metric} by > {cfg.stack.promotion.margin}, "
                          f"paired t >= {cfg.stack.promotion.min_t}",
         },
+        # The configuration that ran, by group (the report's last section).
+        "settings": {group: OmegaConf.to_container(cfg[group], resolve=True) for group in REPORTED_SETTINGS},
     }
 
 
@@ -319,9 +338,12 @@ def main(cfg: DictConfig) -> None:
     if until == "backtest":
         return
     console.rule("report")
-    context = report_context(cfg, frames, evaluated)
+    context = report_context(cfg, frames, evaluated, run.predictions)
     trades = result.trades if isinstance(result, BacktestResult) else None  # the ranked book holds positions
-    report = write_report(out, run.metrics, run.predictions, backtest, trades, context=context)
+    # What the book is paid on each model's score (evaluation.payoff), beside the stack's metrics.
+    metrics = {**run.metrics, "payoff": run_payoff(run.predictions, grid, cfg.backtest)}
+    write_json_atomic(metrics, out / "metrics.json")
+    report = write_report(out, metrics, run.predictions, backtest, trades, context=context)
     _print_results(run.metrics, backtest)
     if context["data"]["smoke_test"]:
         console.print(f"[bold yellow]note[/]: {context['data']['smoke_test']}", soft_wrap=True)

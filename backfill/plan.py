@@ -38,6 +38,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from rich.progress import Progress
 from torch.utils.data import DataLoader
 
+from datamodules.context import input_frame
 from datamodules.windows import WindowDataset, window_end_mask
 from features.build import FeatureFrames
 from models import ExtractorModule
@@ -115,7 +116,9 @@ def normalised_inputs(artifact: ExtractorArtifact, frames: FeatureFrames, curren
     missing = [c for c in inputs["columns"] if c not in frame.columns]
     if missing:
         raise BackfillInputError(f"{meta['kind']} {artifact.version}: input columns {missing} are not built")
-    return frame, np.array(Normalizer.from_dict(meta["normalization"]).transform(frame), dtype=np.float32)
+    # Market-context columns (if the artifact reads them) are built from the frame as training built them.
+    inputs_frame = input_frame(frame, inputs["columns"], inputs.get("market_context"))
+    return frame, np.array(Normalizer.from_dict(meta["normalization"]).transform(inputs_frame), dtype=np.float32)
 
 
 def make_plan(

@@ -3,8 +3,11 @@
 One job: bring a bar file (marketdata/load.py's long schema) up to the last closed hour. Per pair the
 fetch resumes one hour after the file's last bar of that symbol (a pair the file lacks starts at a
 given time) and pages through ccxt's `fetch_ohlcv`, each page starting one hour after the previous
-page's last bar, until the last closed hour: the bar opening at t is closed from t + 1h on, and the
-bar still forming (which the exchange returns too) is dropped, since its values would still change.
+page's last bar, until the last closed hour: the bar opening at t is closed from t + 1h on by the
+exchange's clock (ccxt's `fetch_time`; this machine's clock may be off), once a margin has passed as
+well (the exchange may still amend a bar just after its close); the bar still forming (which the
+exchange returns too) is dropped, since its values would still change. An exchange that does not
+report its time is timed by the local clock, and the run says so.
 Requests go through ccxt's own rate limiter; one the exchange refuses for now (HTTP 429 or 418, a
 timeout, a lost connection: ccxt's NetworkError) is retried a bounded number of times, waiting as
 long as the exchange's Retry-After asks when it asks more than the doubling backoff.
@@ -99,10 +102,21 @@ def redirect(urls, api_url: str):
     return urlunsplit(urlsplit(urls)._replace(scheme=target.scheme, netloc=target.netloc))
 
 
-def last_bar(now_ms: int, until: pd.Timestamp | None = None) -> pd.Timestamp:
-    """The open of the last bar to fetch: the last closed one at `now_ms`, or the last opening before `until`."""
-    end = pd.Timestamp(now_ms, unit="ms", tz="UTC").floor("h") - HOUR
+def last_bar(now_ms: int, until: pd.Timestamp | None = None, margin_seconds: float = 0.0) -> pd.Timestamp:
+    """The open of the last bar to fetch: the last one closed at least `margin_seconds` before `now_ms` (the
+    exchange's time), or the last opening before `until`."""
+    end = (pd.Timestamp(now_ms, unit="ms", tz="UTC") - pd.Timedelta(seconds=margin_seconds)).floor("h") - HOUR
     return end if until is None else min(end, until.ceil("h") - HOUR)
+
+
+def exchange_time(exchange: ccxt.Exchange, retry: Retry, console: Console | None = None) -> int:
+    """The exchange's clock in ms (ccxt's fetch_time: Binance's GET /api/v3/time); the local clock, said so,
+    for an exchange that does not report its time."""
+    if not exchange.has.get("fetchTime"):
+        if console is not None:
+            console.print(f"  {exchange.id} does not report its time: bars are judged closed by the local clock")
+        return exchange.milliseconds()
+    return int(_call(exchange, "time", exchange.fetch_time, retry, console))
 
 
 def read_history(path: str | Path) -> pd.DataFrame:
@@ -129,16 +143,19 @@ def start_times(history: pd.DataFrame, pairs: Sequence[str], since: pd.Timestamp
 def update_bars(
     exchange: ccxt.Exchange, pairs: Sequence[str], out_path: str | Path, *, new_only_path: str | Path | None = None,
     since: pd.Timestamp | None = None, until: pd.Timestamp | None = None, limit: int = 1000, retry: Retry = Retry(),
-    gap_policy: str = "fill_flat", max_gap_hours: int = 23, now_ms: int | None = None, console: Console | None = None,
+    gap_policy: str = "fill_flat", max_gap_hours: int = 23, close_margin_seconds: float = 0.0,
+    now_ms: int | None = None, console: Console | None = None,
 ) -> FetchResult:
     """Fetch every pair's closed bars after `out_path`'s, then rewrite it as its rows plus the new ones.
 
     new_only_path: also write the new bars alone there (an append file for `daily.py daily.append=true`);
     `out_path` is written either way, since the next run resumes from it. Nothing is written when
-    nothing is new. now_ms: the clock (the exchange's by default).
+    nothing is new. now_ms: the clock (the exchange's by default); a bar counts as closed once
+    `close_margin_seconds` have passed after its close.
     """
     history = read_history(out_path)
-    end = last_bar(exchange.milliseconds() if now_ms is None else now_ms, until)
+    now_ms = exchange_time(exchange, retry, console) if now_ms is None else now_ms
+    end = last_bar(now_ms, until, close_margin_seconds)
     starts = start_times(history, pairs, since)
     check_markets(exchange, pairs, retry, console)
     limit = min(limit, _max_limit(exchange))

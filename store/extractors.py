@@ -105,22 +105,28 @@ def _prefix(hashes: tuple[np.ndarray, np.ndarray], until) -> list[int]:
     return [n, *(int(v) for v in sums[n - 1])] if n else [0, 0, 0]
 
 
-def input_spec(frame: str, columns: Iterable[str], window: int, features_cfg: Mapping, data_cfg: Mapping) -> dict:
-    """What defines an extractor's inputs: the frame, its columns and window, how features and gaps are made."""
-    return {
+def input_spec(frame: str, columns: Iterable[str], window: int, features_cfg: Mapping, data_cfg: Mapping,
+               market_context: Mapping | None = None) -> dict:
+    """What defines an extractor's inputs: the frame, its columns and window, how features and gaps are made,
+    and the market-context columns added to them ({"symbol", "columns"}: datamodules/context.py), if any."""
+    spec = {
         "frame": frame,
         "columns": list(columns),
         "window": int(window),
         "features": dict(features_cfg),
         "data_gaps": {"policy": data_cfg["gaps"], "max_gap_hours": data_cfg["max_gap_hours"]},
     }
+    if market_context:
+        spec["market_context"] = {"symbol": market_context["symbol"], "columns": list(market_context["columns"])}
+    return spec
 
 
 def current_schema_hash(meta: Mapping, columns: Iterable[str], features_cfg: Mapping, data_cfg: Mapping) -> str:
     """The schema hash an artifact's inputs (its frame and window) have under the current feature config
     and built `columns`: equal to its `feature_schema_hash` iff its features are made the same way now."""
     inputs = meta["inputs"]
-    return schema_hash(input_spec(inputs["frame"], columns, inputs["window"], features_cfg, data_cfg))
+    return schema_hash(input_spec(inputs["frame"], columns, inputs["window"], features_cfg, data_cfg,
+                                  inputs.get("market_context")))
 
 
 def schema_hash(spec: Mapping) -> str:

@@ -184,18 +184,30 @@ class FeatureStore:
     def delete_from(self, dataset: str, since: pd.Timestamp) -> int:
         """Delete every row of `dataset` whose window reaches `since` (a restated bar); returns rows deleted.
 
-        The versions that lose rows lose their committed plans too: the table no longer holds what those plans
-        wrote, so the next backfill rebuilds the rows even when the data is the same as at their commit."""
+        The versions that lose rows lose their committed plans first: the table will no longer hold what those
+        plans wrote, so the next backfill rebuilds the rows even when the data is the same as at their commit
+        (a kill between the two leaves plans forgotten and rows kept: rebuilt the same). The rows are removed by
+        rewriting each such version's rows before `since` in one transaction, as a backfill writes them (Delta's
+        own delete would rewrite the files it touches with other string types than the rest of the table)."""
         deleted = 0
-        condition = f"dataset = {_quoted([dataset])} AND decision_time > '{pd.Timestamp(since).isoformat()}'"
+        in_dataset = f"dataset = {_quoted([dataset])}"
+        condition = f"{in_dataset} AND decision_time > '{pd.Timestamp(since).isoformat()}'"
         for kind in EMBEDDING_PREFIX:
-            if self.exists(kind):
-                with duckdb.connect() as con:
-                    con.register("outputs", self.dataset(kind))
-                    versions = con.sql(f"SELECT DISTINCT version FROM outputs WHERE {condition}").df()["version"]
-                metrics = DeltaTable(str(self.table_path(kind))).delete(condition)
-                deleted += int(metrics.get("num_deleted_rows", 0) or 0)
-                self._forget_committed(kind, list(versions))
+            if not self.exists(kind):
+                continue
+            with duckdb.connect() as con:
+                con.register("outputs", self.dataset(kind))
+                counts = con.sql(f"SELECT version, count(*) AS n FROM outputs WHERE {condition} GROUP BY version").df()
+            if counts.empty:
+                continue
+            versions = list(counts["version"])
+            self._forget_committed(kind, versions)
+            table = self.dataset(kind)
+            kept = table.scanner(filter=(pads.field("dataset") == dataset) & pads.field("version").isin(versions)
+                                 & (pads.field("decision_time") <= pd.Timestamp(since))).to_reader()
+            write_deltalake(str(self.table_path(kind)), kept, mode="overwrite",
+                            predicate=f"{in_dataset} AND version IN ({_quoted(versions)})")
+            deleted += int(counts["n"].sum())
         return deleted
 
     def _forget_committed(self, kind: str, versions: Sequence[str]) -> None:

@@ -12,13 +12,16 @@
   "append only" checkable, so backfills may add only what is missing.
 - **Code**: `source_hash(*parts)` hashes the source files that shape a result; content keys
   include it, so a fix in those files makes the next run recompute instead of reusing what the
-  old code made.
+  old code made. `library_versions()`: the Python and library versions a result was made with
+  (recorded beside it, in a Trishula run's run.json and a served day's manifest).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.metadata
+import platform
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +34,8 @@ from marketdata.load import BAR_COLUMNS, MarketData, dataset_id, market_data_fro
 from store.feature_store import FeatureStore
 from store.files import write_parquet_atomic
 
-__all__ = ["BAR_COLUMNS", "BarHistory", "HistoryChangedError", "checked_market_data", "dataset_id", "source_hash"]
+__all__ = ["BAR_COLUMNS", "BarHistory", "HistoryChangedError", "checked_market_data", "dataset_id", "library_versions",
+           "source_hash"]
 
 ROOT = Path(__file__).resolve().parents[1]
 # The source that shapes each kind of result (packages or files, relative to the repo root).
@@ -43,8 +47,15 @@ SOURCES = {
                  "evaluation"),
 }
 # Files inside those parts that do not shape that kind: the meta-learner's model sits in models/ beside
-# the networks, and a change to it must not retrain the extractors or redo their backfill.
-NOT_SOURCES = {"extractor": ("models/trishula.py",), "backfill": ("models/trishula.py",)}
+# the networks, and a change to it must not retrain the extractors or redo their backfill; fetching bars
+# from an exchange (marketdata/fetch.py) shapes no result (the bars it writes are checked when read), nor
+# does choosing the champion that serves a day (stacking/champion.py).
+NOT_SOURCES = {"features": ("marketdata/fetch.py",),
+               "extractor": ("models/trishula.py", "marketdata/fetch.py"),
+               "backfill": ("models/trishula.py", "marketdata/fetch.py"),
+               "trishula": ("marketdata/fetch.py", "stacking/champion.py")}
+# The libraries whose versions shape results (the networks, the meta-learner, the frames and numbers).
+LIBRARIES = ("torch", "lightning", "lightgbm", "pandas", "numpy", "pyarrow", "scikit-learn")
 
 
 class HistoryChangedError(ValueError):
@@ -80,6 +91,17 @@ def _source_hash(files: tuple[tuple[str, int], ...]) -> str:
         digest.update(str(path.relative_to(ROOT)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def library_versions() -> dict[str, str]:
+    """The Python version and each of LIBRARIES' installed versions ("absent" when not installed)."""
+    versions = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
 
 
 def row_hashes(bars: pd.DataFrame) -> np.ndarray:
@@ -173,8 +195,9 @@ def checked_market_data(data_cfg: Mapping, store_root: str | Path, *, append_to:
     The whole file (or, with `append_to=<dataset>`, an append of new bars to that dataset's
     history) is merged into the bar history, which is written before anything uses the new bars.
     A changed, vanished or late past bar stops the run (HistoryChangedError naming symbol and time)
-    unless `data.restate`: then the history takes the new values (and the late bars) and the store's
-    rows of this dataset from the first changed bar on are deleted, so the backfill rebuilds them.
+    unless `data.restate`: then the store's rows of this dataset from the first changed bar on are
+    deleted, so the backfill rebuilds them, and only then does the history take the new values (and the
+    late bars): the history is the restate's commit, so a restate killed half way is redone by the rerun.
     """
     if append_to is None:
         market = market_data_from_config(data_cfg)
@@ -190,27 +213,32 @@ def checked_market_data(data_cfg: Mapping, store_root: str | Path, *, append_to:
     if append_to is not None:  # the gap policy and the bad-coin policy apply to the whole history
         market = market_data_from_config(data_cfg, hourly=merged.bars)
         market.dropped = pd.concat([appended.dropped, market.dropped], ignore_index=True)
-    if merged.new_bars or not merged.changes.empty or not history.exists():
-        history.write(merged.bars)
-    restated_fg = _check_fear_greed(history.path.with_name("fear_greed.parquet"),
-                                    market.fear_greed, restate, str(data_cfg["fear_greed_path"]))
+    fg_path = history.path.with_name("fear_greed.parquet")
+    fear_greed, restated_fg = _merge_fear_greed(fg_path, market.fear_greed, restate, str(data_cfg["fear_greed_path"]))
     firsts = [t for t in (None if merged.changes.empty else merged.changes["ts"].iloc[0], restated_fg)
               if t is not None]
+    # A restate deletes what depends on the old values first and records the new values last: a kill in
+    # between leaves the old history, so the rerun sees the change again and finishes the restate.
     if firsts:
         deleted = FeatureStore(store_root).delete_from(dataset, min(firsts))
         if console is not None:
             console.print(f"restated {len(merged.changes)} bar(s) and the Fear & Greed values from "
                           f"{restated_fg}: {deleted:,} store row(s) after {min(firsts)} deleted, to be rebuilt")
+    if fear_greed is not None:
+        write_parquet_atomic(fear_greed, fg_path)
+    if merged.new_bars or not merged.changes.empty or not history.exists():
+        history.write(merged.bars)
     if console is not None:
         for message in market.dropped["message"]:
             console.print(f"[bold yellow]dropped[/]: {message}")
     return market, dataset
 
 
-def _check_fear_greed(path: Path, fear_greed: pd.DataFrame, restate: bool, source: str) -> pd.Timestamp | None:
+def _merge_fear_greed(path: Path, fear_greed: pd.DataFrame, restate: bool,
+                      source: str) -> tuple[pd.DataFrame | None, pd.Timestamp | None]:
     """Fear & Greed values used so far (`path`) must be unchanged, as bars must; the file is re-read
-    whole every run, so a value it lacks up to its last date counts as changed. Returns the first
-    restated date (None: nothing changed) and records the values now in use."""
+    whole every run, so a value it lacks up to its last date counts as changed. Returns the values now
+    in use, to record at `path` (None: nothing new), and the first restated date (None: nothing changed)."""
     used = pd.read_parquet(path) if path.is_file() else fear_greed.iloc[:0]
     joined = used.merge(fear_greed, on="date", how="left", suffixes=("_used", ""))
     changed = joined[(joined["value"] != joined["value_used"]) & (joined["date"] <= fear_greed["date"].max())]
@@ -221,8 +249,7 @@ def _check_fear_greed(path: Path, fear_greed: pd.DataFrame, restate: bool, sourc
             f"(data.restate=true) to rebuild everything that depends on it")
     new = fear_greed[~fear_greed["date"].isin(used["date"])]
     if changed.empty and new.empty and path.is_file():
-        return None
+        return None, None
     kept = used[~used["date"].isin(fear_greed["date"])] if restate else used
     merged = pd.concat([kept, fear_greed if restate else new], ignore_index=True).sort_values("date")
-    write_parquet_atomic(merged[["date", "value"]], path)
-    return None if changed.empty else pd.Timestamp(changed["date"].iloc[0], tz="UTC")
+    return merged[["date", "value"]], None if changed.empty else pd.Timestamp(changed["date"].iloc[0], tz="UTC")

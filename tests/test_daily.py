@@ -1,15 +1,17 @@
-"""Daily operation on the shipped sample: live equals backtest, idempotent, refuses a changed or late past,
-stale data and a missing champion, survives SIGKILL; lineage keeps other data and old code out.
+"""Daily operation on the shipped sample: live equals the walk-forward and the backtest, missed days are caught up
+as if served one at a time, a re-served day changes nothing, a changed or late past, stale data and a missing
+champion are refused, a kill during the backfill loses nothing; lineage keeps other data and old code out.
 
-One main job on the sample up to 2023-12-17 (its last fold, 12, is open: tested 12-05..12-17), then
-the days 2023-12-18 .. 2023-12-22 are fed one at a time as append files through the daily command.
-Day 12-19 begins fold 13's test window: the daily run retrains (the challenger adds fold 13) and
-serves from the new champion. The reference is an independent batch walk-forward (the main job, a
-fresh store and registry, one backfill over the whole span) on the sample cut at 12-23.
+One main job on the sample up to 2023-12-17 (its last fold, 12, is open: tested 12-05..12-17), then the days are
+fed as append files through the daily command: 12-18, then 12-19 (it begins fold 13's test window: the run
+retrains, the challenger adds fold 13, and serves from the new champion), then 12-20 and 12-21's bars in one file
+(12-20 was missed: caught up, then 12-21), then 12-22. The reference is an independent batch walk-forward (the main
+job, a fresh store and registry, one backfill over the whole span) on the sample cut at 12-23, and the ranked
+backtest of its signals.
 
-Order-free: the module's env is built once and never changed; a test that serves, restates or kills
-works on its own copy of the artifacts (`fresh`: up to 12-22; `after_last_day`: with 12-23 served by a
-clean run), so each passes alone and in any order.
+Order-free: the module's env is built once and never changed; a test that serves, restates or kills works on
+its own copy of the artifacts (`fresh`: up to 12-22; `after_last_day`: with 12-23 served by a clean run), so each
+passes alone and in any order.
 """
 
 from __future__ import annotations
@@ -32,8 +34,12 @@ from omegaconf import OmegaConf
 
 import store.lineage as lineage
 from backtest import RankedBookConfig, run_ranked_book
-from daily import DailyStop, next_bar_orders, run_daily, stale_inputs
+from backtest.orders import next_bar_orders
+from cli import Exit, Stop
 from marketdata import apply_gap_policy, load_hourly
+from serving.run import run_daily
+from serving.settings import Strategy
+from stacking.champion import ChampionSettings, stale_inputs
 from stacking.lineage import StaleInput
 from store.feature_store import FeatureStore
 from store.lineage import BarHistory
@@ -43,10 +49,12 @@ pytestmark = pytest.mark.slow
 
 FIRST_DAY, LAST_DAY = pd.Timestamp("2023-12-18", tz="UTC"), pd.Timestamp("2023-12-23", tz="UTC")
 DAY, HOUR = pd.Timedelta(days=1), pd.Timedelta(hours=1)
+MISSED, RETRAIN_DAY = pd.Timestamp("2023-12-20", tz="UTC"), pd.Timestamp("2023-12-19", tz="UTC")
 COMMON = ("split.first_test_date=2023-11-20", "pipeline.retrain_every_folds=4", "trainer.max_epochs=1",
           "stack.lgbm.n_estimators=80")
 SIGNAL_COLUMNS = ["symbol", "date", "decision_time", "fold", "p_sell", "p_hold", "p_buy", "score", "raw_sell",
                   "raw_hold", "raw_buy", "z", "direction", "signal"]
+SERVED_FILES = ("signals", "orders", "book", "manifest")
 
 
 def _compose(*overrides: str):
@@ -56,16 +64,18 @@ def _compose(*overrides: str):
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    """Bar files, the main job up to 12-17, and the days 12-18 .. 12-22 served one at a time. Read only: a test
-    that changes artifacts takes a copy (`fresh`, `after_last_day`)."""
+    """Bar files, the main job up to 12-17, and the days 12-18 .. 12-22 served (12-20 caught up with 12-21), with a
+    copy of the artifacts as they were after 12-19. Read only: a test that changes artifacts takes a copy."""
     base = tmp_path_factory.mktemp("daily")
     hourly = pd.read_parquet(SAMPLE / "hourly.parquet")
-    files = {"start": base / "until_2023-12-17.parquet", "reference": base / "until_2023-12-23.parquet"}
+    files = {"start": base / "until_2023-12-17.parquet", "reference": base / "until_2023-12-23.parquet",
+             "missed": base / "2023-12-20_and_21.parquet"}
     hourly[hourly["ts"] < FIRST_DAY].to_parquet(files["start"], index=False)
-    hourly[hourly["ts"] < LAST_DAY + pd.Timedelta(days=1)].to_parquet(files["reference"], index=False)
+    hourly[hourly["ts"] < LAST_DAY + DAY].to_parquet(files["reference"], index=False)
     for day in pd.date_range(FIRST_DAY, LAST_DAY, tz="UTC"):
-        hourly[(hourly["ts"] >= day) & (hourly["ts"] < day + pd.Timedelta(days=1))].to_parquet(
-            base / f"{day.date()}.parquet", index=False)
+        hourly[(hourly["ts"] >= day) & (hourly["ts"] < day + DAY)].to_parquet(base / f"{day.date()}.parquet",
+                                                                               index=False)
+    hourly[(hourly["ts"] >= MISSED) & (hourly["ts"] < MISSED + 2 * DAY)].to_parquet(files["missed"], index=False)
     art = base / "artifacts"
     done = subprocess.run(
         [sys.executable, "pipeline.py", f"hydra.run.dir={base / 'main'}", f"paths.artifacts_dir={art}",
@@ -73,9 +83,12 @@ def env(tmp_path_factory):
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     built = {"base": base, "art": art, "out": base / "out", "files": files}
-    built["results"] = {day: run_daily(_config(built, base / f"{day.date()}.parquet"))
-                        for day in pd.date_range(FIRST_DAY, LAST_DAY - DAY, tz="UTC")}
-    built["dataset"] = next(iter(built["results"].values())).dataset
+    runs = [run_daily(_config(built, base / f"{day}.parquet")) for day in ("2023-12-18", "2023-12-19")]
+    built["after_retrain"] = shutil.copytree(art, base / "after_retrain")
+    runs += [run_daily(_config(built, files["missed"])), run_daily(_config(built, base / "2023-12-22.parquet"))]
+    built["runs"] = runs
+    built["results"] = {served.day: served for run in runs for served in run.days}
+    built["dataset"] = runs[0].dataset
     return built
 
 
@@ -96,7 +109,7 @@ def fresh(env, tmp_path):
 def last_day(env, tmp_path_factory):
     """A copy of the env with 12-23 served by a clean run (the reference for a served day's files)."""
     served = _copy(env, tmp_path_factory.mktemp("last_day"))
-    served["results"] = {**env["results"], LAST_DAY: run_daily(_config(served, _day_file(env, LAST_DAY)))}
+    served["last"] = run_daily(_config(served, _day_file(env, LAST_DAY)))
     return served
 
 
@@ -130,8 +143,9 @@ def reference(env):
 
 
 def _day_path(env, name, day) -> Path:
-    """The served day's `name` file (signals, orders or book)."""
-    return env["art"] / "daily" / env["dataset"] / name / f"{day.date()}.parquet"
+    """The served day's `name` file (signals, orders, book or manifest)."""
+    folder = env["art"] / "daily" / env["dataset"] / "days" / f"{day.date()}"
+    return folder / ("manifest.json" if name == "manifest" else f"{name}.parquet")
 
 
 def _served(env, day) -> pd.DataFrame:
@@ -147,27 +161,22 @@ def _same_rows(served: pd.DataFrame, expected: pd.DataFrame) -> None:
 
 def test_live_signals_equal_the_walk_forward_day_by_day(env, reference):
     results = env["results"]
+    assert sorted(results) == list(pd.date_range(FIRST_DAY, LAST_DAY - DAY, tz="UTC"))
     # Day 12-19 began fold 13's test window: the run retrained and served from the new champion.
-    assert [r.retrained for r in results.values()] == [False, True, False, False, False]
+    assert [run.retrained for run in env["runs"]] == [False, True, False, False]
     assert len({r.run_id for r in results.values()}) == 2
+    assert [len(run.days) for run in env["runs"]] == [1, 1, 2, 1]  # 12-20 was missed, then caught up
+    trading = Strategy.from_config(_compose("backtest=trailing_j").backtest).trading
+    grid = apply_gap_policy(load_hourly(env["files"]["reference"]))
     trailing_orders = 0
     for day, result in results.items():
         served = _served(env, day)
         assert (served["date"] == day).all() and (served["run_id"] == result.run_id).all()
         _same_rows(served, reference[reference["date"] == day])
-        assert served["fold"].iloc[0] == (12 if day < pd.Timestamp("2023-12-19", tz="UTC") else 13)
+        assert served["fold"].iloc[0] == (12 if day < RETRAIN_DAY else 13)
         assert set(served["regime"]) <= {"bull", "bear", "range", "high_vol", "unknown"}
-        # The ranked book's orders (the default strategy) fill at the next day's first bar and move the book
-        # held now to the target kept for the day.
-        orders = pd.read_parquet(_day_path(env, "orders", day)).set_index("symbol")
-        kept = pd.read_parquet(_day_path(env, "book", day)).set_index("symbol")["weight"]
-        assert len(orders) > 0 and (orders["fill_time"] == day + DAY).all()
-        np.testing.assert_allclose(orders["target_weight"], kept.reindex(orders.index).fillna(0.0))
-        assert ((orders["side"] == "buy") == (orders["delta_weight"] > 0)).all()
         # Trailing J's orders for the same signals: one per fired signal, its side and its slot x multiplier.
-        grid = apply_gap_policy(load_hourly(env["files"]["reference"]))
-        trailing = next_bar_orders(_compose("backtest=trailing_j"), served, grid[grid["ts"] < day + DAY])
-        trailing = trailing.set_index("symbol")
+        trailing = next_bar_orders(served, grid[grid["ts"] < day + DAY], trading).set_index("symbol")
         fired = served[served["signal"].isin(["BUY", "SELL"]) & (served["size_multiplier"] > 0)].set_index("symbol")
         assert trailing["side"].to_dict() == fired["signal"].map({"BUY": "long", "SELL": "short"}).to_dict()
         slot = 5000 * 0.85 / 30
@@ -178,40 +187,60 @@ def test_live_signals_equal_the_walk_forward_day_by_day(env, reference):
         trailing_orders += len(trailing)
     assert trailing_orders > 0
     # The walk-forward's own output for the retrain day: the challenger's signals as run_stack wrote them.
-    run_dir = env["art"] / "trishula" / "runs" / results[pd.Timestamp("2023-12-19", tz="UTC")].run_id
+    run_dir = env["art"] / "trishula" / "runs" / results[RETRAIN_DAY].run_id
     stored = pd.read_parquet(run_dir / "signals.parquet")
-    day = pd.Timestamp("2023-12-19", tz="UTC")
-    _same_rows(_served(env, day), stored[stored["date"] == day])
+    _same_rows(_served(env, RETRAIN_DAY), stored[stored["date"] == RETRAIN_DAY])
 
 
-def test_the_live_book_replays_the_backtest_day_by_day(env, reference):
-    """daily.py's kept books, orders and equity equal the ranked backtest of the walk-forward's signals of the
-    served days, traded on the whole span's bars."""
+ORDER_COLUMNS = ["symbol", "side", "current_weight", "target_weight", "delta_weight", "reference_price", "equity",
+                 "notional", "quantity", "fill_time"]
+
+
+def test_the_live_book_trades_what_the_backtest_trades_day_by_day(env, reference):
+    """Through daily.py, five served days (a retrain on 12-19, 12-20 missed and caught up): each day's orders are
+    the ranked backtest's trades of that day (the walk-forward's signals of the book's days, traded on the whole
+    span's bars), the book kept is its target weights and the coins it holds once they fill, the book held before
+    them its holdings of the day before, and the equity the orders are sized on its equity at the day's close."""
     days = sorted(env["results"])
     grid = apply_gap_policy(load_hourly(env["files"]["reference"]))
     config = RankedBookConfig(**OmegaConf.to_container(_compose().backtest.book, resolve=True))
     backtest = run_ranked_book(reference[reference["date"].between(days[0], days[-1])], grid, config)
+    trades, holdings = backtest.trades.set_index("date"), backtest.holdings.set_index(["date", "symbol"])
     positions = backtest.positions.set_index(["date", "symbol"])["weight"]
+    assert trades.loc[days[0], "current_weight"].eq(0).all()  # the book starts flat on its first day
     for day in days:
-        kept = pd.read_parquet(_day_path(env, "book", day)).set_index("symbol")["weight"]
-        expected = positions.loc[day + DAY]
-        assert len(kept) > 0
-        pd.testing.assert_series_equal(kept.sort_index(), expected.sort_index(), check_names=False, rtol=1e-9)
-        live = env["results"][day].book
-        held = positions.loc[day] if day in positions.index.get_level_values("date") else pd.Series(dtype=float)
-        pd.testing.assert_series_equal(live.held.sort_index(), held.sort_index(), check_names=False,
+        orders = pd.read_parquet(_day_path(env, "orders", day))
+        expected = trades.loc[[day]].reset_index(drop=True)
+        assert len(orders) > 0 and orders["fill_time"].eq(day + DAY + HOUR).all()  # the 01:00 bar after the close
+        pd.testing.assert_frame_equal(orders[ORDER_COLUMNS], expected[ORDER_COLUMNS], check_exact=False, rtol=1e-9)
+        kept = pd.read_parquet(_day_path(env, "book", day)).set_index("symbol")
+        np.testing.assert_allclose(kept["weight"], positions.loc[day + DAY].reindex(kept.index), rtol=1e-9)
+        np.testing.assert_allclose(kept["quantity"], holdings.loc[day, "quantity"].reindex(kept.index), rtol=1e-9)
+        assert set(kept.index) == set(positions.loc[day + DAY].index) == set(holdings.loc[day].index)
+        live = env["results"][day].live
+        held = holdings.loc[day - DAY, "quantity"] if day > days[0] else pd.Series(dtype="float64")
+        pd.testing.assert_series_equal(live.held.set_index("symbol")["quantity"], held, check_names=False,
                                        check_index_type=False, rtol=1e-9)
-        if live.equity_through is None:
-            assert day <= days[1] and live.backtest_equity == config.capital
-        else:
-            assert live.equity_through == day - DAY
-            assert live.backtest_equity == pytest.approx(backtest.daily.loc[day - DAY, "equity"], rel=1e-9)
+        equity = backtest.daily.loc[day, "equity"] if day > days[0] else config.capital
+        manifest = json.loads(_day_path(env, "manifest", day).read_text())
+        assert manifest["equity"] == pytest.approx(equity, rel=1e-9) and live.equity == manifest["equity"]
+        assert manifest["book"]["start"] == f"{days[0].date()}" and manifest["run_id"] == env["results"][day].run_id
 
 
-SERVED_FILES = ("signals", "orders", "book")
+def test_a_missed_day_caught_up_is_served_as_it_would_have_been_on_its_own(env, tmp_path):
+    """12-20 was missed and served with 12-21 by one run; served one day at a time from the artifacts as they were
+    after 12-19 instead, both days' files (signals, orders, book, manifest) are the same bit for bit."""
+    alone = {**env, "art": shutil.copytree(env["after_retrain"], tmp_path / "artifacts"), "out": tmp_path / "out"}
+    for day in (MISSED, MISSED + DAY):
+        [served] = run_daily(_config(alone, _day_file(env, day))).days
+        assert served.day == day and not served.reserved
+    for day in (MISSED, MISSED + DAY):
+        for name in SERVED_FILES:
+            assert _day_path(alone, name, day).read_bytes() == _day_path(env, name, day).read_bytes(), (day, name)
 
 
-def test_sigkill_leaves_everything_consistent_and_the_rerun_equals_a_clean_run(fresh, last_day, reference):
+def test_sigkill_during_the_backfill_leaves_everything_consistent_and_the_rerun_equals_a_clean_run(fresh, last_day,
+                                                                                                   reference):
     store = FeatureStore(fresh["art"] / "store")
     before = {kind: store.table_version(kind) for kind in ("lstm", "tcn")}
     args = [sys.executable, "daily.py", f"hydra.run.dir={fresh['out'] / 'killed'}",
@@ -224,41 +253,41 @@ def test_sigkill_leaves_everything_consistent_and_the_rerun_equals_a_clean_run(f
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL  # killed mid-backfill, before it finished
-    # The store is as it was (no commit), readable; no signal, order or book file for the day, whole or in part
-    # (a position book half written would be traded from); the registry is whole.
+    # The store is as it was (no commit), readable; no day served, whole or in part; the registry is whole.
     assert {kind: store.table_version(kind) for kind in ("lstm", "tcn")} == before
     for kind in ("lstm", "tcn"):
         assert not store.read(kind).duplicated(["version", "symbol", "decision_time"]).any()
-    for name in SERVED_FILES:
-        folder = _day_path(fresh, name, LAST_DAY).parent
-        assert not _day_path(fresh, name, LAST_DAY).exists() and not list(folder.glob(".*.tmp"))
-        assert len(list(folder.glob("*.parquet"))) == len(fresh["results"])  # the days before, untouched
+    days = _day_path(fresh, "signals", LAST_DAY).parents[1]
+    assert sorted(p.name for p in days.iterdir()) == [f"{d.date()}" for d in sorted(fresh["results"])]
     for state in (fresh["art"] / "trishula" / "scopes").glob("*.json"):
         json.loads(state.read_text())
     # The re-run completes and serves what a clean run serves for the day: the batch walk-forward's signals, and
-    # the clean daily run's orders and position book.
+    # the clean daily run's files, bit for bit.
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     _same_rows(_served(fresh, LAST_DAY), reference[reference["date"] == LAST_DAY])
     for name in SERVED_FILES:
-        pd.testing.assert_frame_equal(pd.read_parquet(_day_path(fresh, name, LAST_DAY)),
-                                      pd.read_parquet(_day_path(last_day, name, LAST_DAY)))
+        assert _day_path(fresh, name, LAST_DAY).read_bytes() == _day_path(last_day, name, LAST_DAY).read_bytes()
     for kind in ("lstm", "tcn"):
         assert not store.read(kind).duplicated(["version", "symbol", "decision_time"]).any()
 
 
-def test_rerunning_a_day_changes_nothing(after_last_day):
+def test_rerunning_a_day_changes_nothing_and_says_so(after_last_day, capsys):
     env = after_last_day
     store = FeatureStore(env["art"] / "store")
     history = BarHistory.of(env["art"] / "store", env["dataset"])
-    kept = {name: pd.read_parquet(_day_path(env, name, LAST_DAY)) for name in SERVED_FILES}
+    kept = {name: _day_path(env, name, LAST_DAY).read_bytes() for name in SERVED_FILES}
     before = ({kind: store.table_version(kind) for kind in ("lstm", "tcn")}, history.read())
+    capsys.readouterr()
     again = run_daily(_config(env, _day_file(env, LAST_DAY)))
-    assert not again.retrained and again.day == LAST_DAY
+    [served] = again.days
+    assert not again.retrained and served.day == LAST_DAY and served.reserved
+    said = " ".join(capsys.readouterr().out.split())
+    assert "2023-12-23 was served already" in said and "no new orders" in said and "0 new order(s)" in said
+    assert "ranked book: equity" not in said  # no orders table: nothing to place again
     assert {kind: store.table_version(kind) for kind in ("lstm", "tcn")} == before[0]  # nothing appended twice
     pd.testing.assert_frame_equal(history.read(), before[1])
-    for name, frame in kept.items():  # the same signals, book and orders, not a second trade
-        pd.testing.assert_frame_equal(pd.read_parquet(_day_path(env, name, LAST_DAY)), frame)
+    assert {name: _day_path(env, name, LAST_DAY).read_bytes() for name in SERVED_FILES} == kept
 
 
 def _changed_bar_file(env, where):
@@ -272,14 +301,15 @@ def _changed_bar_file(env, where):
     return changed
 
 
-def test_a_served_day_is_never_overwritten_with_other_numbers(after_last_day):
-    """The served day again with another capital (same weights, other quantities): refused (exit 7), the served
+def test_a_served_day_is_never_overwritten_with_other_numbers(after_last_day, tmp_path):
+    """The served day again with orders from an account that holds another book: refused (exit 7), the served
     files untouched."""
     env = after_last_day
     before = {name: _day_path(env, name, LAST_DAY).read_bytes() for name in SERVED_FILES}
-    with pytest.raises(DailyStop, match=r"2023-12-23 was served already and this run's orders differ") as stop:
-        run_daily(_config(env, _day_file(env, LAST_DAY), "backtest.book.capital=10000"))
-    assert stop.value.code == 7
+    account = tmp_path / "account.csv"
+    pd.DataFrame({"symbol": ["BTCUSDT"], "quantity": [0.5]}).to_csv(account, index=False)
+    with pytest.raises(Stop, match=r"2023-12-23 was served already .* and this run serves \['account\.parquet'"):
+        run_daily(_config(env, _day_file(env, LAST_DAY), f"daily.holdings_path={account}"))
     assert {name: _day_path(env, name, LAST_DAY).read_bytes() for name in SERVED_FILES} == before
 
 
@@ -287,9 +317,9 @@ def test_a_changed_past_bar_is_refused_naming_symbol_and_time(fresh, tmp_path):
     changed = _changed_bar_file(fresh, tmp_path)
     history = BarHistory.of(fresh["art"] / "store", fresh["dataset"])
     before = history.read()
-    with pytest.raises(DailyStop, match=r"ETHUSDT at 2023-12-20 10:00:00\+00:00") as stop:
+    with pytest.raises(Stop, match=r"ETHUSDT at 2023-12-20 10:00:00\+00:00") as stop:
         run_daily(_config(fresh, changed))
-    assert stop.value.code == 5 and "data.restate=true" in str(stop.value)
+    assert stop.value.code == Exit.CHANGED_PAST and "data.restate=true" in str(stop.value)
     pd.testing.assert_frame_equal(history.read(), before)  # nothing used the changed bar
 
 
@@ -300,23 +330,24 @@ def test_a_partial_day_is_refused_before_any_bar_is_taken(fresh, tmp_path):
     partial = tmp_path / "partial.parquet"
     day[day["ts"] <= LAST_DAY + 14 * HOUR].to_parquet(partial, index=False)
     refused = r"partial day: the latest bar in .*partial\.parquet is 2023-12-23 14:00"
-    with pytest.raises(DailyStop, match=refused) as stop:
+    with pytest.raises(Stop, match=refused) as stop:
         run_daily(_config(fresh, partial))
-    assert stop.value.code == 2
+    assert stop.value.code == Exit.STALE_DATA
     pd.testing.assert_frame_equal(history.read(), before)  # nothing entered the history
 
 
-def test_stale_data_and_a_missing_champion_exit_non_zero(fresh, tmp_path):
+def test_stale_data_and_a_missing_champion_exit_with_their_codes(fresh, tmp_path):
     stale = subprocess.run(
         [sys.executable, "daily.py", f"hydra.run.dir={tmp_path / 'stale'}", f"paths.artifacts_dir={fresh['art']}",
          f"data.hourly_path={_day_file(fresh, LAST_DAY)}", "daily.append=true",
          "data.max_data_age_hours=2", *COMMON], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert stale.returncode == 2
-    assert "stale data: the latest bar closed" in " ".join(stale.stdout.split())
-    with pytest.raises(DailyStop, match="no eligible champion for dataset") as stop:
+    assert stale.returncode == Exit.STALE_DATA == 9
+    [line] = [line for line in stale.stderr.splitlines() if line.startswith("error:")]
+    assert line.startswith("error: stale data: the latest bar closed")
+    with pytest.raises(Stop, match="no eligible champion for dataset") as stop:
         run_daily(_compose(f"paths.artifacts_dir={tmp_path / 'empty'}", f"paths.output_dir={tmp_path}",
                            f"data.hourly_path={fresh['files']['start']}", *COMMON))
-    assert stop.value.code == 3
+    assert stop.value.code == Exit.NO_CHAMPION
 
 
 def test_stack_does_not_read_a_store_of_another_dataset(env, tmp_path):
@@ -363,7 +394,7 @@ def test_restating_history_rebuilds_the_store_rows_after_the_changed_bar(after_l
     store = FeatureStore(env["art"] / "store")
     before = _written(store)
     result = run_daily(_config(env, changed, "data.restate=true"))
-    assert result.day == LAST_DAY and not result.retrained  # the latest served day, served again
+    assert result.last.day == LAST_DAY and result.last.reserved and not result.retrained  # served again, unchanged
     history = BarHistory.of(env["art"] / "store", result.dataset).read()
     bar = history[(history["symbol"] == "ETHUSDT") & (history["ts"] == pd.Timestamp("2023-12-20 10:00", tz="UTC"))]
     assert bar["close"].iloc[0] == pd.read_parquet(changed).set_index(["symbol", "ts"]).loc[
@@ -382,20 +413,20 @@ def test_a_late_bar_for_an_hour_already_used_is_refused_or_restated(after_last_d
     history.write(bars[~late])  # the runs so far used 10:00 without ETHUSDT's bar
     before = history.read()
     day_file = _day_file(env, pd.Timestamp("2023-12-21", tz="UTC"))  # 12-21's bars, ETHUSDT's 10:00 among them
-    with pytest.raises(DailyStop, match=r"the bar of ETHUSDT at 2023-12-21 10:00:00\+00:00 arrived late") as stop:
+    with pytest.raises(Stop, match=r"the bar of ETHUSDT at 2023-12-21 10:00:00\+00:00 arrived late") as stop:
         run_daily(_config(env, day_file))
-    assert stop.value.code == 5 and "data.restate=true" in str(stop.value)
+    assert stop.value.code == Exit.CHANGED_PAST and "data.restate=true" in str(stop.value)
     pd.testing.assert_frame_equal(history.read(), before)  # not taken
     store = FeatureStore(env["art"] / "store")
     written = _written(store)
-    served = {name: pd.read_parquet(_day_path(env, name, LAST_DAY)) for name in SERVED_FILES}
+    served = {name: _day_path(env, name, LAST_DAY).read_bytes() for name in SERVED_FILES}
     result = run_daily(_config(env, day_file, "data.restate=true"))
-    assert result.day == LAST_DAY and not result.retrained
+    assert result.last.day == LAST_DAY and result.last.reserved and not result.retrained
     taken = history.read()
     assert len(taken) == len(bars) and ((taken["symbol"] == "ETHUSDT") & (taken["ts"] == late_ts)).sum() == 1
     _rebuilt_after(written, _written(store), late_ts)
-    for name, frame in served.items():  # the bars are the ones served from: the day's numbers stand
-        pd.testing.assert_frame_equal(pd.read_parquet(_day_path(env, name, LAST_DAY)), frame)
+    # The bars are the ones served from: the day's numbers stand, its files untouched.
+    assert {name: _day_path(env, name, LAST_DAY).read_bytes() for name in SERVED_FILES} == served
 
 
 def _champion_id(env) -> str:
@@ -412,9 +443,9 @@ def test_a_champion_made_by_other_code_is_refused_or_replaced_by_the_current_cod
     serving.write_text(serving.read_text() + "\n# a refactor\n")
     stale = rf"stale lineage: Trishula run {old} was made by trishula source \w+ \(the current code's is " \
             rf"{lineage.source_hash('trishula')}\)"
-    with pytest.raises(DailyStop, match=stale) as stop:
+    with pytest.raises(Stop, match=stale) as stop:
         run_daily(_config(fresh, _day_file(fresh, LAST_DAY), "daily.retrain=skip"))
-    assert stop.value.code == 8 and "python daily.py daily.retrain=only" in str(stop.value)
+    assert stop.value.code == Exit.STALE_LINEAGE and "python daily.py daily.retrain=only" in str(stop.value)
     assert not _day_path(fresh, "signals", LAST_DAY).exists()
     result = run_daily(_config(fresh, _day_file(fresh, LAST_DAY)))
     assert result.retrained and result.run_id != old and _champion_id(fresh) == result.run_id
@@ -436,10 +467,10 @@ def test_stale_extractors_and_store_rows_stop_a_skipped_retrain_naming_them(fres
     (artifact,) = (fresh["art"] / "extractors" / "lstm").glob(f"fold_*/{version}/artifact.json")
     recorded = json.loads(artifact.read_text())
     artifact.write_text(json.dumps({**recorded, "source_hash": "0ld-extractor"}))
-    with pytest.raises(DailyStop, match=rf"stale lineage: lstm extractor {version} was made by extractor source "
+    with pytest.raises(Stop, match=rf"stale lineage: lstm extractor {version} was made by extractor source "
                                         r"0ld-extractor") as stop:
         run_daily(_config(fresh, _day_file(fresh, LAST_DAY), "daily.retrain=skip"))
-    assert stop.value.code == 8 and "python daily.py daily.retrain=only" in str(stop.value)
+    assert stop.value.code == Exit.STALE_LINEAGE and "python daily.py daily.retrain=only" in str(stop.value)
     artifact.write_text(json.dumps(recorded))
     # The networks' code changes (extractors and backfill); the store's rows were made by the old backfill code,
     # though the champion's run.json is made to record the new one: the rows themselves are judged too.
@@ -451,10 +482,10 @@ def test_stale_extractors_and_store_rows_stop_a_skipped_retrain_naming_them(fres
             row["sources"] = lineage.source_hash("backfill")
     run_file.write_text(json.dumps(meta))
     cfg = _config(fresh, _day_file(fresh, LAST_DAY), "daily.retrain=skip")
-    stale = stale_inputs(cfg, meta, fresh["dataset"])
+    stale = stale_inputs(ChampionSettings.from_config(cfg, fresh["dataset"], "skip"), meta, fresh["dataset"])
     assert StaleInput(f"tcn store rows of version {meta['store']['tcn'][-1]['version']}", "backfill", backfill,
                       lineage.source_hash("backfill")) in stale
     assert {s.source for s in stale} == {"extractor", "backfill"}
-    with pytest.raises(DailyStop, match=r"stale lineage: \w+ extractor \S+ was made by extractor source") as stop:
+    with pytest.raises(Stop, match=r"stale lineage: \w+ extractor \S+ was made by extractor source") as stop:
         run_daily(cfg)
-    assert stop.value.code == 8
+    assert stop.value.code == Exit.STALE_LINEAGE

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,8 +11,10 @@ import time
 
 import numpy as np
 import pandas as pd
+import pyarrow.dataset as pads
 import pytest
 import torch
+from deltalake import DeltaTable
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
@@ -162,6 +165,29 @@ def test_reads_are_point_in_time_and_in_sample_reads_are_refused(artifacts, clea
     assert read.loc[~found, [c for c in read.columns if c.startswith("lemb_")]].isna().all().all()
     with pytest.raises(InSampleReadError, match=f"version {fold5.version} is eligible from"):
         FeatureStore(clean).read_asof(decisions, "lstm", version=fold5.version)
+
+
+def test_a_restate_deletes_the_rows_after_a_bar_and_leaves_a_readable_table(clean, tmp_path):
+    # A copy of the backfilled store; the restated bar falls inside the files an earlier backfill wrote.
+    store_root = tmp_path / "store"
+    shutil.copytree(clean, store_root)
+    store = FeatureStore(store_root)
+    before = _table(store_root)
+    dataset = before["dataset"].iloc[0]
+    since = before["decision_time"].sort_values().iloc[len(before) // 2]
+    version = before.loc[before["decision_time"] > since, "version"].iloc[0]
+    store.record_committed("lstm", {version: "plan"})
+    deleted = store.delete_from(dataset, since)
+    after = _table(store_root)
+    assert deleted == int((before["decision_time"] > since).sum()) > 0
+    pd.testing.assert_frame_equal(after, before[before["decision_time"] <= since].reset_index(drop=True))
+    assert version not in store.committed_runs().get("lstm", {})  # its plan is forgotten: it is rebuilt
+    # Every file of the table keeps one schema (the rewritten ones too): comparisons and as-of reads work.
+    uris = DeltaTable(str(store.table_path("lstm"))).file_uris()
+    files = [pads.dataset(uri).schema.field("version").type for uri in uris]
+    assert len(set(map(str, files))) == 1
+    decisions = after[["symbol"]].assign(decision_time=after["decision_time"])
+    assert store.read_asof(decisions, "lstm")["lstm_version"].notna().all()
 
 
 def test_store_holds_raw_logits_and_reads_apply_softmax_once(artifacts, tmp_path):

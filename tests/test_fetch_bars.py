@@ -1,9 +1,10 @@
 """Fetching new bars (marketdata/fetch.py, fetch.py) through ccxt's own Binance client, pointed at a local
 replay server: the real sample's bars rendered as Binance's spot klines answers.
 
-The machines have no exchange access, so a thread on 127.0.0.1 answers the two endpoints ccxt's binance
-calls for `fetch_ohlcv`: `GET /api/v3/exchangeInfo` (load_markets; a minimal answer in Binance's format
-for the sample's 8 pairs) and `GET /api/v3/klines`, answered from data/sample/hourly.parquet (real
+The machines have no exchange access, so a thread on 127.0.0.1 answers the three endpoints ccxt's binance
+calls: `GET /api/v3/time` (fetch_time: the server's clock, which decides which bars have closed; the
+machine's own clock is years later), `GET /api/v3/exchangeInfo` (load_markets; a minimal answer in
+Binance's format for the sample's 8 pairs) and `GET /api/v3/klines`, answered from data/sample/hourly.parquet (real
 Binance bars) for the requested symbol, startTime and limit, as Binance does: bars opening at startTime
 or later up to the server's clock, the still-forming bar included, prices and volumes as 8-decimal
 strings (the sample's values round-trip through them exactly). The kline fields the sample lacks (quote
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -78,8 +80,12 @@ class Replay:
         self.dropped: set[tuple[str, int]] = set()   # (symbol, open ms) left out of the answers
         self.mangle: dict[tuple[str, int], object] = {}  # (symbol, open ms) -> row -> the row sent instead
         self.url = ""
+        self.times = 0                   # GET /api/v3/time requests
 
     def answer(self, path: str, query: dict[str, str]) -> tuple[int, dict, object]:
+        if path == "/api/v3/time":
+            self.times += 1
+            return 200, {}, {"serverTime": self.now_ms}
         if path == "/api/v3/exchangeInfo":
             return 200, {}, exchange_info(sorted(self.bars))
         if path == "/api/v3/klines":
@@ -176,9 +182,9 @@ def rows(sample: pd.DataFrame, after: str | None, last: str, symbols=None) -> pd
 
 
 def fetch(replay: Replay, out, pairs=PAIRS, sleeps=None, **kwargs):
-    """update_bars with the replay's clock, 4 bars a page and retries that record their waits."""
+    """update_bars on the exchange's clock (the replay's), 4 bars a page and retries that record their waits."""
     retry = Retry(attempts=3, seconds=0.0, sleep=(sleeps if sleeps is not None else []).append)
-    return update_bars(exchange_for(replay), pairs, out, now_ms=replay.now_ms, limit=4, retry=retry, **kwargs)
+    return update_bars(exchange_for(replay), pairs, out, limit=4, retry=retry, **kwargs)
 
 
 def stat(path) -> tuple[bytes, int]:
@@ -221,16 +227,21 @@ def test_a_second_run_fetches_nothing_and_a_later_one_only_the_newer_bars(serve,
     pd.testing.assert_frame_equal(load_hourly(out), rows(sample_hourly_raw, None, "2023-06-10 18:00"))
 
 
-@pytest.mark.parametrize(("now", "forming", "last_closed"), [
-    ("2023-06-10 15:59:59.999", "2023-06-10 15:00", "2023-06-10 14:00"),   # 15:00 still forming: not written
-    ("2023-06-10 16:00:00.000", "2023-06-10 16:00", "2023-06-10 15:00"),   # it closes at 16:00 exactly
+@pytest.mark.parametrize(("now", "margin", "forming", "last_closed"), [
+    ("2023-06-10 15:59:59.999", 0, "2023-06-10 15:00", "2023-06-10 14:00"),   # 15:00 still forming: not written
+    ("2023-06-10 16:00:00.000", 0, "2023-06-10 16:00", "2023-06-10 15:00"),   # it closes at 16:00 exactly
+    ("2023-06-10 16:00:09.999", 10, "2023-06-10 16:00", "2023-06-10 14:00"),  # closed, but within the margin
+    ("2023-06-10 16:00:10.000", 10, "2023-06-10 16:00", "2023-06-10 15:00"),  # the margin has passed
 ])
-def test_only_closed_bars(serve, sample_hourly_raw, tmp_path, now, forming, last_closed):
+def test_only_closed_bars_by_the_exchanges_clock(serve, sample_hourly_raw, tmp_path, now, margin, forming,
+                                                 last_closed):
+    """Closed is the exchange's call (its clock, years before this machine's), a margin after the hour."""
     out = tmp_path / "hourly.parquet"
     history(sample_hourly_raw, out, "2023-06-10 05:00", ["BTCUSDT"])
     replay = serve(now)
-    result = fetch(replay, out, ["BTC/USDT"])
+    result = fetch(replay, out, ["BTC/USDT"], close_margin_seconds=margin)
 
+    assert replay.times == 1
     served = [t for r in replay.klines for t in r["opens"]]
     assert max(served) == ms(forming)  # the exchange did send the forming bar
     assert result.end == ts(last_closed)
@@ -346,11 +357,13 @@ def _run_entry_point(replay: Replay, tmp_path, *overrides: str) -> subprocess.Co
 
 
 def test_the_entry_point_writes_the_file_and_the_new_bars_alone(serve, sample_hourly_raw, tmp_path):
+    """Up to the last bar closed by the exchange's clock (12:00:10, the default 10 s margin just passed), the
+    run's log kept with a time on every line, as every command keeps it."""
     out, new_only = tmp_path / "live" / "hourly.parquet", tmp_path / "live" / "new.parquet"
-    replay = serve("2023-06-11 00:00")
+    replay = serve("2023-06-10 12:00:10")
     done = _run_entry_point(replay, tmp_path, f"fetch.out_path={out}", f"fetch.new_only_path={new_only}",
-                            "fetch.pairs=[BTC/USDT,PEPE/USDT]", "fetch.since=2023-06-10T00:00",
-                            "fetch.until=2023-06-10T12:00", "fetch.limit=5", "fetch.retry_seconds=0")
+                            "fetch.pairs=[BTC/USDT,PEPE/USDT]", "fetch.since=2023-06-10T00:00", "fetch.limit=5",
+                            "fetch.retry_seconds=0")
     assert done.returncode == 0, done.stdout + done.stderr
     expected = rows(sample_hourly_raw, "2023-06-09 23:00", "2023-06-10 11:00", ["BTCUSDT", "PEPEUSDT"])
     pd.testing.assert_frame_equal(load_hourly(out), expected)
@@ -359,11 +372,31 @@ def test_the_entry_point_writes_the_file_and_the_new_bars_alone(serve, sample_ho
     assert [r["startTime"] for r in replay.requests_of("BTCUSDT")] == [ms("2023-06-10 00:00"),
                                                                        ms("2023-06-10 05:00"),
                                                                        ms("2023-06-10 10:00")]
+    log = (tmp_path / "run" / "fetch.log").read_text().splitlines()
+    assert any("24 new bar(s) up to 2023-06-10 11:00 UTC" in line for line in log)
+    assert log and all(re.match(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\] ", line) for line in log)
+
+
+def test_an_exchange_that_keeps_refusing_exits_12_and_the_log_says_why(serve, sample_hourly_raw, tmp_path):
+    out = tmp_path / "hourly.parquet"
+    history(sample_hourly_raw, out, "2023-06-10 05:00", ["BTCUSDT"])
+    before = stat(out)
+    replay = serve("2023-06-10 16:30")
+    replay.refuse = set(range(100))
+    done = _run_entry_point(replay, tmp_path, f"fetch.out_path={out}", "fetch.pairs=[BTC/USDT]",
+                            "fetch.max_retries=2", "fetch.retry_seconds=0")
+    assert done.returncode == 12, done.stdout + done.stderr
+    [line] = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert "gave up after 2 attempt(s)" in line and line.endswith("nothing written")
+    assert "error (exit 12): fetch: binance BTC/USDT bars from" in (tmp_path / "run" / "fetch.log").read_text()
+    assert stat(out) == before
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ("fetch.pairs=[BTC/USDT,ETHUSDT]", "fetch: fetch.pairs: 'ETHUSDT' is not a BASE/QUOTE spot pair"),
-    ("fetch.exchange=binanse", "fetch: fetch.exchange: 'binanse' is not an exchange ccxt knows"),
+    ("fetch.pairs=[BTC/USDT,ETHUSDT]", "error: fetch: fetch.pairs: 'ETHUSDT' is not a BASE/QUOTE spot pair"),
+    ("fetch.exchange=binanse", "error: fetch: fetch.exchange: 'binanse' is not an exchange ccxt knows"),
+    ("fetch.close_margin_seconds=-1", "error: fetch: fetch.close_margin_seconds: expected a number >= 0"),
+    ("fetch.limt=5", "error: config: Could not override 'fetch.limt'."),
 ])
 def test_a_bad_config_is_one_line_naming_the_key(serve, tmp_path, override, message):
     replay = serve("2023-06-11 00:00")

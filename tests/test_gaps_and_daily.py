@@ -86,17 +86,18 @@ def test_daily_aggregation_by_hand(sample_grid, symbol):
 
 
 def test_the_daily_run_refuses_an_hour_a_trading_coin_has_not_reported(sample_hourly_raw):
-    """daily.check_complete_hour: a coin that traded in the last 24 h but lacks the latest hour stops the
-    run (exit 2) naming it and its last bar; a coin gone for more than a day does not."""
-    from daily import EXIT_STALE, DailyStop, check_complete_hour
+    """serving.bars.check_complete_hour: a coin that traded in the last 24 h but lacks the latest hour stops the
+    run (exit 9) naming it and its last bar; a coin gone for more than a day does not."""
+    from cli import Exit, Stop
+    from serving.bars import check_complete_hour
 
     check_complete_hour(sample_hourly_raw)  # the sample: every coin's last bar is 2023-12-31 23:00
     latest = sample_hourly_raw["ts"].max()
     late = sample_hourly_raw[~((sample_hourly_raw["symbol"] == "ETHUSDT") & (sample_hourly_raw["ts"] > latest
                                                                               - pd.Timedelta(hours=3)))]
-    with pytest.raises(DailyStop, match=r"1 symbol\(s\).*ETHUSDT \(last bar 2023-12-31 20:00:00\+00:00\)") as stop:
+    with pytest.raises(Stop, match=r"1 symbol\(s\).*ETHUSDT \(last bar 2023-12-31 20:00:00\+00:00\)") as stop:
         check_complete_hour(late)
-    assert stop.value.code == EXIT_STALE
+    assert stop.value.code == Exit.STALE_DATA
     gone = sample_hourly_raw[~((sample_hourly_raw["symbol"] == "ETHUSDT")
                                & (sample_hourly_raw["ts"] > latest - pd.Timedelta(hours=30)))]
     check_complete_hour(gone)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from features.build import build_feature_frames
@@ -130,3 +131,63 @@ def test_labels_equal_an_independent_computation(sample_hourly_raw, sample_fear_
     for column in frames.label_columns:
         assert joined[column].equals(joined[f"{column}_h"].rename(column)), column
 
+
+
+# -- hourly training windows and market-context inputs (issue 33) ---------------------------------------------------
+def test_market_context_is_point_in_time(before_and_after):
+    """Each timestamp's cross-sectional mean, dispersion and BTC value of the TCN channels: bit-identical for every
+    hour known at the cut-off, changed after it."""
+    from datamodules.context import market_context
+
+    cutoff, clean, changed = before_and_after
+    columns = list(clean.columns["tcn"])
+    a, b = market_context(clean.hourly, columns, "BTCUSDT"), market_context(changed.hourly, columns, "BTCUSDT")
+    known = (clean.hourly["ts"] + pd.Timedelta(hours=1) <= cutoff).to_numpy()
+    for column in a.columns:
+        assert np.array_equal(a[column].to_numpy()[known], b[column].to_numpy()[known], equal_nan=True), column
+        assert not np.array_equal(a[column].to_numpy()[~known], b[column].to_numpy()[~known], equal_nan=True), column
+
+
+@pytest.fixture(scope="module")
+def cut_at_validation(sample_hourly_raw, sample_fear_greed, cfg):
+    """Fold 5 with a 3-day purge (the shortest its 3-day label allows: the last training label ends at the first
+    validation hour), its frames clean and with every bar from that hour on changed."""
+    from splits.artifacts import folds_from_config
+
+    groups = {k: OmegaConf.to_container(cfg[k]) for k in ("data", "features", "labels", "split")}
+    groups["split"]["purge_days"] = 3
+    clean = _build(sample_hourly_raw, sample_fear_greed, cfg)
+    [fold] = [f for f in folds_from_config(clean.daily, groups["split"], 14, 3) if f.index == 5]
+    changed = _build(*_perturb(sample_hourly_raw, sample_fear_greed, fold.val_start, seed=11), cfg)
+    return groups, clean, changed
+
+
+@pytest.mark.parametrize("kind", ["hourly", "daily"])
+def test_training_windows_read_nothing_after_their_labels_end(cut_at_validation, kind):
+    """Every training sample (hourly windows at every hour, with market context, cross-sectionally demeaned) is
+    bit-identical when all data from the first validation hour on changes: its inputs, its normalisation and its
+    label, which ends exactly there. The validation samples, which read that data, change."""
+    from datamodules import DailySequenceDataModule, HourlyWindowDataModule
+
+    groups, clean, changed = cut_at_validation
+    options = {"market_context": True, "cross_section": "demean", "day_batches": True}
+    if kind == "hourly":
+        make = lambda frames: HourlyWindowDataModule(**groups, fold=5, stride_hours=1, frames=frames, **options)  # noqa: E731
+    else:
+        make = lambda frames: DailySequenceDataModule(**groups, fold=5, frames=frames, **options)  # noqa: E731
+    a, b = make(clean), make(changed)
+    a.setup("fit")
+    b.setup("fit")
+    pd.testing.assert_frame_equal(a.samples["train"], b.samples["train"])
+    assert (a.samples["train"]["decision_time"] + pd.Timedelta(days=3)).max() == a.fold.val_start
+    np.testing.assert_array_equal(a.normalizer.mean_, b.normalizer.mean_)
+    np.testing.assert_array_equal(a.normalizer.scale_, b.normalizer.scale_)
+    train = len(a.datasets["train"])
+    last = a.samples["train"]["decision_time"].rank(method="dense", ascending=False) <= 30
+    index = sorted(set(range(0, train, 53)) | set(np.flatnonzero(last.to_numpy()).tolist()))
+    batch_a, batch_b = a.datasets["train"].__getitems__(index), b.datasets["train"].__getitems__(index)
+    for field in ("x", "y", "ret", "group"):
+        assert torch.equal(getattr(batch_a, field), getattr(batch_b, field)), field
+    val_a = a.datasets["val"].__getitems__(list(range(len(a.datasets["val"]))))
+    val_b = b.datasets["val"].__getitems__(list(range(len(b.datasets["val"]))))
+    assert not torch.equal(val_a.x, val_b.x) and not torch.equal(val_a.ret, val_b.ret)

@@ -4,20 +4,23 @@ its log, and a champion whose code no longer exists gives way to the current cod
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import platform
 import subprocess
 import sys
 
+import lightgbm
 import numpy as np
 import pandas as pd
 import pytest
-from omegaconf import OmegaConf
+import torch
 
 import store.lineage as lineage
 from evaluation import evaluate_predictions
 from marketdata import DataValidationError
 from marketdata.load import dataset_id, load_market
-from stacking.lineage import roll_forward
+from stacking.lineage import library_changes, roll_forward
 from stacking.registry import Registry, decide_promotion
 from store.extractors import data_fingerprint, data_prefix_fingerprint
 from store.lineage import BarHistory, HistoryChangedError
@@ -53,6 +56,12 @@ def test_a_touched_source_file_invalidates_reuse(source_copy, tmp_path):
     plan = source_copy / "backfill" / "plan.py"
     plan.write_text(plan.read_text() + "\n# a backfill fix\n")
     assert lineage.source_hash("trishula") != trishula_before
+    # Fetching bars and choosing the champion that serves a day shape no result: no retrain after a fix there.
+    shaped = {kind: lineage.source_hash(kind) for kind in lineage.SOURCES}
+    for part in ("marketdata/fetch.py", "stacking/champion.py"):
+        touched = source_copy / part
+        touched.write_text(touched.read_text() + "\n# a fix\n")
+    assert {kind: lineage.source_hash(kind) for kind in lineage.SOURCES} == shaped
 
 
 def test_fingerprints_follow_the_content_and_appends_keep_the_past(tmp_path):
@@ -155,11 +164,11 @@ def test_a_crash_in_a_forced_rerun_never_loses_the_run_and_the_log_agrees(tmp_pa
     (tmp_path / "runs" / "abc").rename(aside)
     assert Registry(tmp_path, "scope-a").has_run("abc") and not aside.exists()
     registry.write_run("abc", lambda tmp: {"n": 2})
-    assert registry.run_meta("abc") == {"n": 2} and not list((tmp_path / "runs").glob(".*"))
+    assert registry.run_meta("abc")["n"] == 2 and not list((tmp_path / "runs").glob(".*"))
     # A failing re-run leaves the old run in place.
     with pytest.raises(RuntimeError):
         registry.write_run("abc", lambda tmp: (_ for _ in ()).throw(RuntimeError("killed")))
-    assert registry.run_meta("abc") == {"n": 2}
+    assert registry.run_meta("abc")["n"] == 2
     # The champion and the log are one file: per scope, always in agreement.
     predictions = pd.DataFrame({"symbol": ["A", "B", "C"] * 4, "date": pd.Timestamp("2023-01-01", tz="UTC"),
                                 "fold": 1, "model": "trishula", "p_sell": 0.2, "p_hold": 0.5, "p_buy": 0.3,
@@ -170,6 +179,52 @@ def test_a_crash_in_a_forced_rerun_never_loses_the_run_and_the_log_agrees(tmp_pa
     state = json.loads(registry.state_path.read_text())
     assert state["champion"]["run_id"] == "abc" and state["promotions"][-1]["challenger"] == "abc"
     assert Registry(tmp_path, "scope-b").champion() is None  # another dataset or task: its own champion
+
+
+def test_a_run_records_the_library_versions_it_was_made_with(tmp_path, monkeypatch):
+    registry = Registry(tmp_path, "scope")
+    registry.write_run("abc", lambda tmp: {"n": 1})
+    recorded = registry.run_meta("abc")["libraries"]
+    assert set(recorded) == {"python", *lineage.LIBRARIES}
+    assert recorded["python"] == platform.python_version() and recorded["pandas"] == pd.__version__
+    assert recorded["lightgbm"] == lightgbm.__version__ and recorded["numpy"] == np.__version__
+    assert recorded["torch"] == torch.__version__
+    assert library_changes(registry.run_meta("abc")) == []
+    installed = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "9.9.9" if name == "lightgbm" else installed(name))
+    assert library_changes(registry.run_meta("abc")) == [f"lightgbm {lightgbm.__version__} -> 9.9.9"]
+
+
+def test_a_restate_deletes_the_dependent_store_rows_before_the_history_takes_the_new_bar(tmp_path, monkeypatch):
+    """The history is a restate's commit: when the store's rows after the changed bar are deleted, the history still
+    holds the old bar (a kill then leaves a change the rerun sees again), and it takes the new one only after."""
+    from store.lineage import checked_market_data
+
+    hourly = pd.read_parquet(SAMPLE / "hourly.parquet")
+    first = tmp_path / "first.parquet"
+    hourly[hourly["ts"] < "2023-03-01"].to_parquet(first, index=False)
+    data = {"hourly_path": str(first), "fear_greed_path": str(SAMPLE / "fear_greed.parquet"), "gaps": "fill_flat",
+            "max_gap_hours": 23, "on_bad_symbol": "error"}
+    _, dataset = checked_market_data(data, tmp_path / "store")
+    history = BarHistory.of(tmp_path / "store", dataset)
+    bar = (hourly["symbol"] == "SOLUSDT") & (hourly["ts"] == "2023-02-20 07:00")
+    changed = hourly[hourly["ts"] < "2023-03-01"].copy()
+    changed.loc[bar, ["open", "high"]] *= 1.01
+    changed_path = tmp_path / "changed.parquet"
+    changed.to_parquet(changed_path, index=False)
+    seen = []
+
+    def delete_from(store, of, since):
+        used = history.read().set_index(["symbol", "ts"]).loc[("SOLUSDT", pd.Timestamp("2023-02-20 07:00", tz="UTC"))]
+        seen.append((of, since, used["open"]))
+        return 0
+
+    monkeypatch.setattr(lineage.FeatureStore, "delete_from", delete_from)
+    checked_market_data({**data, "hourly_path": str(changed_path), "restate": True}, tmp_path / "store")
+    old = hourly.loc[bar, "open"].iloc[0]
+    assert seen == [(dataset, pd.Timestamp("2023-02-20 07:00", tz="UTC"), old)]  # deleted while the old bar stood
+    now = history.read().set_index(["symbol", "ts"]).loc[("SOLUSDT", pd.Timestamp("2023-02-20 07:00", tz="UTC"))]
+    assert now["open"] == pytest.approx(old * 1.01)
 
 
 def _no_metrics(predictions):
@@ -278,27 +333,27 @@ def test_a_refactor_promotes_nothing_while_the_champions_code_exists_or_the_chal
 def test_daily_promotes_over_a_champion_whose_extractors_old_code_made(tmp_path):
     """Only the artifacts record their extractors' code: after daily's retrain, a champion served with an
     extractor of old code gives way to the current code's challenger that is not worse (run_stack cannot see it)."""
-    from daily import replace_stale_champion
+    from stacking.champion import ChampionSettings, replace_stale_champion
 
     extractors = tmp_path / "artifacts" / "extractors" / "lstm" / "fold_000"
     for version, source in (("v1", "0ld-extractor"), ("v2", lineage.source_hash("extractor"))):
         (extractors / version).mkdir(parents=True)
         (extractors / version / "artifact.json").write_text(json.dumps(
             {"kind": "lstm", "fold": 0, "version": version, "source_hash": source}))
-    cfg = OmegaConf.create({"paths": {"artifacts_dir": str(tmp_path / "artifacts")},
-                            "store": {"root": str(tmp_path / "artifacts" / "store")}})
     registry = Registry(tmp_path / "artifacts" / "trishula", "scope")
+    art = tmp_path / "artifacts"
+    settings = ChampionSettings(registry.root, art, art / "store", "scope", "auto")
     good = _predictions(1.0, 1)
     _run(registry, "old", good)
     registry.record(decide_promotion("old", good, None, None, "ic_mean", evaluate_predictions))
     current = {"lstm": [{"version": "v2", "sources": lineage.source_hash("backfill")}]}
     _run(registry, "bad", _predictions(-1.0, 2), store=current)
     _, worse = _challenge(registry, "bad", "old")
-    replace_stale_champion(cfg, registry, worse, "dataset")
+    replace_stale_champion(settings, registry, worse, "dataset")
     assert registry.champion()["run_id"] == "old"
     _run(registry, "same", good.copy(), store=current)
     _, decision = _challenge(registry, "same", "old")
     assert not decision.promoted  # run.json shows no old code
-    replace_stale_champion(cfg, registry, decision, "dataset")
+    replace_stale_champion(settings, registry, decision, "dataset")
     assert registry.champion()["run_id"] == "same"
     assert "lstm extractor v1 was made by extractor source 0ld-extractor" in registry.promotions()[-1]["reason"]
