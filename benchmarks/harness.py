@@ -174,13 +174,14 @@ def evaluate(plan: Plan, runs: Runs) -> dict:
 def render(result: dict) -> str:
     """result.md: the decision first, then each candidate against the default, then every payoff table."""
     rule = result["rule"]
+    deciding = sum(entry["definition"]["decide"] for entry in result["candidates"].values())
     lines = [f"# Experiment {Path(result['plan']['folder']).name} (benchmarks/harness.py)", "",
              f"Plan: `{PLAN}` and `{CANDIDATES}` (commit {result['plan']['plan_commit'] or 'none: not committed'}); "
              f"run {result['finished_at']} on `{result['data_dir']}`: {result['scored']['days']} test days "
              f"{result['scored']['first']} .. {result['scored']['last']} (the development period: "
              f"{result['period']['start']} up to {result['period']['end']}), {result['seconds']:.0f} s.",
              f"Rule: adopted when the book's daily net P&L beats the default's at paired t ≥ {rule['book_t']:g}"
-             + (f" and by Holm's step-down over the {len(result['candidates'])} candidates at a one-sided "
+             + (f" and by Holm's step-down over the {deciding} deciding candidates at a one-sided "
                 f"family-wise {rule['alpha']:g}" if rule["family"] == "holm" else "") + ", the "
              f"daily rank IC is not worse beyond noise (paired t > {rule['ic_t']:g}) and no half-year's net return "
              f"is below the default's by more than {100 * rule['half_year_shortfall']:g} points; Newey-West t with "
