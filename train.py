@@ -318,10 +318,8 @@ def _fit(cfg: DictConfig, datamodule: FoldWindowDataModule, weights: list[float]
         start = _metrics(trainer.validate(module, datamodule=datamodule, verbose=False))
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     if averaging is not None:
-        # Checkpoints hold the averaged weights: read them as saved, not swapped for the raw ones (Lightning's
-        # warning that the checkpoint's callbacks are missing is this on purpose).
+        # Checkpoints hold the averaged weights: read them as saved, not swapped for the raw ones.
         trainer.callbacks.remove(averaging)
-        warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint.*")
 
     # The best epoch's weights, judged on validation; the test window is scored once, for the record.
     # Early stopping counts the epochs since the best one (0-based epochs; the checkpoint keeps that one).
@@ -336,8 +334,11 @@ def _fit(cfg: DictConfig, datamodule: FoldWindowDataModule, weights: list[float]
         metrics |= {"monitor": monitor, "best_score": float(checkpoint.best_model_score)}
     if "val/ic" in start:
         metrics["start_val_ic"] = start["val/ic"]
-    metrics |= _metrics(trainer.validate(module, datamodule=datamodule, ckpt_path="best", verbose=False))
-    metrics |= _metrics(trainer.test(module, datamodule=datamodule, ckpt_path="best", verbose=False))
+    with warnings.catch_warnings():
+        if averaging is not None:  # Lightning's warning that the checkpoint's callbacks are missing: on purpose
+            warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint.*")
+        metrics |= _metrics(trainer.validate(module, datamodule=datamodule, ckpt_path="best", verbose=False))
+        metrics |= _metrics(trainer.test(module, datamodule=datamodule, ckpt_path="best", verbose=False))
     return getattr(module.net, "_orig_mod", module.net), metrics, trainer  # unwrap torch.compile
 
 

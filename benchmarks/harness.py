@@ -147,7 +147,9 @@ def evaluate(plan: Plan, runs: Runs) -> dict:
     for candidate in everyone:
         config, source = made[candidate.name][1], made[candidate.name][2]
         key = (config.volume_days, config.risk_days, config.fill_delay_hours)
-        panel = panels.setdefault(key, book_panel(grid, config))
+        if key not in panels:
+            panels[key] = book_panel(grid, config)
+        panel = panels[key]
         books[candidate.name] = run_ranked_book(rows[candidate.name][[*KEYS, "score"]].rename(
             columns={"score": config.score_column}), pd.DataFrame(), config, panel=panel).daily
         ics[candidate.name] = daily_rank_ic(rows[candidate.name])

@@ -20,7 +20,7 @@ class StepAveraging(WeightAveraging):
             raise ValueError(f"averaging needs kind ema | swa, 0 < decay < 1 and 0 <= start < 1; got {kind}, "
                              f"{decay}, {start}")
         super().__init__(**({"avg_fn": get_ema_avg_fn(decay)} if kind == "ema" else {}))
-        self.kind, self.decay, self.start = kind, decay, start
+        self.start = start
         self.first_step = 0
 
     def setup(self, trainer, pl_module, stage: str) -> None:

@@ -140,7 +140,7 @@ class TrishulaClassifier:
         if self.backend == "local":
             model = lgb.LGBMClassifier(objective="multiclass", num_class=N_CLASSES, **self.params,
                                        **self._interaction_constraints(features))
-            model.fit(X, y, eval_X=(X_val[features],), eval_y=(y_val,), eval_metric="multi_logloss",
+            model.fit(X, y, eval_X=(X_val[features],), eval_y=(y_val,), eval_metric=self.val_metric,
                       callbacks=self._early_stopping())
             self.booster_ = model.booster_
             self.best_iteration_ = int(model.best_iteration_ or model.booster_.current_iteration())
@@ -230,7 +230,7 @@ class TrishulaRanker(TrishulaClassifier):
         constraints = self._interaction_constraints(features)
         if self.backend == "local":
             model = lgb.LGBMRegressor(objective="regression", **self.params, **constraints)
-            model.fit(X, y, eval_X=(X_val[features],), eval_y=(y_val,), eval_metric="l2",
+            model.fit(X, y, eval_X=(X_val[features],), eval_y=(y_val,), eval_metric=self.val_metric,
                       callbacks=self._early_stopping())
             self.booster_ = model.booster_
             self.best_iteration_ = int(model.best_iteration_ or model.booster_.current_iteration())

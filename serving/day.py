@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from serving.settings import DailySettings, Strategy
 from serving.signals import SignalSettings, day_signals, serve_backfill
 from stacking.champion import ChampionSettings, retrain, serving_champion
 from stacking.serving import ServedRun
+from store.extractors import file_fingerprint
 from store.lineage import library_versions
 
 DAY = pd.Timedelta(days=1)
@@ -134,7 +134,7 @@ def ranked_tables(inputs: DayInputs, live: LiveBook, account: bool) -> tuple[dic
     held = read_holdings(holdings, live.prices.index)
     differences = account_differences(live, held, inputs.settings.holdings_tolerance)
     facts = {"equity": live.equity, "orders_from": "account",
-             "holdings": {"path": str(holdings), "sha256": hashlib.sha256(holdings.read_bytes()).hexdigest()}}
+             "holdings": {"path": str(holdings), "sha256": file_fingerprint([holdings])}}
     return {"orders": account_orders(live, held), "book": live.book, "account": differences}, differences, facts
 
 

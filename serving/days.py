@@ -17,7 +17,6 @@ is recorded with its first day and every later day carries it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -28,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from cli import Exit, Stop
+from store.extractors import file_fingerprint
 
 MANIFEST = "manifest.json"
 STAGING = ".staging-"
@@ -97,7 +97,7 @@ class ServedDays:
         manifest = self.manifest(day)
         for name, digest in manifest["files"].items():
             path = self.path(day) / name
-            if not path.is_file() or _sha256(path) != digest:
+            if not path.is_file() or file_fingerprint([path]) != digest:
                 what = "is missing" if not path.is_file() else "differs from the file served"
                 raise Stop(Exit.BOOK_MISMATCH, f"{path} {what} (its manifest records sha256 {digest[:12]}...): the "
                                                f"served day {day:{DATE}} changed after its commit; nothing traded "
@@ -129,7 +129,7 @@ class ServedDays:
             for name, frame in served.tables.items():
                 path = staging / f"{name}.parquet"
                 frame.to_parquet(path, index=False, compression="zstd")
-                files[path.name] = _sha256(path)
+                files[path.name] = file_fingerprint([path])
             manifest = {"day": f"{served.day:{DATE}}", "book": served.book.to_json(), "files": files, **served.facts}
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
             os.rename(staging, self.path(served.day))
@@ -146,12 +146,9 @@ class ServedDays:
             return f"this run serves {names}, the committed day {sorted(committed['files'])}"
         for name, frame in served.tables.items():
             try:
-                pd.testing.assert_frame_equal(self.table(served.day, name), frame, check_exact=False, rtol=1e-12,
-                                              atol=1e-12)
+                # verified above: read the committed bytes without hashing them again
+                committed_table = pd.read_parquet(self.path(served.day) / f"{name}.parquet")
+                pd.testing.assert_frame_equal(committed_table, frame, check_exact=False, rtol=1e-12, atol=1e-12)
             except AssertionError as diff:
                 return f"its {name} differ ({str(diff).strip().splitlines()[0]})"
         return None
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -8,8 +8,6 @@ here, naming its key, before any bar is read.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -19,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from backtest.config import BacktestConfig, RankedBookConfig
 from backtest.regime import RegimeConfig
 from backtest.strategy import strategy_name
+from store.extractors import schema_hash
 
 RETRAIN = ("auto", "skip", "only")
 
@@ -29,7 +28,6 @@ class DailySettings:
     hourly_path: str                   # the bar file (or freqtrade folder) as configured
     append: bool                       # the file holds new bars only, appended to the dataset's history
     dataset: str | None                # the history an append extends (None: the only one)
-    restate: bool                      # take changed past bars, rebuilding what depends on them
     retrain: str                       # auto | skip | only
     require_complete_hour: bool        # every coin of the last 24 h has the latest hour's bar
     max_data_age_hours: float | None   # the latest bar's age against the clock (None: not checked)
@@ -47,12 +45,12 @@ class DailySettings:
         if not 0 <= tolerance < 1:
             raise ValueError(f"daily.holdings_tolerance must lie in [0, 1) (a share of the book's equity), "
                              f"got {daily.holdings_tolerance!r}")
+        _flag(data, "restate", "data")  # read by store.lineage.checked_market_data; refused here if not a flag
         age = data.max_data_age_hours
         if age is not None and not float(age) > 0:
             raise ValueError(f"data.max_data_age_hours must be > 0 or null, got {age!r}")
         return cls(out_dir=Path(str(daily.out_dir)), hourly_path=str(data.hourly_path),
                    append=_flag(daily, "append"), dataset=None if daily.dataset is None else str(daily.dataset),
-                   restate=_flag(data, "restate", "data"),
                    retrain=str(daily.retrain), require_complete_hour=_flag(daily, "require_complete_hour"),
                    max_data_age_hours=None if age is None else float(age), catch_up=_flag(daily, "catch_up"),
                    new_book=_flag(daily, "new_book"),
@@ -102,4 +100,4 @@ class Strategy:
     @property
     def key(self) -> str:
         """A short hash of the resolved config: two books with the same key trade the same way."""
-        return hashlib.sha256(json.dumps(self.config, sort_keys=True).encode()).hexdigest()[:12]
+        return schema_hash(self.config)[:12]

@@ -61,7 +61,6 @@ EXTRA_PARTS = {"tabular_1d": "label_1d", "tabular_7d": "label_7d", "tabular_rank
                "tabular_lambdarank_top": QUINTILE_UP, "tabular_lambdarank_bottom": QUINTILE_DOWN}
 # Targets made in the window from the forward return and these raw (not day-ranked) inputs.
 WINDOW_TARGETS = (RETURN_RANK, TAILS, VOL_SCALED, BETA_RESIDUAL_RANK, *LAMBDARANK_TARGETS)
-TARGET_INPUTS = ("volatility_30d", "beta_30d")
 
 
 def model_target(name: str, label: str) -> str:

@@ -195,14 +195,14 @@ class FeatureStore:
         for kind in EMBEDDING_PREFIX:
             if not self.exists(kind):
                 continue
+            table = self.dataset(kind)
             with duckdb.connect() as con:
-                con.register("outputs", self.dataset(kind))
+                con.register("outputs", table)
                 counts = con.sql(f"SELECT version, count(*) AS n FROM outputs WHERE {condition} GROUP BY version").df()
             if counts.empty:
                 continue
             versions = list(counts["version"])
             self._forget_committed(kind, versions)
-            table = self.dataset(kind)
             kept = table.scanner(filter=(pads.field("dataset") == dataset) & pads.field("version").isin(versions)
                                  & (pads.field("decision_time") <= pd.Timestamp(since))).to_reader()
             write_deltalake(str(self.table_path(kind)), kept, mode="overwrite",

@@ -4,6 +4,8 @@ stands for a code change."""
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -46,13 +48,30 @@ def shared_data() -> Path:
     return SHARED
 
 
-def compose(*overrides: str):
-    """The project's Hydra config as the main job sees it, with command-line style overrides."""
+def compose(*overrides: str, config_name: str = "pipeline"):
+    """The project's Hydra config as the main job (or `config_name`'s command) sees it, with command-line style
+    overrides."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return hydra_compose(config_name="pipeline", overrides=list(overrides))
+        return hydra_compose(config_name=config_name, overrides=list(overrides))
+
+
+# The daily-run tests' walk-forward: short, retrained every 4th fold, so the sample's last weeks hold a retrain.
+DAILY_WALK_FORWARD = ("split.first_test_date=2023-11-20", "pipeline.retrain_every_folds=4", "trainer.max_epochs=1",
+                      "stack.lgbm.n_estimators=80")
+
+
+def main_job_until_stack(run_dir: Path, artifacts: Path, hourly: Path, *overrides: str) -> str:
+    """pipeline.py up to the stack in its own process, on the bars of `hourly` with DAILY_WALK_FORWARD; its
+    stdout (the run must succeed)."""
+    done = subprocess.run(
+        [sys.executable, "pipeline.py", f"hydra.run.dir={run_dir}", f"paths.artifacts_dir={artifacts}",
+         f"data.hourly_path={hourly}", "pipeline.until=stack", *overrides, *DAILY_WALK_FORWARD],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
 
 
 @pytest.fixture(scope="session")

@@ -28,8 +28,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hydra import compose as hydra_compose
-from hydra import initialize_config_dir
 from omegaconf import OmegaConf
 
 import store.lineage as lineage
@@ -43,23 +41,21 @@ from stacking.champion import ChampionSettings, stale_inputs
 from stacking.lineage import StaleInput
 from store.feature_store import FeatureStore
 from store.lineage import BarHistory
-from tests.conftest import ROOT, SAMPLE
+from tests.conftest import DAILY_WALK_FORWARD, ROOT, SAMPLE, compose, main_job_until_stack
 
 pytestmark = pytest.mark.slow
 
 FIRST_DAY, LAST_DAY = pd.Timestamp("2023-12-18", tz="UTC"), pd.Timestamp("2023-12-23", tz="UTC")
 DAY, HOUR = pd.Timedelta(days=1), pd.Timedelta(hours=1)
 MISSED, RETRAIN_DAY = pd.Timestamp("2023-12-20", tz="UTC"), pd.Timestamp("2023-12-19", tz="UTC")
-COMMON = ("split.first_test_date=2023-11-20", "pipeline.retrain_every_folds=4", "trainer.max_epochs=1",
-          "stack.lgbm.n_estimators=80")
+COMMON = DAILY_WALK_FORWARD
 SIGNAL_COLUMNS = ["symbol", "date", "decision_time", "fold", "p_sell", "p_hold", "p_buy", "score", "raw_sell",
                   "raw_hold", "raw_buy", "z", "direction", "signal"]
 SERVED_FILES = ("signals", "orders", "book", "manifest")
 
 
 def _compose(*overrides: str):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return hydra_compose(config_name="daily", overrides=list(overrides))
+    return compose(*overrides, config_name="daily")
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +73,7 @@ def env(tmp_path_factory):
                                                                                index=False)
     hourly[(hourly["ts"] >= MISSED) & (hourly["ts"] < MISSED + 2 * DAY)].to_parquet(files["missed"], index=False)
     art = base / "artifacts"
-    done = subprocess.run(
-        [sys.executable, "pipeline.py", f"hydra.run.dir={base / 'main'}", f"paths.artifacts_dir={art}",
-         f"data.hourly_path={files['start']}", "pipeline.until=stack", *COMMON],
-        cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    main_job_until_stack(base / "main", art, files["start"])
     built = {"base": base, "art": art, "out": base / "out", "files": files}
     runs = [run_daily(_config(built, base / f"{day}.parquet")) for day in ("2023-12-18", "2023-12-19")]
     built["after_retrain"] = shutil.copytree(art, base / "after_retrain")
@@ -132,13 +124,9 @@ def _day_file(env, day) -> Path:
 def reference(env):
     """The batch walk-forward on the whole span, with a fresh store and registry (extractors reused)."""
     ref = env["base"] / "reference"
-    done = subprocess.run(
-        [sys.executable, "pipeline.py", f"hydra.run.dir={ref}", f"paths.artifacts_dir={env['art']}",
-         f"store.root={ref / 'store'}", f"stack.root={ref / 'trishula'}",
-         f"data.hourly_path={env['files']['reference']}", "pipeline.until=stack", *COMMON],
-        cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "extractors: 8 of 8 unchanged" in " ".join(done.stdout.split())  # appended bars keep their keys
+    stdout = main_job_until_stack(ref, env["art"], env["files"]["reference"], f"store.root={ref / 'store'}",
+                                  f"stack.root={ref / 'trishula'}")
+    assert "extractors: 8 of 8 unchanged" in " ".join(stdout.split())  # appended bars keep their keys
     return pd.read_parquet(ref / "signals.parquet")
 
 
@@ -360,10 +348,8 @@ def test_stack_does_not_read_a_store_of_another_dataset(env, tmp_path):
     hourly = pd.read_parquet(env["files"]["reference"])
     other = tmp_path / "other.parquet"
     hourly[hourly["symbol"] != "ADAUSDT"].to_parquet(other, index=False)
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = hydra_compose(config_name="stack", overrides=[f"paths.artifacts_dir={env['art']}",
-                                                            f"paths.output_dir={tmp_path}",
-                                                            f"data.hourly_path={other}", COMMON[0]])
+    cfg = compose(f"paths.artifacts_dir={env['art']}", f"paths.output_dir={tmp_path}", f"data.hourly_path={other}",
+                  COMMON[0], config_name="stack")
     frames = load_feature_frames(cfg.data, cfg.features, cfg.labels)
     console = Console(record=True, width=200)
     with pytest.raises(FileNotFoundError, match="holds no lstm outputs made from this data"):

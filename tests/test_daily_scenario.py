@@ -21,8 +21,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hydra import compose as hydra_compose
-from hydra import initialize_config_dir
 
 from backtest import run_ranked_book
 from backtest.orders import next_bar_orders
@@ -32,14 +30,13 @@ from serving.run import run_daily
 from serving.settings import Strategy
 from store.feature_store import FeatureStore
 from store.lineage import BarHistory
-from tests.conftest import ROOT
+from tests.conftest import DAILY_WALK_FORWARD, ROOT, compose, main_job_until_stack
 
 pytestmark = pytest.mark.slow
 
 DAY, HOUR = pd.Timedelta(days=1), pd.Timedelta(hours=1)
 START = pd.Timestamp("2023-12-20", tz="UTC")  # the first day the daily run serves
-COMMON = ("split.first_test_date=2023-11-20", "pipeline.retrain_every_folds=4", "trainer.max_epochs=1",
-          "stack.lgbm.n_estimators=80")
+COMMON = DAILY_WALK_FORWARD
 ORDER_COLUMNS = ["symbol", "side", "current_weight", "target_weight", "delta_weight", "reference_price", "equity",
                  "notional", "quantity", "fill_time"]
 FILES = ("signals.parquet", "orders.parquet", "book.parquet", "manifest.json")
@@ -56,11 +53,7 @@ def scene(tmp_path_factory, sample_hourly_raw):
     hourly = sample_hourly_raw
     hourly[hourly["ts"] < START].to_parquet(base / "start.parquet", index=False)
     art = base / "artifacts"
-    done = subprocess.run(
-        [sys.executable, "pipeline.py", f"hydra.run.dir={base / 'main'}", f"paths.artifacts_dir={art}",
-         f"data.hourly_path={base / 'start.parquet'}", "pipeline.until=stack", *COMMON],
-        cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    main_job_until_stack(base / "main", art, base / "start.parquet")
     return {"base": base, "art": art, "hourly": hourly}
 
 
@@ -78,8 +71,7 @@ def overrides(art: Path, hourly: Path, *more: str) -> list[str]:
 
 
 def daily_config(*more: str):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return hydra_compose(config_name="daily", overrides=list(more))
+    return compose(*more, config_name="daily")
 
 
 def serve(art: Path, hourly: Path, *more: str):
