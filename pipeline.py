@@ -184,7 +184,7 @@ def report_context(cfg: DictConfig, frames: FeatureFrames, evaluated: list, pred
             "hourly bars": cfg.data.hourly_path,
             "label": f"{cfg.labels.primary} ±{cfg.labels.thresholds[cfg.labels.primary]}",
             "extractors retrained every": f"{cfg.pipeline.retrain_every_folds} folds",
-            "extractor epochs at most": cfg.trainer.max_epochs,
+            "extractor epochs at most": extractor_epochs(cfg),
             "meta train window": cfg.stack.split.train_days or "expanding",
             "promotion": f"{cfg.stack.promotion.metric} by > {cfg.stack.promotion.margin}, "
                          f"paired t >= {cfg.stack.promotion.min_t}",
@@ -231,6 +231,12 @@ def strategy_line(backtest: dict) -> str:
             f"{format_number(market['beta'])}; {held}")
 
 
+def extractor_epochs(cfg: DictConfig) -> str:
+    """Each kind's most epochs a fit: its model's max_epochs, else the shared trainer's ("lstm 4, tcn 1")."""
+    return ", ".join(f"{kind} {cfg.extractors[kind].get('max_epochs') or cfg.trainer.max_epochs}"
+                     for kind in cfg.stack.kinds)
+
+
 def _train_cfg(cfg: DictConfig, kind: str, fold: int, out: Path) -> DictConfig:
     """train.py's config for one extractor fold, from the main job's config."""
     run_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
@@ -263,7 +269,7 @@ def train_stage(cfg: DictConfig, frames: FeatureFrames, folds: list, out: Path) 
     in_use: dict[str, list[ExtractorArtifact]] = {}
     reused = []
     console.print(f"extractors: trainer {cfg.trainer.accelerator}, precision {cfg.trainer.precision}, "
-                  f"at most {cfg.trainer.max_epochs} epochs; every {int(cfg.pipeline.retrain_every_folds)}-th fold")
+                  f"at most {extractor_epochs(cfg)} epochs; every {int(cfg.pipeline.retrain_every_folds)}-th fold")
     for kind in cfg.stack.kinds:
         in_use[kind] = []
         for fold in folds:

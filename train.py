@@ -163,6 +163,16 @@ def extractor_groups(cfg: DictConfig) -> dict[str, dict]:
     return groups
 
 
+def fit_epochs(cfg: DictConfig) -> int:
+    """The most epochs a fit of this extractor runs: the model's `max_epochs`, or the trainer's (which both
+    kinds share in the main job) where the model sets none."""
+    epochs = cfg.model.get("max_epochs")
+    epochs = cfg.trainer.max_epochs if epochs is None else epochs
+    if int(epochs) < 1:
+        raise ValueError(f"{cfg.model.kind}: max_epochs must be at least 1, got {epochs}")
+    return int(epochs)
+
+
 def content_key(cfg: DictConfig) -> str:
     """A hash of everything a trained extractor depends on: same key, same training (on CPU, bit for bit).
 
@@ -175,7 +185,8 @@ def content_key(cfg: DictConfig) -> str:
     # The data by content, not by where it lies (the daily command serves the same bars from its history).
     spec["data"] = {k: spec["data"].get(k) for k in ("gaps", "max_gap_hours", "on_bad_symbol")}
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
-    spec["trainer"] = {k: trainer.get(k) for k in ("max_epochs", "precision", "gradient_clip_val", "accelerator")}
+    spec["trainer"] = {k: trainer.get(k) for k in ("precision", "gradient_clip_val", "accelerator")}
+    spec["trainer"]["max_epochs"] = fit_epochs(cfg)
     spec |= {"fold": cfg.fold, "seed": cfg.seed, "compile": cfg.compile,
              "data_fingerprint": data_prefix_fingerprint(cfg.data, training_data_end(cfg)),
              "source": source_hash("extractor"),
@@ -303,7 +314,8 @@ def _fit(cfg: DictConfig, datamodule: FoldWindowDataModule, weights: list[float]
     callbacks = [checkpoint, early_stopping, curve, LearningRateMonitor(logging_interval="epoch")]
     callbacks += [averaging] if averaging is not None else []
     logger = TensorBoardLogger(save_dir=str(out), name="tensorboard", version="" if member == 0 else f"member_{member}")
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, default_root_dir=str(out))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, default_root_dir=str(out),
+                                     max_epochs=fit_epochs(cfg))
 
     ckpt_path = cfg.ckpt_path
     if cfg.resume and ckpt_path is None:

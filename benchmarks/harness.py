@@ -14,7 +14,9 @@ default run's scores. Over the development period (`benchmarks/periods.py`), eve
 candidate's changes) on the same daily panel. Written beside the plan: `result.json` (the rule, each
 candidate's IC, book, half-years, paired tests, checks and adoption, the plan files' SHA-256 and the commit that
 holds plan.md, and `payoff`: `evaluation.payoff`'s tables of every score) and `result.md`. Several candidates
-adopted: the one whose book beats the default at the highest paired t is the choice.
+adopted: the one whose book beats the default at the highest paired t is the choice. With `seeds` in
+candidates.yaml every entry runs once per extractor seed and is judged by its seeds together (the seed spread of
+one fit's book is as large as most candidates' effects, run 38).
 """
 
 from __future__ import annotations
@@ -136,41 +138,76 @@ def plan_record(folder: Path) -> dict:
             **{name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in (PLAN, CANDIDATES)}}
 
 
+def seeded(candidate: Candidate, seed: int | None) -> Candidate:
+    """The candidate run with extractor seed `seed` (None: its own overrides as they are)."""
+    return candidate if seed is None else dataclasses.replace(candidate, overrides=(*candidate.overrides,
+                                                                                     f"seed={seed}"))
+
+
+def seed_label(name: str, seed: int | None) -> str:
+    return name if seed is None else f"{name}@{seed}"
+
+
+# A book's daily returns, costs and legs; the equity and drawdown columns are one book's path, not averaged.
+AVERAGED = ["gross", "long", "short", "turnover", "cost", "borrow", "net", "market"]
+
+
+def seed_average(books: list[pd.DataFrame]) -> pd.DataFrame:
+    """The book holding equal capital in each seed's book, rebalanced daily: each day's mean of their returns,
+    costs, turnover and legs (the books trade the same days: they score the same rows)."""
+    if len(books) == 1:
+        return books[0]
+    return pd.concat([book[AVERAGED] for book in books]).groupby(level=0).mean()
+
+
 def evaluate(plan: Plan, runs: Runs) -> dict:
-    """Every score and book of the plan on the same rows, each candidate judged against the default."""
+    """Every score and book of the plan on the same rows, each candidate judged against the default; with the
+    plan's `seeds`, each entry's book and IC are its seeds' (`seed_average`, the mean daily IC)."""
     everyone = (plan.default, *plan.candidates)
-    made = {c.name: scores(c, runs) for c in everyone}
-    rows = same_rows({name: entry[0] for name, entry in made.items()})
-    grid = runs.get(plan.default.overrides).walk.grid
+    seeds = plan.seeds or (None,)
+    made = {seed_label(c.name, s): scores(seeded(c, s), runs) for c in everyone for s in seeds}
+    rows = same_rows({key: entry[0] for key, entry in made.items()})
+    grid = runs.get(seeded(plan.default, seeds[0]).overrides).walk.grid
     panels: dict[tuple, object] = {}
+    traded, daily_ics = {}, {}
+    for key, (_, config, _) in made.items():
+        panel_key = (config.volume_days, config.risk_days, config.fill_delay_hours)
+        if panel_key not in panels:
+            panels[panel_key] = book_panel(grid, config)
+        traded[key] = run_ranked_book(rows[key][[*KEYS, "score"]].rename(columns={"score": config.score_column}),
+                                      pd.DataFrame(), config, panel=panels[panel_key]).daily
+        daily_ics[key] = daily_rank_ic(rows[key])
     books, ics, entries = {}, {}, {}
     for candidate in everyone:
-        config, source = made[candidate.name][1], made[candidate.name][2]
-        key = (config.volume_days, config.risk_days, config.fill_delay_hours)
-        if key not in panels:
-            panels[key] = book_panel(grid, config)
-        panel = panels[key]
-        books[candidate.name] = run_ranked_book(rows[candidate.name][[*KEYS, "score"]].rename(
-            columns={"score": config.score_column}), pd.DataFrame(), config, panel=panel).daily
-        ics[candidate.name] = daily_rank_ic(rows[candidate.name])
-        entries[candidate.name] = {"definition": candidate.definition(), "source": source,
-                                   "rows": len(rows[candidate.name]), "ic": ic_summary(ics[candidate.name]),
-                                   "book": book_figures(books[candidate.name], config.annualisation_days),
-                                   "book_by_half_year": by_half_year(books[candidate.name], config.annualisation_days)}
+        keys = [seed_label(candidate.name, s) for s in seeds]
+        config = made[keys[0]][1]
+        books[candidate.name] = seed_average([traded[key] for key in keys])
+        ics[candidate.name] = pd.concat([daily_ics[key] for key in keys], axis=1, join="inner").mean(axis=1)
+        sources = [made[key][2] for key in keys]
+        entries[candidate.name] = {
+            "definition": candidate.definition(), "source": sources[0] if plan.seeds == () else sources,
+            "rows": len(rows[keys[0]]), "ic": ic_summary(ics[candidate.name]),
+            "book": book_figures(books[candidate.name], config.annualisation_days),
+            "book_by_half_year": by_half_year(books[candidate.name], config.annualisation_days)}
+        if plan.seeds:
+            entries[candidate.name]["seeds"] = {
+                str(seed): {"ic": ic_summary(daily_ics[key]),
+                            "book": book_figures(traded[key], config.annualisation_days)}
+                for seed, key in zip(plan.seeds, keys, strict=True)}
     comparisons = {c.name: compare(plan.rule, books[c.name]["net"], books["default"]["net"], ics[c.name],
                                    ics["default"]) for c in plan.candidates}
     decision = decide(plan.rule, comparisons, [c.name for c in plan.candidates if c.decide])
     for name, comparison in comparisons.items():
         entries[name] |= {"versus_default": comparison, "adopted": comparison["adopted"]}
-    default_config = made["default"][1]
-    frame = pd.concat([r.assign(model=name) for name, r in rows.items()], ignore_index=True)
+    default_config = made[seed_label("default", seeds[0])][1]
+    frame = pd.concat([r.assign(model=key) for key, r in rows.items()], ignore_index=True)
     payoff = payoff_tables(frame, panels[(default_config.volume_days, default_config.risk_days,
-                                          default_config.fill_delay_hours)], default_config, books=books)
-    dates = rows["default"]["date"]
+                                          default_config.fill_delay_hours)], default_config, books=traded)
+    dates = rows[seed_label("default", seeds[0])]["date"]
     return {"scored": {"first": f"{dates.min():%Y-%m-%d}", "last": f"{dates.max():%Y-%m-%d}",
                        "days": int(dates.nunique())},
-            "default": entries["default"], "candidates": {c.name: entries[c.name] for c in plan.candidates},
-            **decision, "payoff": payoff}
+            "seeds": list(plan.seeds), "default": entries["default"],
+            "candidates": {c.name: entries[c.name] for c in plan.candidates}, **decision, "payoff": payoff}
 
 
 def render(result: dict) -> str:
@@ -187,8 +224,10 @@ def render(result: dict) -> str:
                 f"family-wise {rule['alpha']:g}" if rule["family"] == "holm" else "") + ", the "
              f"daily rank IC is not worse beyond noise (paired t > {rule['ic_t']:g}) and no half-year's net return "
              f"is below the default's by more than {100 * rule['half_year_shortfall']:g} points; Newey-West t with "
-             "≥ 10 lags, on the same rows and days.", "",
-             f"**Adopted: {', '.join(result['adopted']) or 'none'}; choice: {result['choice'] or 'the default'}.**",
+             "≥ 10 lags, on the same rows and days."
+             + (f" Every entry ran with extractor seeds {', '.join(map(str, result['seeds']))}: its book holds equal "
+                "capital in each seed's book and its IC is the seeds' mean daily IC." if result.get("seeds") else ""),
+             "", f"**Adopted: {', '.join(result['adopted']) or 'none'}; choice: {result['choice'] or 'the default'}.**",
              "", "| score and book | IC (t) | net return | Sharpe | max DD | beta | book − default: daily mean (t) "
              "| IC − default (t) | worst half-year − default | checks: book / IC / half-years | adopted |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
@@ -206,15 +245,25 @@ def render(result: dict) -> str:
                       " / ".join("yes" if versus["checks"][k] else "no" for k in ("book", "ic", "half_years")),
                       "**yes**" if entry["adopted"] else ("no" if entry["definition"]["decide"] else "reported only")]
         lines.append("| " + " | ".join(cells) + " |")
-    shown = ["default", *result["candidates"]]
-    for name in shown:
+    names = ["default", *result["candidates"]]
+    if result.get("seeds"):
+        lines += ["", "Each seed's own score and book (IC (t); net return; Sharpe):", "",
+                  "| score and book | " + " | ".join(f"seed {seed}" for seed in result["seeds"]) + " |",
+                  "| --- |" + " ---: |" * len(result["seeds"])]
+        for name in names:
+            by_seed = result["candidates"].get(name, result["default"])["seeds"]
+            lines.append(f"| {name} | " + " | ".join(
+                f"{num(e['ic']['mean'], 4)} ({num(e['ic']['t_stat_long'])}); {pct(e['book']['return'])}; "
+                f"{num(e['book']['sharpe'])}" for e in by_seed.values()) + " |")
+    for name in names:
         entry = result["candidates"].get(name, result["default"])
         lines += ["", f"## {name}: {entry['definition']}", "", *half_years_markdown(entry["book_by_half_year"])]
         versus = entry.get("versus_default")
         if versus is not None:
             lines += ["", "Half-years on the common days, candidate − default: " + ", ".join(
                 f"{h['half_year']} {pct(h['difference'])}" for h in versus["half_years"]) + "."]
-    return "\n".join([*lines, "", "## What each score's book is paid", "", *payoff_markdown(result["payoff"], shown)])
+    return "\n".join([*lines, "", "## What each score's book is paid", "", *payoff_markdown(result["payoff"], [
+        seed_label(name, seed) for name in names for seed in (result.get("seeds") or [None])])])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,6 +5,10 @@ words) and `candidates.yaml` (what the harness runs), both written before the ru
 `result.json` and `result.md` beside them and refuses to run where a result exists (a second look takes a
 new plan). `candidates.yaml`:
 
+    seeds: [42, 43, 44]            # optional: every entry (the default too) runs once per extractor seed
+                                   #   (`seed=<s>` appended to its overrides); its book is the seeds' books
+                                   #   with equal capital (the mean daily P&L) and its IC the mean daily IC,
+                                   #   so a candidate is judged against the default's seeds, not one draw
     rule:                          # optional: issue 32's rule is the default
       book_t: 2.0                  # the candidate's daily net P&L minus the default's: paired HAC t at least this
       ic_t: -2.0                   # its daily rank IC minus the default's: paired HAC t above this
@@ -98,6 +102,8 @@ class Plan:
     rule: Rule
     default: Candidate
     candidates: tuple[Candidate, ...]
+    # The extractor seeds every entry runs with, their books and ICs averaged; (): each entry's own one run.
+    seeds: tuple[int, ...] = ()
 
 
 def _candidate(entry: Mapping, where: str) -> Candidate:
@@ -124,7 +130,7 @@ def load_plan(folder: Path) -> Plan:
     if (folder / RESULT).exists():
         raise SystemExit(f"{folder / RESULT} exists: this plan was run; a second look needs a new plan")
     spec = yaml.safe_load((folder / CANDIDATES).read_text()) or {}
-    unknown = sorted(set(spec) - {"rule", "default", "candidates"})
+    unknown = sorted(set(spec) - {"rule", "default", "candidates", "seeds"})
     if unknown:
         raise ValueError(f"{folder / CANDIDATES}: unknown key(s) {unknown}")
     entries = spec.get("candidates") or []
@@ -134,9 +140,18 @@ def load_plan(folder: Path) -> Plan:
     names = [c.name for c in candidates]
     if len(set(names)) < len(names) or "default" in names:
         raise ValueError(f"{folder / CANDIDATES}: candidate names must be unique and not 'default': {names}")
-    return Plan(folder=folder, rule=Rule(**(spec.get("rule") or {})),
-                default=_candidate({"name": "default", **(spec.get("default") or {})}, "default"),
-                candidates=candidates)
+    seeds = spec.get("seeds") or []
+    if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) \
+            or len(set(seeds)) < len(seeds):
+        raise ValueError(f"{folder / CANDIDATES}: seeds must be a list of distinct integers, got {seeds!r}")
+    default = _candidate({"name": "default", **(spec.get("default") or {})}, "default")
+    seeded = [c.name for c in (default, *candidates)
+              if seeds and any(o.split("=", 1)[0].lstrip("+~") == "seed" for o in c.overrides)]
+    if seeded:
+        raise ValueError(f"{folder / CANDIDATES}: {seeded} set seed= in their overrides, and the plan's seeds "
+                         "set it for every entry")
+    return Plan(folder=folder, rule=Rule(**(spec.get("rule") or {})), default=default, candidates=candidates,
+                seeds=tuple(seeds))
 
 
 def half_year_returns(net: pd.Series) -> pd.Series:

@@ -141,6 +141,38 @@ def test_quality_scores_every_model_and_reads_each_fits_learning_curve(tmp_path,
     with pytest.raises(SystemExit, match="a second look needs a new plan"):
         harness.main(arguments)
 
+    # A plan run with extractor seeds: every entry once per seed (seed=42 is the run's own: every stage reused),
+    # judged by its seeds' book and IC, each seed's own figures and payoff tables beside.
+    folder = tmp_path / "experiments" / "98_seeds"
+    folder.mkdir(parents=True)
+    (folder / "plan.md").write_text("# seeds\n")
+    (folder / "candidates.yaml").write_text(yaml.safe_dump({
+        "seeds": [42], "default": {"overrides": overrides, "model": "blend_parts"},
+        "candidates": [{"name": "tabular", "overrides": overrides, "model": "tabular"}]}))
+    harness.main([str(folder), *arguments[1:]])
+    seeded = json.loads((folder / "result.json").read_text())
+    assert seeded["seeds"] == [42] and seeded["default"]["source"][0]["stack_run"] == result["stack_run"]
+    assert seeded["default"]["book"] == seeded["default"]["seeds"]["42"]["book"] == default["book"]
+    assert seeded["candidates"]["tabular"]["ic"] == candidates["tabular"]["ic"]
+    assert set(seeded["payoff"]["models"]) == {"default@42", "tabular@42"}
+    assert "Each seed's own score and book" in (folder / "result.md").read_text()
+
+
+def test_a_seed_averaged_book_holds_equal_capital_in_each_seeds_book(monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    from benchmarks.harness import AVERAGED, seed_average, seeded
+    from benchmarks.plan import Candidate
+
+    days = pd.date_range("2023-06-01", periods=3, tz="UTC", name="date")
+    one = pd.DataFrame({c: [0.01, -0.02, 0.03] for c in AVERAGED}, index=days).assign(equity=1.0, drawdown=0.0)
+    two = pd.DataFrame({c: [0.03, 0.00, -0.01] for c in AVERAGED}, index=days).assign(equity=2.0, drawdown=-0.1)
+    both = seed_average([one, two])
+    assert list(both.columns) == AVERAGED  # one book's equity path is not the average's
+    assert both["net"].tolist() == pytest.approx([0.02, -0.01, 0.01])
+    assert seed_average([one]) is one
+    assert seeded(Candidate(name="c", overrides=("a=1",)), 43).overrides == ("a=1", "seed=43")
+    assert seeded(Candidate(name="c"), None) == Candidate(name="c")
+
 
 def test_the_development_period_is_the_test_folds_from_2021_02_20_to_2023_12_31(monkeypatch):
     monkeypatch.setattr(sys, "path", list(sys.path))
@@ -172,6 +204,13 @@ def test_a_plan_is_read_before_its_run_and_refused_after_it(tmp_path, monkeypatc
     (tmp_path / "candidates.yaml").write_text("candidates: [{name: a, modle: tabular}]")
     with pytest.raises(ValueError, match="unknown field"):
         load_plan(tmp_path)
+    (tmp_path / "candidates.yaml").write_text("seeds: [42, 43]\ncandidates: [{name: a, overrides: [x=1]}]")
+    assert load_plan(tmp_path).seeds == (42, 43) and plan.seeds == ()
+    for seeds, entry, error in (("[42, 42]", "{name: a}", "distinct integers"), ("[4.2]", "{name: a}", "integers"),
+                                ("[42]", "{name: a, overrides: [seed=7]}", "set seed= in their overrides")):
+        (tmp_path / "candidates.yaml").write_text(f"seeds: {seeds}\ncandidates: [{entry}]")
+        with pytest.raises(ValueError, match=error):
+            load_plan(tmp_path)
     (tmp_path / "result.json").write_text("{}")
     with pytest.raises(SystemExit, match="a second look needs a new plan"):
         load_plan(tmp_path)

@@ -36,7 +36,8 @@ def _train(run_dir, artifacts, *overrides, timeout=300):
 @pytest.fixture(scope="module")
 def lstm_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("lstm")
-    _train(base / "run", base / "artifacts", "model=lstm", "trainer.max_epochs=2")
+    # The model's own max_epochs over the trainer's one (the main job shares one trainer between the kinds).
+    _train(base / "run", base / "artifacts", "model=lstm", "trainer.max_epochs=1", "model.max_epochs=2")
     return base
 
 
@@ -280,6 +281,22 @@ def test_a_kinds_train_window_replaces_the_splits_for_that_kind_only(tmp_path):
     samples, rolling_samples = artifact.meta["samples"], train_extractor(rolling).meta["samples"]
     assert samples["train"] > rolling_samples["train"]
     assert (samples["val"], samples["test"]) == (rolling_samples["val"], rolling_samples["test"])
+
+
+def test_a_kinds_max_epochs_replaces_the_shared_trainers_for_that_kind_only(tmp_path):
+    from pipeline import _train_cfg, extractor_epochs
+    from train import content_key, fit_epochs
+
+    def kind_cfg(kind, lstm_epochs):
+        cfg = compose("trainer.max_epochs=1", f"extractors.lstm.max_epochs={lstm_epochs}")
+        return cfg, _train_cfg(cfg, kind, 8, tmp_path / "out")
+
+    (shared, lstm), (_, tcn) = kind_cfg("lstm", 4), kind_cfg("tcn", 4)
+    assert (fit_epochs(lstm), fit_epochs(tcn)) == (4, 1) and extractor_epochs(shared) == "lstm 4, tcn 1"
+    assert content_key(lstm) != content_key(kind_cfg("lstm", "null")[1])  # 4 epochs are another training
+    assert content_key(tcn) == content_key(kind_cfg("tcn", "null")[1])  # the TCN's key does not move
+    with pytest.raises(ValueError, match="max_epochs must be at least 1"):
+        fit_epochs(kind_cfg("lstm", 0)[1])
 
 
 def test_a_kinds_val_days_and_purge_days_move_its_windows_on_the_same_test_window(tmp_path):
