@@ -269,7 +269,7 @@ def train_stage(cfg: DictConfig, frames: FeatureFrames, folds: list, out: Path) 
     in_use: dict[str, list[ExtractorArtifact]] = {}
     reused = []
     console.print(f"extractors: trainer {cfg.trainer.accelerator}, precision {cfg.trainer.precision}, "
-                  f"at most {extractor_epochs(cfg)} epochs; every {int(cfg.pipeline.retrain_every_folds)}-th fold")
+                  f"epochs at most {extractor_epochs(cfg)}; every {int(cfg.pipeline.retrain_every_folds)}-th fold")
     for kind in cfg.stack.kinds:
         in_use[kind] = []
         for fold in folds:

@@ -23,6 +23,7 @@ listwise loss beside the cross-entropy), `scheduler` (warm-up and decay), `avera
 
 from __future__ import annotations
 
+import copy
 import warnings
 from pathlib import Path
 
@@ -173,6 +174,18 @@ def fit_epochs(cfg: DictConfig) -> int:
     return int(epochs)
 
 
+def with_fit_epochs(cfg: DictConfig) -> DictConfig:
+    """`cfg` with trainer.max_epochs set to this fit's epochs (`fit_epochs`), so that every value read from it
+    follows them: the cosine schedule's T_max (`${trainer.max_epochs}`) spans the fit, where left at the
+    shared trainer's 1 it would drop the learning rate to 0 in every second epoch."""
+    epochs = fit_epochs(cfg)
+    if cfg.trainer.max_epochs == epochs:
+        return cfg
+    fit = copy.deepcopy(cfg)
+    fit.trainer.max_epochs = epochs
+    return fit
+
+
 def content_key(cfg: DictConfig) -> str:
     """A hash of everything a trained extractor depends on: same key, same training (on CPU, bit for bit).
 
@@ -180,13 +193,13 @@ def content_key(cfg: DictConfig) -> str:
     labels' end), so appending new bars keeps the keys of the folds trained before them. Code: the
     source that shapes training (`store.lineage.SOURCES["extractor"]`): after a fix there, nothing
     the old code trained is reused."""
+    cfg = with_fit_epochs(cfg)
     spec = extractor_groups(cfg) | {"model": OmegaConf.to_container(cfg.model, resolve=True)}
     spec["split"] = {k: v for k, v in spec["split"].items() if k not in ("first_test_date", "last_test_date")}
     # The data by content, not by where it lies (the daily command serves the same bars from its history).
     spec["data"] = {k: spec["data"].get(k) for k in ("gaps", "max_gap_hours", "on_bad_symbol")}
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
-    spec["trainer"] = {k: trainer.get(k) for k in ("precision", "gradient_clip_val", "accelerator")}
-    spec["trainer"]["max_epochs"] = fit_epochs(cfg)
+    spec["trainer"] = {k: trainer.get(k) for k in ("max_epochs", "precision", "gradient_clip_val", "accelerator")}
     spec |= {"fold": cfg.fold, "seed": cfg.seed, "compile": cfg.compile,
              "data_fingerprint": data_prefix_fingerprint(cfg.data, training_data_end(cfg)),
              "source": source_hash("extractor"),
@@ -243,6 +256,7 @@ def train_extractor(cfg: DictConfig, frames: FeatureFrames | None = None) -> Ext
     With `model.ensemble.members` K > 1, K fits of seeds seed, seed + 1, ... on the same windows make one
     artifact (models.SeedEnsemble); its metrics are the ensemble's, its members' are under `members`.
     """
+    cfg = with_fit_epochs(cfg)
     L.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
     groups = extractor_groups(cfg)
@@ -314,8 +328,7 @@ def _fit(cfg: DictConfig, datamodule: FoldWindowDataModule, weights: list[float]
     callbacks = [checkpoint, early_stopping, curve, LearningRateMonitor(logging_interval="epoch")]
     callbacks += [averaging] if averaging is not None else []
     logger = TensorBoardLogger(save_dir=str(out), name="tensorboard", version="" if member == 0 else f"member_{member}")
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, default_root_dir=str(out),
-                                     max_epochs=fit_epochs(cfg))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, default_root_dir=str(out))
 
     ckpt_path = cfg.ckpt_path
     if cfg.resume and ckpt_path is None:

@@ -36,6 +36,12 @@ def check_costs(key: str, fee_rate: float, slippage: float, financing: str, borr
                          f"{bad or {'funding_rate': funding_rate}}")
 
 
+def pro_rata(rate: float, hours, year: int):
+    """A rate a year (`year` calendar days) charged over `hours` (a number or an array), as a fraction of the
+    value held: a short's borrow, or the constant funding rate."""
+    return rate / year * (hours / 24)  # a day's charge is rate / year exactly
+
+
 @lru_cache(maxsize=4)
 def load_funding(path: str) -> pd.DataFrame:
     """A funding-rate file (symbol, ts, rate), sorted by symbol and time; bad rows are refused by file,
@@ -79,7 +85,7 @@ def funding_between(funding_rate: float, funding_path: str | None, symbols: np.n
     """Per row, the funding a unit of long value pays from start to end (int ns, UTC): the published
     events in [start, end) of a symbol the file names, else `funding_rate` pro rata of the hours."""
     hours = (end_ns - start_ns) / HOUR_NS
-    constant = funding_rate * hours / (24 * year_days)
+    constant = pro_rata(funding_rate, hours, year_days)
     if funding_path is None:
         return constant
     series = load_funding(str(funding_path))

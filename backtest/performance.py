@@ -65,6 +65,11 @@ def sortino(returns: np.ndarray, year: int) -> float | None:
     return ratio(float(returns.mean()) * math.sqrt(year), math.sqrt(float(np.mean(np.minimum(returns, 0.0) ** 2))))
 
 
+def drawdown_path(equity: np.ndarray, start: float) -> np.ndarray:
+    """Each day's fall of `equity` from its running peak, the starting capital `start` the first peak (<= 0)."""
+    return equity / np.maximum(np.maximum.accumulate(equity), start) - 1.0
+
+
 def max_drawdown(curve: np.ndarray) -> float:
     """The deepest fall from the running peak, a fraction <= 0 (0 for an empty or rising curve)."""
     if curve.size == 0:

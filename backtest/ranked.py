@@ -47,9 +47,9 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from backtest.config import RankedBookConfig
-from backtest.costs import daily_funding
+from backtest.costs import daily_funding, pro_rata
 from backtest.panel import DailyPanel, daily_panel
-from backtest.performance import max_drawdown, performance
+from backtest.performance import drawdown_path, max_drawdown, performance
 
 DAY = pd.Timedelta(days=1)
 HOUR = pd.Timedelta(hours=1)
@@ -304,7 +304,7 @@ def _account(target: pd.DataFrame, panel: DailyPanel, config: RankedBookConfig
     fills = panel.fill.to_numpy()
     funding = (daily_funding(config.funding_rate, config.funding_path, panel.days, symbols,
                              config.annualisation_days).to_numpy() if config.financing == "funding" else None)
-    borrow_day = config.borrow_rate / config.annualisation_days
+    borrow_day = pro_rata(config.borrow_rate, 24.0, config.annualisation_days)
     held = np.zeros(len(symbols))  # weights of the book held, marked at the day's reference prices
     equity = config.capital
     rows, orders, books = [], [], []
@@ -339,7 +339,7 @@ def _account(target: pd.DataFrame, panel: DailyPanel, config: RankedBookConfig
     daily = daily.set_index(pd.DatetimeIndex(daily["date"], name="date")).drop(columns="date")
     daily["market"] = panel.market.reindex(daily.index).to_numpy()
     daily["equity"] = config.capital * np.cumprod(1.0 + daily["net"].to_numpy())
-    daily["drawdown"] = daily["equity"] / np.maximum(np.maximum.accumulate(daily["equity"]), config.capital) - 1.0
+    daily["drawdown"] = drawdown_path(daily["equity"].to_numpy(), config.capital)
     daily["btc_equity"] = _benchmark_equity(panel, daily.index, config)
     return daily, _trade_frame(orders, days, symbols, config), _holding_frame(books, days, symbols)
 

@@ -52,8 +52,9 @@ import numpy as np
 import pandas as pd
 
 from backtest.config import BacktestConfig
-from backtest.costs import funding_between
+from backtest.costs import funding_between, pro_rata
 from backtest.panel import DailyPanel, daily_panel
+from backtest.performance import drawdown_path
 from backtest.regime import RegimeConfig, size_multiplier
 from backtest.report import BacktestResult, trailing_daily
 
@@ -271,7 +272,7 @@ def financing_rate(symbols: np.ndarray, side: np.ndarray, start_ns: np.ndarray, 
         return side * funding_between(config.funding_rate, config.funding_path, symbols, start_ns, end_ns,
                                       config.annualisation_days)
     hours = (end_ns - start_ns) / HOUR_NS
-    return np.where(side < 0, config.borrow_rate * hours / (24 * config.annualisation_days), 0.0)
+    return np.where(side < 0, pro_rata(config.borrow_rate, hours, config.annualisation_days), 0.0)
 
 
 def _exit_chunk(
@@ -429,7 +430,7 @@ def _equity(taken: pd.DataFrame, bars: _Bars, decisions: tuple[int, int], config
         {
             "date": pd.to_datetime(dates, unit="ns", utc=True),
             "equity": equity,
-            "drawdown": equity / np.maximum.accumulate(equity) - 1.0,
+            "drawdown": drawdown_path(equity, config.capital),
             "btc_equity": config.capital * _benchmark(bars, dates, config.benchmark_symbol),
         }
     )

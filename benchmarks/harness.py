@@ -38,6 +38,7 @@ import pandas as pd  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from backtest import RankedBookConfig, run_ranked_book  # noqa: E402
+from backtest.performance import DAILY_COLUMNS  # noqa: E402
 from benchmarks import stages  # noqa: E402
 from benchmarks.periods import DEVELOPMENT, PERIODS, in_period  # noqa: E402
 from benchmarks.plan import CANDIDATES, PLAN, RESULT, Candidate, Plan, compare, decide, load_plan  # noqa: E402
@@ -148,8 +149,8 @@ def seed_label(name: str, seed: int | None) -> str:
     return name if seed is None else f"{name}@{seed}"
 
 
-# A book's daily returns, costs and legs; the equity and drawdown columns are one book's path, not averaged.
-AVERAGED = ["gross", "long", "short", "turnover", "cost", "borrow", "net", "market"]
+# A book's daily returns, costs, turnover and legs (what its figures read); equity and drawdown are one book's path.
+AVERAGED = list(DAILY_COLUMNS)
 
 
 def seed_average(books: list[pd.DataFrame]) -> pd.DataFrame:
@@ -240,7 +241,7 @@ def render(result: dict) -> str:
             cells += ["", "", "", "", ""]
         else:
             worst = min((h["difference"] for h in versus["half_years"]), default=None)
-            cells += [f"{pct(versus['book']['mean'], 3)} ({num(versus['book']['t_stat'])})",
+            cells += [f"{pct(versus['book']['mean'], digits=3)} ({num(versus['book']['t_stat'])})",
                       f"{num(versus['ic']['diff_mean'], 4)} ({num(versus['ic']['t_stat_long'])})", pct(worst),
                       " / ".join("yes" if versus["checks"][k] else "no" for k in ("book", "ic", "half_years")),
                       "**yes**" if entry["adopted"] else ("no" if entry["definition"]["decide"] else "reported only")]

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from evaluation.cells import format_percent as pct  # the report's one percent format
+
 QUINTILES = tuple(f"Q{b}" for b in range(1, 6))
-
-
-def pct(value: float | None, digits: int = 1) -> str:
-    return "—" if value is None else f"{100 * value:+.{digits}f} %"
 
 
 def num(value: float | None, digits: int = 2) -> str:
@@ -36,8 +34,9 @@ def quintile_markdown(payoff: Mapping, models: Sequence[str]) -> list[str]:
         table = payoff["models"][model]["overall"]["quintiles"]
         if table is None:
             continue
-        lines.append(_row([model, *(f"{pct(table[q]['mean'], 2)} / {pct(table[q]['median'], 2)}" for q in QUINTILES),
-                           pct(table["spread"]["mean"], 2), num(table["spread"]["t_stat"]),
+        means = (f"{pct(table[q]['mean'], digits=2)} / {pct(table[q]['median'], digits=2)}" for q in QUINTILES)
+        lines.append(_row([model, *means,
+                           pct(table["spread"]["mean"], digits=2), num(table["spread"]["t_stat"]),
                            num(table["spread_vol"]["mean"], 3), num(table["spread_vol"]["t_stat"]),
                            str(table["spread"]["days"])]))
     return lines
@@ -53,7 +52,8 @@ def book_markdown(payoff: Mapping, models: Sequence[str]) -> list[str]:
         if book is None:
             continue
         legs = (["—", "—"] if table is None else
-                [f"{pct(table[leg]['mean'], 2)} ({num(table[leg]['t_stat'])})" for leg in ("long_leg", "short_leg")])
+                [f"{pct(table[leg]['mean'], digits=2)} ({num(table[leg]['t_stat'])})"
+                 for leg in ("long_leg", "short_leg")])
         lines.append(_row([model, pct(book["return"]), num(book["sharpe"]), num(book["net_t_stat"]),
                            pct(book["max_drawdown"]), num(book["beta"]), pct(book["long_return"]),
                            pct(book["short_return"]), *legs, str(book["days"])]))
@@ -86,7 +86,8 @@ def half_year_markdown(payoff: Mapping, models: Sequence[str]) -> list[str]:
         for half in halves:
             figures = entry.get(half, {})
             book, table = figures.get("book"), figures.get("quintiles")
-            spread = "—" if table is None else f"{pct(table['spread']['mean'], 2)} ({num(table['spread']['t_stat'])})"
+            spread = ("—" if table is None
+                      else f"{pct(table['spread']['mean'], digits=2)} ({num(table['spread']['t_stat'])})")
             cells.append(f"{pct(None if book is None else book['return'])}; {spread}")
         lines.append(_row([model, *cells]))
     return ["Per half-year: the book's net return; the Q5 − Q1 spread of means (t).", "", *lines]

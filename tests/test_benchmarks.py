@@ -162,6 +162,7 @@ def test_a_seed_averaged_book_holds_equal_capital_in_each_seeds_book(monkeypatch
     monkeypatch.setattr(sys, "path", list(sys.path))
     from benchmarks.harness import AVERAGED, seed_average, seeded
     from benchmarks.plan import Candidate
+    from evaluation.payoff import book_figures
 
     days = pd.date_range("2023-06-01", periods=3, tz="UTC", name="date")
     one = pd.DataFrame({c: [0.01, -0.02, 0.03] for c in AVERAGED}, index=days).assign(equity=1.0, drawdown=0.0)
@@ -169,6 +170,8 @@ def test_a_seed_averaged_book_holds_equal_capital_in_each_seeds_book(monkeypatch
     both = seed_average([one, two])
     assert list(both.columns) == AVERAGED  # one book's equity path is not the average's
     assert both["net"].tolist() == pytest.approx([0.02, -0.01, 0.01])
+    figures = book_figures(both)  # what the rule and result.md read of it
+    assert figures["return"] == pytest.approx(1.02 * 0.99 * 1.01 - 1) and figures["days"] == 3
     assert seed_average([one]) is one
     assert seeded(Candidate(name="c", overrides=("a=1",)), 43).overrides == ("a=1", "seed=43")
     assert seeded(Candidate(name="c"), None) == Candidate(name="c")
@@ -304,3 +307,39 @@ def test_drift_of_a_version_with_itself_is_exactly_one(lstm_versions, monkeypatc
     scoring = drift.Scoring.build(SAMPLE, [])
     agreement = drift.compare_pair(newer, newer, [older, newer], scoring)["agreement"]
     assert len(agreement) > 3 and (agreement[list(drift.WAYS)] == 1.0).all().all()
+
+
+# -- benchmarks/screen.py: recipes screened before the development period ----------------------------------------
+def test_the_screen_refuses_data_without_a_fold_before_the_development_period(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    from benchmarks import screen
+
+    assert screen.parse_variant("rc=model/objective=rank_corr,seed=1") == ("rc", ["model/objective=rank_corr",
+                                                                                   "seed=1"])
+    assert screen.parse_variant("default") == ("default", [])
+    with pytest.raises(SystemExit, match="nothing to screen on"):  # the sample starts in December 2022
+        screen.main(["lstm", "--variant", "default", "--data-dir", str(SAMPLE), "--artifacts-dir", str(tmp_path),
+                     "--results-dir", str(tmp_path)])
+
+
+@pytest.mark.slow
+def test_the_screen_scores_each_fit_on_the_folds_before_the_development_period(shared_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    from benchmarks import screen
+
+    screen.main(["lstm", "--variant", "default", "--variant", "twice=model.max_epochs=2", "--seeds", "42",
+                 "--name", "smoke", "--data-dir", str(shared_data), "--artifacts-dir", str(tmp_path / "artifacts"),
+                 "--results-dir", str(tmp_path)])
+    result = json.loads((tmp_path / "smoke.json").read_text())
+    assert result["folds"] == [0, 1, 2, 3, 4, 5] and result["test_days"] == "2020-11-28 .. 2021-02-19"
+    default, twice = result["variants"]
+    assert [f["fold"] for f in default["fits"]] == result["folds"]
+    assert {f["epochs"] for f in default["fits"]} == {1} and {f["epochs"] for f in twice["fits"]} == {2}
+    assert all(len(f["val_ic_by_epoch"]) == f["epochs"] for f in twice["fits"])
+    for variant in (default, twice):
+        ics = pd.DataFrame([f["ic"] for f in variant["fits"]])
+        assert ics.notna().all().all() and (ics.abs() < 1).all().all()
+        assert variant["mean"]["test"] == pytest.approx(ics["test"].mean())
+    # A warm-started, seeded fit on its own train windows ranks them better than on days it never saw.
+    assert default["mean"]["train"] > default["mean"]["val"]
+    assert "| lstm | twice |" in (tmp_path / "smoke.md").read_text()

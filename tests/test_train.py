@@ -97,6 +97,8 @@ def test_artifact_records_its_best_epoch_and_the_class_prior_loss(lstm_run):
     curve = metrics["learning_curve"]
     assert [e["epoch"] for e in curve] == list(range(metrics["epochs"]))
     assert all(e["train_loss"] > 0 and e["val_loss"] > 0 for e in curve)
+    # Every epoch trained: the model's 2 epochs over the trainer's 1 still moved the weights in the second.
+    assert curve[0]["val_loss"] != curve[1]["val_loss"]
     best_val = min(e["val_loss"] for e in curve)
     assert curve[metrics["best_epoch"]]["val_loss"] == best_val
     assert best_val == pytest.approx(metrics["best_epoch_val_loss"], abs=1e-5)
@@ -285,7 +287,7 @@ def test_a_kinds_train_window_replaces_the_splits_for_that_kind_only(tmp_path):
 
 def test_a_kinds_max_epochs_replaces_the_shared_trainers_for_that_kind_only(tmp_path):
     from pipeline import _train_cfg, extractor_epochs
-    from train import content_key, fit_epochs
+    from train import content_key, fit_epochs, with_fit_epochs
 
     def kind_cfg(kind, lstm_epochs):
         cfg = compose("trainer.max_epochs=1", f"extractors.lstm.max_epochs={lstm_epochs}")
@@ -293,6 +295,9 @@ def test_a_kinds_max_epochs_replaces_the_shared_trainers_for_that_kind_only(tmp_
 
     (shared, lstm), (_, tcn) = kind_cfg("lstm", 4), kind_cfg("tcn", 4)
     assert (fit_epochs(lstm), fit_epochs(tcn)) == (4, 1) and extractor_epochs(shared) == "lstm 4, tcn 1"
+    # The cosine schedule spans the fit's 4 epochs, not the shared trainer's 1 (its rate would be 0 every 2nd epoch).
+    assert with_fit_epochs(lstm).model.scheduler.T_max == 4 and with_fit_epochs(tcn).model.scheduler.T_max == 1
+    assert lstm.trainer.max_epochs == 1  # the caller's config is left as it was
     assert content_key(lstm) != content_key(kind_cfg("lstm", "null")[1])  # 4 epochs are another training
     assert content_key(tcn) == content_key(kind_cfg("tcn", "null")[1])  # the TCN's key does not move
     with pytest.raises(ValueError, match="max_epochs must be at least 1"):
