@@ -64,7 +64,9 @@ def screened_folds(cfg, frames) -> list[Fold]:
 
 def part_ics(cfg, artifact, frames) -> dict[str, float]:
     """The fit's mean daily rank IC on its own train, validation and test windows."""
-    datamodule = instantiate(cfg.model.datamodule, **extractor_groups(cfg), fold=cfg.fold, frames=frames)
+    # Partial, then called: the frames are objects, not config (as train.py builds its datamodule).
+    make = instantiate(cfg.model.datamodule, **extractor_groups(cfg), fold=cfg.fold, _partial_=True)
+    datamodule = make(frames=frames)
     datamodule.setup("fit")
     net = trained_net(artifact).eval()
     frame = getattr(frames, datamodule.frame_kind)
@@ -82,15 +84,17 @@ def part_ics(cfg, artifact, frames) -> dict[str, float]:
     return out
 
 
-def screen(kind: str, name: str, overrides: list[str], seeds: list[int], frames, artifacts: Path) -> dict:
+def screen(kind: str, name: str, overrides: list[str], seeds: list[int], frames, artifacts: Path,
+           data: list[str]) -> dict:
+    """The variant's fits over the screened folds, once per seed (`data`: the data overrides all share)."""
     fits = []
     for seed in seeds:
         previous = None
-        for fold in [f.index for f in screened_folds(config(kind, overrides), frames)]:
+        for fold in [f.index for f in screened_folds(config(kind, [*data, *overrides]), frames)]:
             cfg = config(kind, [f"fold={fold}", f"seed={seed}", f"paths.artifacts_dir={artifacts}",
                                 f"paths.output_dir={artifacts / 'runs' / name / str(seed) / str(fold)}",
                                 "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false",
-                                *([f"init_from={previous}"] if previous else []), *overrides])
+                                *([f"init_from={previous}"] if previous else []), *data, *overrides])
             started = time.perf_counter()
             artifact = train_extractor(cfg, frames=frames)
             previous = artifact.path
@@ -149,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"{args.data_dir}: no fold's test window ends before the development period "
                          f"({PERIODS[DEVELOPMENT][0]:%Y-%m-%d}): nothing to screen on")
     started = time.perf_counter()
-    variants = [screen(args.kind, name, [*data, *overrides], args.seeds, frames, args.artifacts_dir)
+    variants = [screen(args.kind, name, overrides, args.seeds, frames, args.artifacts_dir, data)
                 for name, overrides in map(parse_variant, args.variant)]
     result = {"name": args.name or args.kind, "folds": [f.index for f in folds], "seeds": args.seeds,
               "test_days": f"{folds[0].test_start:%Y-%m-%d} .. {folds[-1].test_end:%Y-%m-%d}",
