@@ -54,7 +54,7 @@ from store import write_json_atomic, write_parquet_atomic
 from store.extractors import ExtractorArtifact, list_extractors
 from store.files import write_text_atomic
 from store.lineage import checked_market_data
-from train import content_key, fit_line, train_extractor
+from train import content_key, fit_epochs, fit_line, train_extractor
 
 STAGES = ("data", "extractors", "backfill", "stack", "backtest", "report")
 
@@ -233,8 +233,7 @@ def strategy_line(backtest: dict) -> str:
 
 def extractor_epochs(cfg: DictConfig) -> str:
     """Each kind's most epochs a fit: its model's max_epochs, else the shared trainer's ("lstm 4, tcn 1")."""
-    return ", ".join(f"{kind} {cfg.extractors[kind].get('max_epochs') or cfg.trainer.max_epochs}"
-                     for kind in cfg.stack.kinds)
+    return ", ".join(f"{kind} {fit_epochs(cfg.extractors[kind], cfg.trainer)}" for kind in cfg.stack.kinds)
 
 
 def _train_cfg(cfg: DictConfig, kind: str, fold: int, out: Path) -> DictConfig:

@@ -164,13 +164,13 @@ def extractor_groups(cfg: DictConfig) -> dict[str, dict]:
     return groups
 
 
-def fit_epochs(cfg: DictConfig) -> int:
-    """The most epochs a fit of this extractor runs: the model's `max_epochs`, or the trainer's (which both
-    kinds share in the main job) where the model sets none."""
-    epochs = cfg.model.get("max_epochs")
-    epochs = cfg.trainer.max_epochs if epochs is None else epochs
+def fit_epochs(model: DictConfig, trainer: DictConfig) -> int:
+    """The most epochs a fit of extractor `model` runs: its `max_epochs`, or the trainer's (which both kinds
+    share in the main job) where it sets none."""
+    epochs = model.get("max_epochs")
+    epochs = trainer.max_epochs if epochs is None else epochs
     if int(epochs) < 1:
-        raise ValueError(f"{cfg.model.kind}: max_epochs must be at least 1, got {epochs}")
+        raise ValueError(f"{model.kind}: max_epochs must be at least 1, got {epochs}")
     return int(epochs)
 
 
@@ -178,7 +178,7 @@ def with_fit_epochs(cfg: DictConfig) -> DictConfig:
     """`cfg` with trainer.max_epochs set to this fit's epochs (`fit_epochs`), so that every value read from it
     follows them: the cosine schedule's T_max (`${trainer.max_epochs}`) spans the fit, where left at the
     shared trainer's 1 it would drop the learning rate to 0 in every second epoch."""
-    epochs = fit_epochs(cfg)
+    epochs = fit_epochs(cfg.model, cfg.trainer)
     if cfg.trainer.max_epochs == epochs:
         return cfg
     fit = copy.deepcopy(cfg)

@@ -186,7 +186,7 @@ def evaluate(plan: Plan, runs: Runs) -> dict:
         ics[candidate.name] = pd.concat([daily_ics[key] for key in keys], axis=1, join="inner").mean(axis=1)
         sources = [made[key][2] for key in keys]
         entries[candidate.name] = {
-            "definition": candidate.definition(), "source": sources[0] if plan.seeds == () else sources,
+            "definition": candidate.definition(), "source": sources if plan.seeds else sources[0],
             "rows": len(rows[keys[0]]), "ic": ic_summary(ics[candidate.name]),
             "book": book_figures(books[candidate.name], config.annualisation_days),
             "book_by_half_year": by_half_year(books[candidate.name], config.annualisation_days)}

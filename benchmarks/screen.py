@@ -87,10 +87,10 @@ def part_ics(cfg, artifact, frames) -> dict[str, float]:
 def screen(kind: str, name: str, overrides: list[str], seeds: list[int], frames, artifacts: Path,
            data: list[str]) -> dict:
     """The variant's fits over the screened folds, once per seed (`data`: the data overrides all share)."""
-    fits = []
+    fits, folds = [], [f.index for f in screened_folds(config(kind, [*data, *overrides]), frames)]
     for seed in seeds:
         previous = None
-        for fold in [f.index for f in screened_folds(config(kind, [*data, *overrides]), frames)]:
+        for fold in folds:
             cfg = config(kind, [f"fold={fold}", f"seed={seed}", f"paths.artifacts_dir={artifacts}",
                                 f"paths.output_dir={artifacts / 'runs' / name / str(seed) / str(fold)}",
                                 "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false",

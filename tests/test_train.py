@@ -294,14 +294,16 @@ def test_a_kinds_max_epochs_replaces_the_shared_trainers_for_that_kind_only(tmp_
         return cfg, _train_cfg(cfg, kind, 8, tmp_path / "out")
 
     (shared, lstm), (_, tcn) = kind_cfg("lstm", 4), kind_cfg("tcn", 4)
-    assert (fit_epochs(lstm), fit_epochs(tcn)) == (4, 1) and extractor_epochs(shared) == "lstm 4, tcn 1"
+    assert (fit_epochs(lstm.model, lstm.trainer), fit_epochs(tcn.model, tcn.trainer)) == (4, 1)
+    assert extractor_epochs(shared) == "lstm 4, tcn 1"
     # The cosine schedule spans the fit's 4 epochs, not the shared trainer's 1 (its rate would be 0 every 2nd epoch).
     assert with_fit_epochs(lstm).model.scheduler.T_max == 4 and with_fit_epochs(tcn).model.scheduler.T_max == 1
     assert lstm.trainer.max_epochs == 1  # the caller's config is left as it was
     assert content_key(lstm) != content_key(kind_cfg("lstm", "null")[1])  # 4 epochs are another training
     assert content_key(tcn) == content_key(kind_cfg("tcn", "null")[1])  # the TCN's key does not move
     with pytest.raises(ValueError, match="max_epochs must be at least 1"):
-        fit_epochs(kind_cfg("lstm", 0)[1])
+        zero = kind_cfg("lstm", 0)[1]
+        fit_epochs(zero.model, zero.trainer)
 
 
 def test_a_kinds_val_days_and_purge_days_move_its_windows_on_the_same_test_window(tmp_path):
