@@ -7,7 +7,9 @@ Each variant (`name` or `name=override,override,...`, train.py's overrides) trai
 test window ends before the development period (2021-02-20: folds 0-5 on ../shared/data, 84 test days), each
 fold warm-started from the one before as the main job chains them, once per seed. For every fit it scores the
 daily rank IC of p(BUY) - p(SELL) against the label's forward return on the fit's own train, validation and
-test windows, and keeps its learning curve; per variant: the means over folds, per seed and over seeds. A screen
+test windows, the daily quintile spread (the top fifth's mean forward return less the bottom fifth's: what the
+ranked book's legs are paid before costs, where the IC counts only order), and keeps its learning curve; per
+variant: the means over folds, per seed and over seeds. A screen
 says which candidates deserve a plan: it is no result, and the development years judge them
 (`benchmarks/harness.py`). Written to benchmarks/results/screen/<name>.json and .md. The shipped sample starts
 in December 2022: it has no such fold, and the screen says so.
@@ -34,7 +36,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 from backfill.plan import trained_net  # noqa: E402
 from benchmarks.periods import DEVELOPMENT, PERIODS  # noqa: E402
 from datamodules.windows import WindowDataset  # noqa: E402
-from evaluation.statistics import daily_rank_ic  # noqa: E402
+from evaluation.statistics import daily_quintile_spread, daily_rank_ic  # noqa: E402
 from features.build import label_horizon_days, load_feature_frames  # noqa: E402
 from features.labels import BUY, SELL  # noqa: E402
 from splits import Fold  # noqa: E402
@@ -62,8 +64,8 @@ def screened_folds(cfg, frames) -> list[Fold]:
     return [f for f in folds if f.test_end < PERIODS[DEVELOPMENT][0]]
 
 
-def part_ics(cfg, artifact, frames) -> dict[str, float]:
-    """The fit's mean daily rank IC on its own train, validation and test windows."""
+def part_scores(cfg, artifact, frames) -> dict[str, dict[str, float]]:
+    """The fit's mean daily rank IC and quintile spread on its own train, validation and test windows."""
     # Partial, then called: the frames are objects, not config (as train.py builds its datamodule).
     make = instantiate(cfg.model.datamodule, **extractor_groups(cfg), fold=cfg.fold, _partial_=True)
     datamodule = make(frames=frames)
@@ -71,7 +73,7 @@ def part_ics(cfg, artifact, frames) -> dict[str, float]:
     net = trained_net(artifact).eval()
     frame = getattr(frames, datamodule.frame_kind)
     forward = frame[f"fwd_ret_{label_horizon_days(cfg.labels.primary)}d"].to_numpy()
-    out = {}
+    out = {"ic": {}, "spread": {}}
     for part in PARTS:
         samples = datamodule.samples[part]
         loader = DataLoader(datamodule.datasets[part], batch_size=4096, collate_fn=WindowDataset.collate_fn)
@@ -79,7 +81,8 @@ def part_ics(cfg, artifact, frames) -> dict[str, float]:
             probs = torch.cat([net(batch[0]).logits.softmax(-1) for batch in loader]).numpy()
         rows = pd.DataFrame({"date": samples["decision_time"].to_numpy(), "score": probs[:, BUY] - probs[:, SELL],
                              "target": forward[samples["row"].to_numpy()]})
-        out[part] = float(daily_rank_ic(rows, target="target").mean())
+        out["ic"][part] = float(daily_rank_ic(rows, target="target").mean())
+        out["spread"][part] = float(daily_quintile_spread(rows, target="target").mean())
     datamodule.teardown("fit")
     return out
 
@@ -99,34 +102,48 @@ def screen(kind: str, name: str, overrides: list[str], seeds: list[int], frames,
             artifact = train_extractor(cfg, frames=frames)
             previous = artifact.path
             metrics = artifact.meta["metrics"]
-            fits.append({"seed": seed, "fold": fold, "ic": part_ics(cfg, artifact, frames),
+            fits.append({"seed": seed, "fold": fold, **part_scores(cfg, artifact, frames),
                          "best_epoch": metrics["best_epoch"], "epochs": metrics["epochs"],
                          "val_ic_by_epoch": [e["val_ic"] for e in metrics["learning_curve"]],
                          "seconds": round(time.perf_counter() - started, 1)})
             print(f"screen: {kind} {name} seed {seed} fold {fold}: " + ", ".join(
-                f"{part} IC {fits[-1]['ic'][part]:+.3f}" for part in PARTS), flush=True)
+                f"{part} IC {fits[-1]['ic'][part]:+.3f}" for part in PARTS)
+                  + f", test spread {fits[-1]['spread']['test']:+.4f}", flush=True)
     by_seed = {seed: {part: float(np.mean([f["ic"][part] for f in fits if f["seed"] == seed])) for part in PARTS}
                for seed in seeds}
+    spread = {seed: float(np.mean([f["spread"]["test"] for f in fits if f["seed"] == seed])) for seed in seeds}
     return {"kind": kind, "variant": name, "overrides": overrides, "fits": fits, "by_seed": by_seed,
             "mean": {part: float(np.mean([s[part] for s in by_seed.values()])) for part in PARTS},
             "sd": {part: statistics.stdev([s[part] for s in by_seed.values()]) if len(seeds) > 1 else None
-                   for part in PARTS}}
+                   for part in PARTS},
+            "test_spread_by_seed": spread, "test_spread": float(np.mean(list(spread.values()))),
+            "test_spread_sd": statistics.stdev(spread.values()) if len(seeds) > 1 else None}
+
+
+def spread_cell(variant: dict) -> str:
+    """The test quintile spread in %, with its sd over seeds (results written before the spread: blank)."""
+    if "test_spread" not in variant:
+        return ""
+    sd = variant["test_spread_sd"]
+    return f"{100 * variant['test_spread']:+.2f}" + ("" if sd is None else f" ({100 * sd:.2f})")
 
 
 def render(result: dict) -> str:
     lines = [f"# Extractor screen `{result['name']}` (benchmarks/screen.py)", "",
              f"Folds {result['folds']} (test days {result['test_days']}, before the development period), "
              f"warm-started in order, seeds {result['seeds']}; {result['seconds']:.0f} s on {result['device']}. "
-             "Daily rank IC of p(BUY) − p(SELL) against the label's forward return, the mean over folds; a screen, "
-             "not a result.", "",
-             "| kind | variant | train IC | val IC | test IC (sd over seeds) | test IC by seed | best epochs |",
-             "| --- | --- | ---: | ---: | ---: | --- | --- |"]
+             "Daily rank IC of p(BUY) − p(SELL) against the label's forward return, and the test days' quintile "
+             "spread (top fifth's mean forward return less the bottom fifth's, before costs), means over folds; a "
+             "screen, not a result.", "",
+             "| kind | variant | train IC | val IC | test IC (sd over seeds) | test IC by seed | test spread % (sd) "
+             "| best epochs |",
+             "| --- | --- | ---: | ---: | ---: | --- | ---: | --- |"]
     for v in result["variants"]:
         sd = v["sd"]["test"]
         lines.append(f"| {v['kind']} | {v['variant']} | {v['mean']['train']:+.3f} | {v['mean']['val']:+.3f} | "
                      f"{v['mean']['test']:+.3f}" + ("" if sd is None else f" ({sd:.3f})") + " | "
                      + ", ".join(f"{s['test']:+.3f}" for s in v["by_seed"].values()) + " | "
-                     + " ".join(str(f["best_epoch"]) for f in v["fits"]) + " |")
+                     + spread_cell(v) + " | " + " ".join(str(f["best_epoch"]) for f in v["fits"]) + " |")
     lines += ["", "Overrides: " + "; ".join(f"{v['variant']}: {' '.join(v['overrides']) or '(none)'}"
                                            for v in result["variants"]) + "."]
     return "\n".join(lines) + "\n"

@@ -6,7 +6,12 @@ trained on can add a per-timestamp listwise ranking loss on its score s = logit(
 - `softmax` (ListNet, top one): cross-entropy between the coins' softmax of s and the softmax of their
   forward returns' standardised ranks / temperature, per decision timestamp;
 - `rank_corr`: minus the Pearson correlation between a soft rank of s (sum of sigmoids of pairwise
-  differences / temperature) and the forward returns' ranks: a differentiable Spearman, per timestamp.
+  differences / temperature) and the forward returns' ranks: a differentiable Spearman, per timestamp;
+- `return_corr`: minus the Pearson correlation between the same soft rank of s and the forward returns
+  themselves (winsorised at `clip` cross-sectional standard deviations, or not): a book whose weights are
+  linear in the rank is paid the returns' magnitudes, not their order. Spearman pays for ordering the typical
+  coin, and a rank-trained extractor learns the low-volatility factor (run 39); the ranked book is paid the
+  mean of its extremes, which this loss sees.
 
 A batch is many timestamps (datamodules.samplers.DayBatchSampler keeps each whole); every function works
 on the (B, B) mask of pairs that share a timestamp, with no loop over timestamps. Each timestamp with at
@@ -21,7 +26,7 @@ import torch
 
 from features.labels import BUY, SELL
 
-LISTWISE = ("softmax", "rank_corr")
+LISTWISE = ("softmax", "rank_corr", "return_corr")
 
 
 def class_score(logits: torch.Tensor) -> torch.Tensor:
@@ -67,18 +72,48 @@ def listwise_softmax_loss(score: torch.Tensor, ret: torch.Tensor, group: torch.T
     return _per_group_mean(-target * _masked_log_softmax(score, mask), size, keep)
 
 
+def _soft_rank_correlation(score: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                           temperature: float) -> torch.Tensor:
+    """(B,) the Pearson correlation, in each row's group of `mask`, of soft ranks of `score` with `target`."""
+    weights = mask.float()  # (B, B)
+    size = weights.sum(1)  # (B,)
+    soft_rank = 0.5 + (torch.sigmoid((score[:, None] - score[None, :]) / temperature) * weights).sum(1)  # (B,)
+    a = soft_rank - weights @ soft_rank / size  # (B,) centred within the timestamp
+    b = target - weights @ target / size
+    return (weights @ (a * b)) / torch.sqrt((weights @ a**2) * (weights @ b**2) + 1e-12)
+
+
 def rank_correlation_loss(score: torch.Tensor, ret: torch.Tensor, group: torch.Tensor,
                           temperature: float = 0.1) -> torch.Tensor:
     """Minus the per-timestamp Pearson correlation of soft ranks of `score` with the ranks of `ret`."""
     mask = pair_mask(group, torch.isfinite(ret))
     size = mask.sum(1)
     keep = torch.isfinite(ret) & (size >= 2)
-    weights = mask.float()  # (B, B)
-    soft_rank = 0.5 + (torch.sigmoid((score[:, None] - score[None, :]) / temperature) * weights).sum(1)  # (B,)
-    rank = group_ranks(ret, mask).float()
-    a = soft_rank - weights @ soft_rank / size  # (B,) centred within the timestamp
-    b = rank - weights @ rank / size
-    corr = (weights @ (a * b)) / torch.sqrt((weights @ a**2) * (weights @ b**2) + 1e-12)  # (B,) i's group's
+    corr = _soft_rank_correlation(score, group_ranks(ret, mask).float(), mask, temperature)
+    return _per_group_mean(-corr / size, size, keep)
+
+
+def winsorised(ret: torch.Tensor, mask: torch.Tensor, clip: float | None) -> torch.Tensor:
+    """(B,) `ret` with missing values 0 and, when `clip` is set, limited to its group's mean +- clip standard
+    deviations (population, over the group's valid members)."""
+    ret = torch.nan_to_num(ret, nan=0.0)
+    if clip is None:
+        return ret
+    weights = mask.float()
+    size = weights.sum(1)
+    mean = weights @ ret / size  # (B,) i's group's mean
+    sd = torch.sqrt((weights @ ret**2) / size - mean**2).clamp(min=0)
+    return torch.minimum(torch.maximum(ret, mean - clip * sd), mean + clip * sd)
+
+
+def return_correlation_loss(score: torch.Tensor, ret: torch.Tensor, group: torch.Tensor,
+                            temperature: float = 0.1, clip: float | None = None) -> torch.Tensor:
+    """Minus the per-timestamp Pearson correlation of soft ranks of `score` with `ret` (winsorised at `clip`)."""
+    valid = torch.isfinite(ret)
+    mask = pair_mask(group, valid)
+    size = mask.sum(1)
+    keep = valid & (size >= 2)
+    corr = _soft_rank_correlation(score, winsorised(ret, mask, clip), mask, temperature)
     return _per_group_mean(-corr / size, size, keep)
 
 
@@ -87,6 +122,7 @@ class Objective:
     """What a fit minimises: (1 - listwise_weight) * class cross-entropy + listwise_weight * `listwise` loss.
 
     listwise_weight 0 is the cross-entropy alone (today's fits, bit for bit); 1 the listwise loss alone.
+    `clip`: return_corr's winsorisation of each timestamp's returns, in its standard deviations (null: none).
     `day_batches`: train batches of whole timestamps (the datamodule reads it); a listwise loss needs them.
     """
 
@@ -94,12 +130,15 @@ class Objective:
     listwise_weight: float = 0.0
     temperature: float = 1.0
     day_batches: bool = False
+    clip: float | None = None
 
     def __post_init__(self) -> None:
         if self.listwise not in LISTWISE:
             raise ValueError(f"objective.listwise must be one of {LISTWISE}, got {self.listwise!r}")
         if not 0 <= self.listwise_weight <= 1 or self.temperature <= 0:
             raise ValueError(f"objective needs 0 <= listwise_weight <= 1 and temperature > 0: {self}")
+        if self.clip is not None and (self.listwise != "return_corr" or self.clip <= 0):
+            raise ValueError(f"objective.clip winsorises return_corr's returns and must be > 0: {self}")
         if self.listwise_weight > 0 and not self.day_batches:
             raise ValueError("a listwise loss ranks each timestamp's coins: it needs objective.day_batches=true")
 
@@ -108,8 +147,11 @@ class Objective:
         return self.listwise_weight > 0
 
     def ranking_loss(self, logits: torch.Tensor, ret: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+        score, ret = class_score(logits.float()), ret.float()
+        if self.listwise == "return_corr":
+            return return_correlation_loss(score, ret, group, self.temperature, self.clip)
         loss = listwise_softmax_loss if self.listwise == "softmax" else rank_correlation_loss
-        return loss(class_score(logits.float()), ret.float(), group, self.temperature)
+        return loss(score, ret, group, self.temperature)
 
     def combine(self, cross_entropy: torch.Tensor, ranking: torch.Tensor) -> torch.Tensor:
         if self.listwise_weight == 1:

@@ -327,19 +327,25 @@ def test_the_screen_scores_each_fit_on_the_folds_before_the_development_period(s
     monkeypatch.setattr(sys, "path", list(sys.path))
     from benchmarks import screen
 
-    screen.main(["lstm", "--variant", "default", "--variant", "twice=model.max_epochs=2", "--seeds", "42",
+    screen.main(["lstm", "--variant", "default", "--variant", "twice=model.max_epochs=2",
+                 "--variant", "money=model/objective=return_corr,model.objective.clip=3", "--seeds", "42",
                  "--name", "smoke", "--data-dir", str(shared_data), "--artifacts-dir", str(tmp_path / "artifacts"),
                  "--results-dir", str(tmp_path)])
     result = json.loads((tmp_path / "smoke.json").read_text())
     assert result["folds"] == [0, 1, 2, 3, 4, 5] and result["test_days"] == "2020-11-28 .. 2021-02-19"
-    default, twice = result["variants"]
+    default, twice, money = result["variants"]
     assert [f["fold"] for f in default["fits"]] == result["folds"]
     assert {f["epochs"] for f in default["fits"]} == {1} and {f["epochs"] for f in twice["fits"]} == {2}
     assert all(len(f["val_ic_by_epoch"]) == f["epochs"] for f in twice["fits"])
-    for variant in (default, twice):
+    for variant in (default, twice, money):
         ics = pd.DataFrame([f["ic"] for f in variant["fits"]])
         assert ics.notna().all().all() and (ics.abs() < 1).all().all()
         assert variant["mean"]["test"] == pytest.approx(ics["test"].mean())
-    # A warm-started, seeded fit on its own train windows ranks them better than on days it never saw.
+        spreads = pd.DataFrame([f["spread"] for f in variant["fits"]])  # 3-day returns: well inside +-20 %
+        assert spreads.notna().all().all() and (spreads.abs() < 0.2).all().all()
+        assert variant["test_spread"] == pytest.approx(spreads["test"].mean())
+    # A warm-started, seeded fit on its own train windows ranks them better than on days it never saw, and its
+    # top fifth of them earns more than its bottom fifth.
     assert default["mean"]["train"] > default["mean"]["val"]
+    assert pd.DataFrame([f["spread"] for f in money["fits"]])["train"].mean() > 0
     assert "| lstm | twice |" in (tmp_path / "smoke.md").read_text()

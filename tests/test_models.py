@@ -19,6 +19,8 @@ from models.objectives import (
     listwise_softmax_loss,
     pair_mask,
     rank_correlation_loss,
+    return_correlation_loss,
+    winsorised,
 )
 from models.rank_ic import DailyRankIC
 from models.schedules import WarmupDecay
@@ -285,6 +287,49 @@ def test_rank_correlation_loss_is_minus_spearman_at_a_small_temperature():
     score.requires_grad_(True)
     rank_correlation_loss(score, ret, group, temperature=0.5).backward()
     assert (score.grad.abs() > 0).all()
+
+
+def test_return_correlation_loss_pays_the_returns_magnitude_where_spearman_pays_their_order():
+    torch.manual_seed(3)
+    sizes = [6, 5, 1]  # the lone coin's timestamp does not count; the NaN return is left out of its timestamp
+    group = _groups_of(sizes)
+    score, ret = torch.randn(len(group)), torch.randn(len(group))
+    ret[7] = float("nan")
+    expected = []
+    for g in range(2):
+        member = (group == g) & torch.isfinite(ret)
+        rank = torch.argsort(torch.argsort(score[member])).double()  # the hard rank of the score
+        expected.append(float(np.corrcoef(rank.numpy(), ret[member].double().numpy())[0, 1]))
+    got = return_correlation_loss(score, ret, group, temperature=1e-4)
+    assert float(got) == pytest.approx(-np.mean(expected), abs=1e-4)
+    # One coin explodes: ranked lowest, Spearman barely minds and the returns' correlation does.
+    ret = torch.tensor([0.01, 0.02, 0.03, 0.04, 0.05, 2.0])
+    score = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 0.0])
+    group = torch.zeros(6, dtype=torch.long)
+    spearman = 1 - 6 * 30 / 210  # rank differences 1, 1, 1, 1, 1, -5: rho = +1/7
+    assert float(rank_correlation_loss(score, ret, group, 1e-4)) == pytest.approx(-spearman, abs=1e-4)
+    assert float(return_correlation_loss(score, ret, group, 1e-4)) > 0.5  # a loss: correlation < -0.5
+    # Winsorised at 1 standard deviation the explosion weighs less and the order more.
+    clipped = return_correlation_loss(score, ret, group, 1e-4, clip=1.0)
+    assert float(clipped) < float(return_correlation_loss(score, ret, group, 1e-4))
+    score.requires_grad_(True)
+    return_correlation_loss(score, ret, group, 0.5, clip=2.0).backward()
+    assert (score.grad.abs() > 0).all()
+
+
+def test_winsorised_returns_stay_within_their_timestamps_mean_and_clip_standard_deviations():
+    ret = torch.tensor([0.0, 1.0, 2.0, 30.0, -1.0, 1.0, float("nan")])
+    group = torch.tensor([0, 0, 0, 0, 1, 1, 1])
+    mask = pair_mask(group, torch.isfinite(ret))
+    got = winsorised(ret, mask, clip=1.0)
+    first = ret[:4].double()
+    mean, sd = float(first.mean()), float(first.std(unbiased=False))
+    assert got[:4].tolist() == pytest.approx([max(v, mean - sd) if v < mean + sd else mean + sd
+                                              for v in first.tolist()], rel=1e-5)
+    assert got[4:].tolist() == pytest.approx([-1.0, 1.0, 0.0])  # within 1 sd of 0; the NaN is 0, left out
+    assert torch.equal(winsorised(ret, mask, None)[:6], ret[:6])
+    with pytest.raises(ValueError, match="clip"):
+        Objective(listwise="rank_corr", clip=3.0)
 
 
 def test_the_listwise_objective_needs_whole_timestamps_and_mixes_by_its_weight():
