@@ -217,37 +217,31 @@ class FoldWindowDataModule(L.LightningDataModule):
         return np.bincount(self.samples["train"]["label"].to_numpy(), minlength=3)
 
     # -- loaders ------------------------------------------------------------------------------
-    def _loader(self, part: str, shuffle: bool) -> DataLoader:
-        on_device = self.datasets[part].windows.device.type != "cpu"
-        return DataLoader(
-            self.datasets[part],
-            batch_size=self.batch_size if part == "train" else self.eval_batch_size,
-            shuffle=shuffle,
-            collate_fn=WindowDataset.collate_fn,
-            # Batches gathered on the GPU need no worker processes.
-            num_workers=0 if on_device else self.num_workers,
-        )
+    def _loader(self, part: str, **sampling) -> DataLoader:
+        """A loader of `part`'s windows, batched as `sampling` says (batch_size / shuffle / sampler / batch_sampler)."""
+        dataset = self.datasets[part]
+        # Batches gathered on the GPU need no worker processes.
+        workers = 0 if dataset.windows.device.type != "cpu" else self.num_workers
+        return DataLoader(dataset, collate_fn=WindowDataset.collate_fn, num_workers=workers, **sampling)
 
     def train_dataloader(self) -> DataLoader:
         # Shuffling mixes samples inside the train window only; the windows themselves stay in time order.
         dataset = self.datasets["train"]
-        workers = 0 if dataset.windows.device.type != "cpu" else self.num_workers
         if self.day_batches:
             if self.trainer is not None and self.trainer.world_size > 1:
                 raise ValueError("day_batches trains in one process: DDP would split its timestamps")
             sampler = DayBatchSampler(dataset.group.cpu().numpy(), self.batch_size, self.train_fraction)
-            return DataLoader(dataset, batch_sampler=sampler, collate_fn=WindowDataset.collate_fn, num_workers=workers)
+            return self._loader("train", batch_sampler=sampler)
         if self.train_fraction < 1:
-            sampler = FractionSampler(len(dataset), self.train_fraction)
-            return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, collate_fn=WindowDataset.collate_fn,
-                              num_workers=workers)
-        return self._loader("train", shuffle=True)
+            return self._loader("train", batch_size=self.batch_size,
+                                sampler=FractionSampler(len(dataset), self.train_fraction))
+        return self._loader("train", batch_size=self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader("val", batch_size=self.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test", batch_size=self.eval_batch_size)
 
 
 class DailySequenceDataModule(FoldWindowDataModule):
