@@ -72,11 +72,10 @@ def listwise_softmax_loss(score: torch.Tensor, ret: torch.Tensor, group: torch.T
     return _per_group_mean(-target * _masked_log_softmax(score, mask), size, keep)
 
 
-def _soft_rank_correlation(score: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+def _soft_rank_correlation(score: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, size: torch.Tensor,
                            temperature: float) -> torch.Tensor:
-    """(B,) the Pearson correlation, in each row's group of `mask`, of soft ranks of `score` with `target`."""
-    weights = mask.float()  # (B, B)
-    size = weights.sum(1)  # (B,)
+    """(B,) the Pearson correlation, in each row's group (`weights`: the (B, B) pair mask as floats, `size`: its
+    row sums), of soft ranks of `score` with `target`."""
     soft_rank = 0.5 + (torch.sigmoid((score[:, None] - score[None, :]) / temperature) * weights).sum(1)  # (B,)
     a = soft_rank - weights @ soft_rank / size  # (B,) centred within the timestamp
     b = target - weights @ target / size
@@ -87,22 +86,22 @@ def rank_correlation_loss(score: torch.Tensor, ret: torch.Tensor, group: torch.T
                           temperature: float = 0.1) -> torch.Tensor:
     """Minus the per-timestamp Pearson correlation of soft ranks of `score` with the ranks of `ret`."""
     mask = pair_mask(group, torch.isfinite(ret))
-    size = mask.sum(1)
+    weights = mask.float()  # (B, B)
+    size = weights.sum(1)  # (B,) coins in i's timestamp
     keep = torch.isfinite(ret) & (size >= 2)
-    corr = _soft_rank_correlation(score, group_ranks(ret, mask).float(), mask, temperature)
+    corr = _soft_rank_correlation(score, group_ranks(ret, mask).float(), weights, size, temperature)
     return _per_group_mean(-corr / size, size, keep)
 
 
-def winsorised(ret: torch.Tensor, mask: torch.Tensor, clip: float | None) -> torch.Tensor:
+def winsorised(ret: torch.Tensor, weights: torch.Tensor, size: torch.Tensor, clip: float | None) -> torch.Tensor:
     """(B,) `ret` with missing values 0 and, when `clip` is set, limited to its group's mean +- clip standard
-    deviations (population, over the group's valid members)."""
+    deviations (population, over the group's valid members; `weights` and `size` as `_soft_rank_correlation`'s)."""
     ret = torch.nan_to_num(ret, nan=0.0)
     if clip is None:
         return ret
-    weights = mask.float()
-    size = weights.sum(1)
     mean = weights @ ret / size  # (B,) i's group's mean
-    sd = torch.sqrt((weights @ ret**2) / size - mean**2).clamp(min=0)
+    # Clamped before the root: a day of equal returns can round its variance below 0.
+    sd = torch.sqrt(((weights @ ret**2) / size - mean**2).clamp(min=0))
     return torch.minimum(torch.maximum(ret, mean - clip * sd), mean + clip * sd)
 
 
@@ -110,10 +109,10 @@ def return_correlation_loss(score: torch.Tensor, ret: torch.Tensor, group: torch
                             temperature: float = 0.1, clip: float | None = None) -> torch.Tensor:
     """Minus the per-timestamp Pearson correlation of soft ranks of `score` with `ret` (winsorised at `clip`)."""
     valid = torch.isfinite(ret)
-    mask = pair_mask(group, valid)
-    size = mask.sum(1)
+    weights = pair_mask(group, valid).float()  # (B, B)
+    size = weights.sum(1)  # (B,)
     keep = valid & (size >= 2)
-    corr = _soft_rank_correlation(score, winsorised(ret, mask, clip), mask, temperature)
+    corr = _soft_rank_correlation(score, winsorised(ret, weights, size, clip), weights, size, temperature)
     return _per_group_mean(-corr / size, size, keep)
 
 

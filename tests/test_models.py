@@ -320,14 +320,18 @@ def test_return_correlation_loss_pays_the_returns_magnitude_where_spearman_pays_
 def test_winsorised_returns_stay_within_their_timestamps_mean_and_clip_standard_deviations():
     ret = torch.tensor([0.0, 1.0, 2.0, 30.0, -1.0, 1.0, float("nan")])
     group = torch.tensor([0, 0, 0, 0, 1, 1, 1])
-    mask = pair_mask(group, torch.isfinite(ret))
-    got = winsorised(ret, mask, clip=1.0)
+    weights = pair_mask(group, torch.isfinite(ret)).float()
+    got = winsorised(ret, weights, weights.sum(1), clip=1.0)
     first = ret[:4].double()
     mean, sd = float(first.mean()), float(first.std(unbiased=False))
     assert got[:4].tolist() == pytest.approx([max(v, mean - sd) if v < mean + sd else mean + sd
                                               for v in first.tolist()], rel=1e-5)
     assert got[4:].tolist() == pytest.approx([-1.0, 1.0, 0.0])  # within 1 sd of 0; the NaN is 0, left out
-    assert torch.equal(winsorised(ret, mask, None)[:6], ret[:6])
+    assert torch.equal(winsorised(ret, weights, weights.sum(1), None)[:6], ret[:6])
+    # A day of equal returns (its variance can round below 0) stays where it is (its mean), never NaN.
+    flat = torch.full((7,), 0.1)
+    weights = pair_mask(torch.zeros(7, dtype=torch.long), torch.isfinite(flat)).float()
+    assert winsorised(flat, weights, weights.sum(1), clip=3.0).tolist() == pytest.approx(flat.tolist())
     with pytest.raises(ValueError, match="clip"):
         Objective(listwise="rank_corr", clip=3.0)
 
