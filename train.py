@@ -39,6 +39,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cli import command, console
 from datamodules import FoldWindowDataModule
+from datamodules.windows import IGNORE
 from features.build import FeatureFrames, label_horizon_days, parse_horizons
 from features.labels import CLASS_NAMES
 from models import ExtractorModule, SeedEnsemble, balanced_class_weights
@@ -264,9 +265,12 @@ def train_extractor(cfg: DictConfig, frames: FeatureFrames | None = None) -> Ext
     make_datamodule = instantiate(cfg.model.datamodule, **groups, fold=cfg.fold, _partial_=True)
     datamodule: FoldWindowDataModule = make_datamodule(frames=frames)
     datamodule.setup("fit")  # the class weights come from this fold's train labels
-    weights = None
+    weights = aux_weights = None
     if cfg.model.class_weighting == "balanced":
         weights = balanced_class_weights(datamodule.samples["train"]["label"].to_numpy(copy=True)).tolist()
+        # Each other horizon's head weighs its own label's classes (the windows where that label is known).
+        aux = datamodule.samples["train"][list(datamodule.aux_labels)].to_numpy(copy=True)
+        aux_weights = [balanced_class_weights(classes[classes != IGNORE]).tolist() for classes in aux.T] or None
     elif cfg.model.class_weighting != "none":
         raise ValueError(f"model.class_weighting must be 'balanced' or 'none', got {cfg.model.class_weighting!r}")
     members = ensemble_members(cfg)
@@ -274,7 +278,7 @@ def train_extractor(cfg: DictConfig, frames: FeatureFrames | None = None) -> Ext
         raise ValueError("resume / ckpt_path continue one fit: not available for seed ensembles "
                          "(model.ensemble.members > 1)")
     warm_start = None if cfg.get("init_from") is None else warm_start_artifact(cfg)
-    fits = [_fit(cfg, datamodule, weights, warm_start, k, out) for k in range(members)]
+    fits = [_fit(cfg, datamodule, (weights, aux_weights), warm_start, k, out) for k in range(members)]
     if members == 1:
         [(plain_net, metrics, trainer)] = fits
     else:
@@ -283,14 +287,16 @@ def train_extractor(cfg: DictConfig, frames: FeatureFrames | None = None) -> Ext
         metrics, trainer = _ensemble_metrics(cfg, datamodule, plain_net, weights, fits), fits[-1][2]
     if not trainer.is_global_zero:
         return None
-    meta = _artifact_meta(cfg, datamodule, metrics, weights) | {
+    meta = _artifact_meta(cfg, datamodule, metrics, weights) | {"aux_class_weights": aux_weights,
         "content_key": content_key(cfg), "init_from": None if warm_start is None else warm_start.version}
     return save_extractor(Path(cfg.paths.artifacts_dir) / "extractors", plain_net, meta)
 
 
-def _fit(cfg: DictConfig, datamodule: FoldWindowDataModule, weights: list[float] | None,
+def _fit(cfg: DictConfig, datamodule: FoldWindowDataModule, class_weights: tuple[list | None, list | None],
          warm_start: ExtractorArtifact | None, member: int, out: Path) -> tuple[torch.nn.Module, dict, L.Trainer]:
-    """One fit (ensemble member `member`, seed cfg.seed + member): its best network, metrics and trainer."""
+    """One fit (ensemble member `member`, seed cfg.seed + member): its best network, metrics and trainer.
+    `class_weights`: the primary label's and the aux labels' (None: unweighted)."""
+    weights, aux_weights = class_weights
     if member > 0:  # member 0 is the single fit: seeded once, at the start, as always
         L.seed_everything(cfg.seed + member, workers=True)
     n_inputs = len(datamodule.input_columns)
@@ -311,6 +317,7 @@ def _fit(cfg: DictConfig, datamodule: FoldWindowDataModule, weights: list[float]
         scheduler=instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None,
         class_weights=weights,
         objective=instantiate(cfg.model.objective) if cfg.model.get("objective") else None,
+        aux_class_weights=aux_weights,
     )
 
     monitor = cfg.model.get("monitor", "val/loss")

@@ -3,8 +3,9 @@
     python benchmarks/screen.py lstm --variant default --variant "rank_corr=model/objective=rank_corr" --seeds 42 1 2
     python benchmarks/screen.py tcn --variant default --variant "rank_corr=model/objective=rank_corr" --name tcn
 
-Each variant (`name` or `name=override,override,...`, train.py's overrides) trains the kind on every fold whose
-test window ends before the development period (2021-02-20: folds 0-5 on ../shared/data, 84 test days), each
+Each variant (`name` or `name=override,override,...`, train.py's overrides; a list value keeps its commas)
+trains the kind on every fold whose test window ends before the development period (2021-02-20: folds 0-5 on
+../shared/data, 84 test days), each
 fold warm-started from the one before as the main job chains them, once per seed. For every fit it scores the
 daily rank IC of p(BUY) - p(SELL) against the label's forward return on the fit's own train, validation and
 test windows, the daily quintile spread (the top fifth's mean forward return less the bottom fifth's: what the
@@ -18,6 +19,7 @@ in December 2022: it has no such fold, and the screen says so.
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
 import time
@@ -48,8 +50,9 @@ PARTS = ("train", "val", "test")
 
 
 def parse_variant(text: str) -> tuple[str, list[str]]:
+    """`name=override,override`: the overrides split at commas outside brackets (a list value keeps its own)."""
     name, _, overrides = text.partition("=")
-    return name, [o for o in overrides.split(",") if o]
+    return name, [o for o in re.split(r",(?![^\[]*\])", overrides) if o]
 
 
 def config(kind: str, overrides: list[str]):

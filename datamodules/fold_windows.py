@@ -13,7 +13,9 @@ timestamp's cross-sectional mean (`cross_section`, see `splits.Normalizer`).
 Training-recipe options (issue 33), all off by default: market-context inputs (`market_context`,
 datamodules/context.py), batches of whole decision timestamps (`day_batches`, for a listwise loss),
 a random share of the train windows per epoch (`train_fraction`), train-only augmentations
-(`augment`, datamodules/augment.py) and, for the TCN, intraday training windows (`stride_hours`).
+(`augment`, datamodules/augment.py), for the TCN intraday training windows (`stride_hours`), and other
+horizons' labels beside the primary one for heads that learn them (`aux_labels`: a train window's class of
+each, IGNORE where it is unknown or would end past the validation window's first hour).
 Validation and test samples stay the daily decision rows that are served and stacked.
 """
 
@@ -31,7 +33,7 @@ from torch.utils.data import DataLoader
 from datamodules.augment import Augment
 from datamodules.context import coin_specific, context_names, input_frame
 from datamodules.samplers import DayBatchSampler, FractionSampler
-from datamodules.windows import WindowDataset, window_end_mask
+from datamodules.windows import IGNORE, WindowDataset, window_end_mask
 from features.build import FeatureFrames, label_horizon_days, load_feature_frames
 from splits import Fold, Normalizer
 from splits.artifacts import folds_from_config
@@ -71,6 +73,7 @@ class FoldWindowDataModule(L.LightningDataModule):
         day_batches: bool = False,
         train_fraction: float = 1.0,
         augment: Augment | None = None,
+        aux_labels: Sequence[str] = (),
         frames: FeatureFrames | None = None,
     ):
         super().__init__()
@@ -89,6 +92,11 @@ class FoldWindowDataModule(L.LightningDataModule):
         self.market_context, self.context_symbol = bool(market_context), context_symbol
         self.day_batches, self.train_fraction = bool(day_batches), float(train_fraction)
         self.augment = augment if augment is not None and augment.enabled else None
+        self.aux_labels = tuple(aux_labels)
+        if self.label in self.aux_labels:
+            raise ValueError(f"aux_labels {list(self.aux_labels)} repeat the primary label {self.label}")
+        if self.aux_labels and self.augment is not None and self.augment.mix > 0:
+            raise ValueError("augment.mix mixes the primary label only: it cannot be used with aux_labels")
         self.context: dict | None = None  # {"symbol", "columns"}: the inputs given market context, after setup
         self.input_columns: tuple[str, ...] = ()  # what the net reads: `columns`, then their context columns
         self.fold: Fold | None = None
@@ -109,7 +117,7 @@ class FoldWindowDataModule(L.LightningDataModule):
     @property
     def train_extras(self) -> bool:
         """Train batches carry forward returns and decision-time groups (a listwise loss, coin mixing)."""
-        return self.day_batches or self.augment is not None
+        return self.day_batches or self.augment is not None or bool(self.aux_labels)
 
     # -- set-up -------------------------------------------------------------------------------
     def _frames(self) -> FeatureFrames:
@@ -134,6 +142,9 @@ class FoldWindowDataModule(L.LightningDataModule):
         missing = [c for c in self.columns if c not in frame.columns]
         if missing:
             raise ValueError(f"{self.frame_kind} features {missing} are not built by the features config")
+        unbuilt = [c for c in self.aux_labels if c not in frames.label_columns or not c.startswith("label_")]
+        if unbuilt:
+            raise ValueError(f"aux_labels {unbuilt} are not labels the labels config builds ({frames.label_columns})")
         folds = folds_from_config(frames.daily, self.cfg["split"], max(frames.horizons), label_horizon_days(self.label))
         chosen = [f for f in folds if f.index == self.fold_index]
         if not chosen:
@@ -185,10 +196,14 @@ class FoldWindowDataModule(L.LightningDataModule):
                 }
             )
             extras = {}
+            if part == "train" and self.aux_labels:
+                aux = self._aux_classes(frame, ends, ts, label_ends_by[part])  # (samples, H)
+                self.samples[part] = self.samples[part].assign(**dict(zip(self.aux_labels, aux.T, strict=True)))
+                extras["aux"] = torch.from_numpy(aux).to(device)
             if part != "train" or self.train_extras:
                 # Forward returns rank a timestamp's coins (the daily rank IC, a listwise loss); the group names it.
-                extras = {"ret": torch.from_numpy(forward[ends]).to(device),
-                          "group": torch.from_numpy(pd.factorize(self.samples[part]["decision_time"])[0]).to(device)}
+                extras |= {"ret": torch.from_numpy(forward[ends]).to(device),
+                           "group": torch.from_numpy(pd.factorize(self.samples[part]["decision_time"])[0]).to(device)}
             augment = None
             if part == "train" and self.augment is not None:
                 augment = self.augment.bind(self.input_columns, self.normalizer.mean_, self.normalizer.scale_, device)
@@ -207,6 +222,17 @@ class FoldWindowDataModule(L.LightningDataModule):
         # every step (about 10% of an LSTM training step on CPU, benchmarks/extractors.py).
         gc.collect()
         gc.freeze()
+
+    def _aux_classes(self, frame: pd.DataFrame, ends: np.ndarray, ts, ends_by: pd.Timestamp) -> np.ndarray:
+        """(samples, H) int64: each window's class of each aux label, IGNORE where it is missing or its horizon
+        ends after `ends_by` (a longer label than the primary, which the part's purge does not cover)."""
+        out = np.full((len(ends), len(self.aux_labels)), IGNORE, dtype="int64")
+        for k, name in enumerate(self.aux_labels):
+            value = frame[name].to_numpy(dtype="float64", na_value=np.nan)[ends]
+            in_time = np.asarray(ts[ends] + self.bar + pd.Timedelta(days=label_horizon_days(name)) <= ends_by)
+            known = np.isfinite(value) & in_time
+            out[known, k] = value[known].astype("int64")
+        return out
 
     def teardown(self, stage: str) -> None:
         # Hand the frozen objects back to the collector: a process that trains many folds (the main

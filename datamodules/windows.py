@@ -6,7 +6,8 @@ at its decision row, and a batch gathers only its own windows. A window is usabl
 inside one symbol's block and holds no missing value.
 
 Given each sample's forward return and decision-time group, a batch is a `WindowBatch`: what the
-daily rank IC, a per-day listwise loss and mixing coins of one timestamp need besides (x, y).
+daily rank IC, a per-day listwise loss and mixing coins of one timestamp need besides (x, y), and
+the classes of other horizons' labels where heads learn them.
 Without them it is the plain (x, y) pair (the default training batches and the backfill's).
 """
 
@@ -18,6 +19,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+IGNORE = -100  # an aux class no loss counts (F.cross_entropy's ignore_index)
 
 
 def window_end_mask(symbols: np.ndarray, values: np.ndarray, length: int) -> np.ndarray:
@@ -42,6 +45,7 @@ class WindowBatch(NamedTuple):
     ret: torch.Tensor  # (B,) float32 forward return over the label's horizon (NaN: none)
     group: torch.Tensor  # (B,) int64 decision-time id: windows with one id share a decision timestamp
     target: torch.Tensor | None = None  # (B, n_classes) soft class targets where coins were mixed
+    aux: torch.Tensor | None = None  # (B, H) int64 classes of H other labels (IGNORE: unknown or purged)
 
 
 def _stack(batch):
@@ -56,21 +60,22 @@ class WindowDataset(Dataset):
     labels: (samples,) int64. `channels_first` gives (batch, channels, length) as Conv1d wants,
     otherwise (batch, length, channels) as a batch-first LSTM wants. With `ret` and `group`
     ((samples,) float32 and int64) a batch is a `WindowBatch`; `augment` (train only) transforms
-    each batch's windows (datamodules.augment.Augment), drawing partners of the same group.
+    each batch's windows (datamodules.augment.Augment), drawing partners of the same group; `aux`
+    ((samples, H) int64) adds other labels' classes.
     """
 
     collate_fn = staticmethod(_stack)
 
     def __init__(self, values: torch.Tensor, ends: torch.Tensor, labels: torch.Tensor, length: int,
                  channels_first: bool, ret: torch.Tensor | None = None, group: torch.Tensor | None = None,
-                 augment: Callable | None = None):
+                 augment: Callable | None = None, aux: torch.Tensor | None = None):
         if len(ends) and int(ends.min()) < length - 1:
             raise ValueError("a window would start before the first row")
-        if augment is not None and group is None:
-            raise ValueError("augmenting windows needs their decision-time groups")
+        if (augment is not None or aux is not None) and group is None:
+            raise ValueError("augmenting windows and other labels' classes need their decision-time groups")
         self.windows = values.unfold(0, length, 1)  # (rows - length + 1, channels, length), a view
         self.ends, self.labels, self.length, self.channels_first = ends, labels, length, channels_first
-        self.ret, self.group, self.augment = ret, group, augment
+        self.ret, self.group, self.augment, self.aux = ret, group, augment, aux
         if group is not None:
             # Samples sorted by group: a group's members are order[start : start + size].
             self._order = torch.argsort(group, stable=True)  # (samples,)
@@ -101,7 +106,8 @@ class WindowDataset(Dataset):
         ret, target = self.ret[index], None
         if self.augment is not None:
             x, ret, target = self.augment(x, y, ret, lambda: self._partner_batch(index))
-        return WindowBatch(x if self.channels_first else x.transpose(1, 2), y, ret, self.group[index], target)
+        aux = None if self.aux is None else self.aux[index]  # (batch, H)
+        return WindowBatch(x if self.channels_first else x.transpose(1, 2), y, ret, self.group[index], target, aux)
 
     def _partner_batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         other = self.partners(index)

@@ -4,7 +4,9 @@ The net, optimizer, scheduler and objective are constructor arguments so Hydra c
 from config (`_target_`, with `_partial_: true` for the optimizer and an epoch scheduler; a per-step
 schedule such as models.schedules.WarmupDecay is called with the fit's step count). The loss is the
 (class-weighted) cross-entropy, against soft targets where coins were mixed, optionally mixed with a
-per-timestamp listwise ranking loss (models.objectives.Objective). Validation and test batches that
+per-timestamp listwise ranking loss (models.objectives.Objective) and with the cross-entropies of heads that
+learn other horizons' labels from the embedding (the objective's `aux_labels`; trained here, never saved in
+the artifact, which keeps the network alone). Validation and test batches that
 carry forward returns (datamodules.windows.WindowBatch) also log the daily rank IC (`val/ic`).
 """
 
@@ -18,10 +20,10 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from torchmetrics.classification import BinaryAUROC, MulticlassAccuracy, MulticlassF1Score
 
-from datamodules.windows import WindowBatch
+from datamodules.windows import IGNORE, WindowBatch
 from features.labels import BUY, CLASS_NAMES, SELL
 from models.objectives import Objective
-from models.outputs import ExtractorOutput
+from models.outputs import ExtractorOutput, bottleneck
 from models.rank_ic import DailyRankIC
 
 
@@ -35,6 +37,7 @@ class ExtractorModule(L.LightningModule):
         n_classes: int = 3,
         scheduler_monitor: str = "val/loss",
         objective: Objective | None = None,
+        aux_class_weights: Sequence[Sequence[float]] | None = None,
     ) -> None:
         super().__init__()
         self.net = net
@@ -46,6 +49,17 @@ class ExtractorModule(L.LightningModule):
             raise ValueError(f"class_weights needs {n_classes} values, got shape {tuple(weight.shape)}")
         # A buffer follows the module across devices; non-persistent because the hparams keep it.
         self.register_buffer("class_weights", weight, persistent=False)
+        # One 3-class head per aux label on the embedding the class head reads (as the class head does, through
+        # the bottleneck), with that label's class weights.
+        aux_labels = () if objective is None else objective.aux_labels
+        embedding_dim = getattr(net, "_orig_mod", net).class_head.in_features if aux_labels else 0
+        self.aux_heads = nn.ModuleList(nn.Linear(embedding_dim, n_classes) for _ in aux_labels)
+        aux_weight = torch.ones(len(aux_labels), n_classes) if aux_class_weights is None else (
+            torch.as_tensor(aux_class_weights, dtype=torch.float32))
+        if aux_weight.shape != (len(aux_labels), n_classes):
+            raise ValueError(f"aux_class_weights needs {len(aux_labels)} x {n_classes} values, "
+                             f"got shape {tuple(aux_weight.shape)}")
+        self.register_buffer("aux_class_weights", aux_weight, persistent=False)
         # Plain values only: a pickled net, partial or OmegaConf list in the checkpoint would make
         # torch.load(weights_only=True), the default since torch 2.6, refuse it, so resuming and
         # load_from_checkpoint would fail. The net's weights are in the state dict; loading takes
@@ -92,13 +106,34 @@ class ExtractorModule(L.LightningModule):
         weighted = y if self.class_weights is None else y * self.class_weights  # (B, n_classes)
         return -(weighted * logits.log_softmax(-1)).sum() / weighted.sum()
 
+    def aux_loss(self, embedding: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
+        """The mean over the aux heads of each one's class-weighted cross-entropy on its label (aux: (B, H) classes,
+        IGNORE not counted; a head with no known class in the batch adds 0)."""
+        features = bottleneck(embedding)  # (B, embedding_dim)
+        losses = []
+        for k, head in enumerate(self.aux_heads):
+            known = aux[:, k] != IGNORE
+            if not known.any():
+                losses.append(head(features).sum() * 0.0)  # keeps the graph
+                continue
+            losses.append(F.cross_entropy(head(features[known]), aux[known, k], weight=self.aux_class_weights[k]))
+        return torch.stack(losses).mean()
+
     def _shared_step(self, batch: Sequence[torch.Tensor] | WindowBatch, part: str) -> torch.Tensor:
         x, y = batch[0], batch[1]  # (B, ...) windows, (B,) classes
         extra = batch if isinstance(batch, WindowBatch) else None
-        logits = self.net(x).logits  # (B, n_classes)
+        out = self.net(x)
+        logits = out.logits  # (B, n_classes)
         mixed = part == "train" and extra is not None and extra.target is not None
         loss = self.loss(logits, extra.target if mixed else y)
         log = {"on_step": False, "on_epoch": True, "batch_size": y.shape[0]}
+        if part == "train" and len(self.aux_heads):
+            if extra is None or extra.aux is None:
+                raise ValueError("heads for other horizons need train batches with those labels (aux_labels)")
+            aux = self.aux_loss(out.embedding, extra.aux)
+            self.log("train/cross_entropy_primary", loss, **log)
+            self.log("train/cross_entropy_aux", aux, **log)
+            loss = self.objective.with_aux(loss, aux)
         if part == "train" and self.objective is not None and self.objective.ranks:
             if extra is None:
                 raise ValueError("a listwise loss needs batches with forward returns and timestamps (day_batches)")

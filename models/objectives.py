@@ -123,6 +123,8 @@ class Objective:
     listwise_weight 0 is the cross-entropy alone (today's fits, bit for bit); 1 the listwise loss alone.
     `clip`: return_corr's winsorisation of each timestamp's returns, in its standard deviations (null: none).
     `day_batches`: train batches of whole timestamps (the datamodule reads it); a listwise loss needs them.
+    `aux_labels`: other label columns (other horizons) a head each learns beside the primary, their cross-entropies'
+    mean added times `aux_weight` (the datamodule serves them with the train windows).
     """
 
     listwise: str = "softmax"
@@ -130,8 +132,15 @@ class Objective:
     temperature: float = 1.0
     day_batches: bool = False
     clip: float | None = None
+    aux_labels: tuple[str, ...] = ()
+    aux_weight: float = 0.0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "aux_labels", tuple(self.aux_labels))  # Hydra hands a list
+        if (self.aux_weight > 0) != bool(self.aux_labels) or self.aux_weight < 0:
+            raise ValueError(f"objective.aux_labels need aux_weight > 0 and a positive aux_weight needs labels: {self}")
+        if len(set(self.aux_labels)) != len(self.aux_labels):
+            raise ValueError(f"objective.aux_labels names a label twice: {list(self.aux_labels)}")
         if self.listwise not in LISTWISE:
             raise ValueError(f"objective.listwise must be one of {LISTWISE}, got {self.listwise!r}")
         if not 0 <= self.listwise_weight <= 1 or self.temperature <= 0:
@@ -151,6 +160,10 @@ class Objective:
             return return_correlation_loss(score, ret, group, self.temperature, self.clip)
         loss = listwise_softmax_loss if self.listwise == "softmax" else rank_correlation_loss
         return loss(score, ret, group, self.temperature)
+
+    def with_aux(self, cross_entropy: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
+        """The primary cross-entropy plus aux_weight times the other horizons' heads' mean cross-entropy."""
+        return cross_entropy + self.aux_weight * aux
 
     def combine(self, cross_entropy: torch.Tensor, ranking: torch.Tensor) -> torch.Tensor:
         if self.listwise_weight == 1:

@@ -317,6 +317,8 @@ def test_the_screen_refuses_data_without_a_fold_before_the_development_period(tm
     assert screen.parse_variant("rc=model/objective=rank_corr,seed=1") == ("rc", ["model/objective=rank_corr",
                                                                                    "seed=1"])
     assert screen.parse_variant("default") == ("default", [])
+    assert screen.parse_variant("h=model.objective.aux_labels=[label_1d,label_7d],model.objective.aux_weight=0.5") == (
+        "h", ["model.objective.aux_labels=[label_1d,label_7d]", "model.objective.aux_weight=0.5"])
     with pytest.raises(SystemExit, match="nothing to screen on"):  # the sample starts in December 2022
         screen.main(["lstm", "--variant", "default", "--data-dir", str(SAMPLE), "--artifacts-dir", str(tmp_path),
                      "--results-dir", str(tmp_path)])

@@ -341,3 +341,46 @@ def test_magnitude_scaling_scales_the_raw_values_of_the_chosen_channels(frames):
     torch.testing.assert_close(raw, factor * raw0, rtol=1e-4, atol=1e-6)
     others = [i for i in range(len(dm.input_columns)) if i != j]
     torch.testing.assert_close(x[:, others], x0[:, others], rtol=0, atol=0)
+
+
+def test_other_horizons_labels_ride_with_the_train_windows_and_end_by_the_validation_window(frames):
+    """aux_labels: each train window carries its class of each label (the frame's, at its own end), IGNORE where it
+    is unknown or its horizon reaches past the first validation hour; validation and test stay as they were."""
+    from datamodules.windows import IGNORE
+
+    groups = _groups()
+    groups["split"]["purge_days"] = 3  # the 3-day label's shortest purge: the 7-day label of late windows reaches on
+    dm = HourlyWindowDataModule(**groups, fold=FOLD, stride_hours=6, aux_labels=["label_1d", "label_7d"],
+                                frames=frames)
+    dm.setup("fit")
+    train = dm.samples["train"]
+    rows = train["row"].to_numpy()
+    for name, days in (("label_1d", 1), ("label_7d", 7)):
+        value = frames.hourly[name].to_numpy(dtype="float64", na_value=np.nan)[rows]
+        reaches = (train["decision_time"] + pd.Timedelta(days=days) > dm.fold.val_start).to_numpy()
+        known = np.isfinite(value) & ~reaches
+        np.testing.assert_array_equal(train[name].to_numpy()[known], value[known].astype("int64"))
+        assert (train[name].to_numpy()[~known] == IGNORE).all()
+        assert known.mean() > 0.9
+    # The 7-day label of the last 4 train days' windows reaches into validation; the 1-day label is always known
+    # where the 3-day one is.
+    assert (train["label_7d"] == IGNORE).sum() > 0 == (train["label_1d"] == IGNORE).sum()
+    batch = next(iter(dm.train_dataloader()))
+    assert type(batch).__name__ == "WindowBatch" and batch.aux.shape == (len(batch.y), 2)
+    assert set(np.unique(batch.aux.numpy())) <= {IGNORE, 0, 1, 2}
+    assert dm.datasets["train"].aux.shape == (len(train), 2)
+    picked = dm.datasets["train"].__getitems__([0, 7, len(train) - 1])
+    np.testing.assert_array_equal(picked.aux.numpy(), train[["label_1d", "label_7d"]].to_numpy()[[0, 7, -1]])
+    assert dm.datasets["val"].aux is None and dm.datasets["test"].aux is None
+    # The primary label's samples are those of the plain datamodule: the aux labels drop no window.
+    plain = HourlyWindowDataModule(**groups, fold=FOLD, stride_hours=6, frames=frames)
+    plain.setup("fit")
+    for part in ("train", "val", "test"):
+        assert (plain.samples[part]["row"].to_numpy() == dm.samples[part]["row"].to_numpy()).all()
+    with pytest.raises(ValueError, match="primary label"):
+        DailySequenceDataModule(**groups, fold=FOLD, aux_labels=["label_3d"], frames=frames)
+    with pytest.raises(ValueError, match="not labels the labels config builds"):
+        DailySequenceDataModule(**groups, fold=FOLD, aux_labels=["label_2d"], frames=frames).setup("fit")
+    from datamodules.augment import Augment
+    with pytest.raises(ValueError, match="mix"):
+        DailySequenceDataModule(**groups, fold=FOLD, aux_labels=["label_1d"], augment=Augment(mix=0.5), frames=frames)

@@ -464,3 +464,51 @@ def test_a_seed_ensemble_serves_the_mean_of_its_members():
     assert all(torch.equal(second[k], v) for k, v in members[1].state_dict().items())
     single = members[0].state_dict()
     assert member_state(single, 1) is single  # a single net's weights start every member
+
+
+def test_heads_for_other_horizons_add_their_weighted_cross_entropy_and_train_the_embedding():
+    """loss = primary cross-entropy + aux_weight x the heads' mean class-weighted cross-entropy, unknown classes not
+    counted; the heads read the embedding (through the bottleneck) and live in the module, not the network."""
+    from datamodules.windows import IGNORE, WindowBatch
+    from models.outputs import bottleneck
+
+    with pytest.raises(ValueError, match="aux_weight"):
+        Objective(aux_labels=["label_1d"])
+    with pytest.raises(ValueError, match="aux_weight"):
+        Objective(aux_weight=0.5)
+    with pytest.raises(ValueError, match="twice"):
+        Objective(aux_labels=["label_1d", "label_1d"], aux_weight=0.5)
+    torch.manual_seed(0)
+    aux_w = [[1.0, 0.5, 2.0], [0.8, 1.0, 1.5]]
+    lit = module(LSTMExtractor(dropout=0.0), class_weights=[0.5, 1.0, 2.0], aux_class_weights=aux_w,
+                 objective=Objective(aux_labels=("label_1d", "label_7d"), aux_weight=0.5))
+    assert len(lit.aux_heads) == 2 and set(lit.net.state_dict()) == set(LSTMExtractor().state_dict())
+    with pytest.raises(ValueError, match="2 x 3"):
+        module(LSTMExtractor(), aux_class_weights=[[1.0, 1.0, 1.0]],
+               objective=Objective(aux_labels=("label_1d", "label_7d"), aux_weight=0.5))
+    x, y = torch.randn(8, 30, 12), torch.tensor([0, 1, 2, 2, 1, 0, 1, 2])
+    aux = torch.tensor([[0, 2], [1, IGNORE], [2, 0], [IGNORE, IGNORE], [1, 1], [0, 2], [2, IGNORE], [1, 0]])
+    batch = WindowBatch(x, y, torch.randn(8), torch.zeros(8, dtype=torch.long), aux=aux)
+    out = lit.net(x)
+    features = bottleneck(out.embedding)
+    expected_aux = []
+    for k in range(2):
+        known = aux[:, k] != IGNORE
+        expected_aux.append(F.cross_entropy(lit.aux_heads[k](features[known]), aux[known, k],
+                                            weight=torch.tensor(aux_w[k])))
+    expected = lit.loss(out.logits, y) + 0.5 * torch.stack(expected_aux).mean()
+    loss = lit.training_step(batch, 0)
+    assert float(loss.detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
+    # The aux heads' loss reaches the embedding: the LSTM's weights get a gradient from it alone.
+    lit.zero_grad()
+    lit.aux_loss(lit.net(x).embedding, aux).backward()
+    assert lit.net.lstm.weight_hh_l0.grad.abs().sum() > 0 and lit.net.class_head.weight.grad is None
+    # A batch with no known class of a label adds 0 for that head (and stays finite).
+    none_known = torch.full((8, 2), IGNORE)
+    none_known[:, 0] = 1
+    value = lit.aux_loss(lit.net(x).embedding, none_known)
+    assert torch.isfinite(value) and float(value) == pytest.approx(
+        float(F.cross_entropy(lit.aux_heads[0](bottleneck(lit.net(x).embedding)), none_known[:, 0],
+                              weight=torch.tensor(aux_w[0]))) / 2, rel=1e-5)
+    with pytest.raises(ValueError, match="aux_labels"):
+        lit.training_step((x, y), 0)

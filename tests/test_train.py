@@ -525,3 +525,23 @@ def test_a_seed_ensemble_warm_starts_member_by_member_from_the_previous_folds_en
     assert all(torch.equal(start[k], end[k]) for k in start)
     # The two members differ (seeds 42 and 43 from the first fold's random initialisation on).
     assert not torch.equal(start["members.0.embedding_head.weight"], start["members.1.embedding_head.weight"])
+
+
+def test_heads_for_other_horizons_train_with_the_fit_and_stay_out_of_the_artifact(tmp_path):
+    """model/objective=horizons: the fit learns label_1d and label_7d beside label_3d, each head's classes weighted
+    by its own train labels; the artifact holds the plain network (its keys and shapes), as any other fit's."""
+    from train import train_extractor
+
+    cfg = compose("model=lstm", "model/objective=horizons", "trainer.max_epochs=1", f"fold={FOLD}",
+                  f"paths.output_dir={tmp_path / 'run'}", f"paths.artifacts_dir={tmp_path / 'artifacts'}",
+                  config_name="train")
+    artifact = train_extractor(cfg)
+    meta = artifact.meta
+    assert meta["model"]["objective"]["aux_labels"] == ["label_1d", "label_7d"]
+    assert np.array(meta["aux_class_weights"]).shape == (2, 3) and meta["aux_class_weights"][0] != meta["class_weights"]
+    net = LSTMExtractor(**{k: v for k, v in meta["net"].items() if k != "_target_"})
+    state = artifact.load_state_dict()
+    assert set(state) == set(net.state_dict())
+    net.load_state_dict(state)
+    curve = meta["metrics"]["learning_curve"]
+    assert len(curve) == 1 and math.isfinite(meta["metrics"]["val/loss"])
