@@ -351,3 +351,23 @@ def test_the_screen_scores_each_fit_on_the_folds_before_the_development_period(s
     assert default["mean"]["train"] > default["mean"]["val"]
     assert pd.DataFrame([f["spread"] for f in money["fits"]])["train"].mean() > 0
     assert "| lstm | twice |" in (tmp_path / "smoke.md").read_text()
+
+
+def test_the_named_experiment_is_the_candidate_run_41_measured():
+    """conf/experiment/rank_volatility_neutral.yaml composes exactly run 41's candidate (its overrides and book),
+    for the main job and the daily run alike, and leaves everything else the default's."""
+    from omegaconf import OmegaConf
+
+    from tests.conftest import ROOT, compose
+
+    plan = yaml.safe_load((ROOT / "benchmarks/results/experiments/41_rank_extractors_volatility_neutral_book/"
+                           "candidates.yaml").read_text())
+    [candidate] = [c for c in plan["candidates"] if c["name"] == "rank_corr_volatility_neutral"]
+    for config_name in ("pipeline", "daily"):
+        measured = compose(*candidate["overrides"], config_name=config_name)
+        for key, value in candidate["book"].items():
+            measured.backtest.book[key] = value
+        named = compose("stack.ablations=[]", "+experiment=rank_volatility_neutral", config_name=config_name)
+        assert OmegaConf.to_container(named) == OmegaConf.to_container(measured)
+    default = compose()
+    assert default.extractors.lstm.objective.listwise_weight == 0 and default.backtest.book.neutralize == "none"
