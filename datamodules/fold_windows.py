@@ -15,7 +15,10 @@ datamodules/context.py), batches of whole decision timestamps (`day_batches`, fo
 a random share of the train windows per epoch (`train_fraction`), train-only augmentations
 (`augment`, datamodules/augment.py), for the TCN intraday training windows (`stride_hours`), and other
 horizons' labels beside the primary one for heads that learn them (`aux_labels`: a train window's class of
-each, IGNORE where it is unknown or would end past the validation window's first hour).
+each, IGNORE where it is unknown or would end past the validation window's first hour), and what a listwise
+loss ranks the train windows by (`train_target`: the forward return, or `scaled`: the forward return less its
+timestamp's mean over the coins, over the coin's trailing residual volatility x sqrt(horizon), so a wild coin's
+move counts in its own units, as the label classes it).
 Validation and test samples stay the daily decision rows that are served and stacked.
 """
 
@@ -35,10 +38,12 @@ from datamodules.context import coin_specific, context_names, input_frame
 from datamodules.samplers import DayBatchSampler, FractionSampler
 from datamodules.windows import IGNORE, WindowDataset, window_end_mask
 from features.build import FeatureFrames, label_horizon_days, load_feature_frames
+from features.rolling import trailing
 from splits import Fold, Normalizer
 from splits.artifacts import folds_from_config
 
 PARTS = ("train", "val", "test")
+TRAIN_TARGETS = ("return", "scaled")
 
 
 class FoldWindowDataModule(L.LightningDataModule):
@@ -53,6 +58,11 @@ class FoldWindowDataModule(L.LightningDataModule):
     column_set: str = ""  # which of FeatureFrames.columns the windows hold, unless `columns` is given
     channels_first: bool = False
     bar: pd.Timedelta = pd.Timedelta(0)
+    # The coin's trailing residual volatility (train_target=scaled): the std of this per-bar residual log return
+    # (coin less market) over `volatility_bars` bars, per day (x sqrt(bars a day)).
+    residual_column: str = ""
+    volatility_bars: int = 0
+    bars_per_day: int = 1
 
     def __init__(
         self,
@@ -74,6 +84,7 @@ class FoldWindowDataModule(L.LightningDataModule):
         train_fraction: float = 1.0,
         augment: Augment | None = None,
         aux_labels: Sequence[str] = (),
+        train_target: str = "return",
         frames: FeatureFrames | None = None,
     ):
         super().__init__()
@@ -93,6 +104,9 @@ class FoldWindowDataModule(L.LightningDataModule):
         self.day_batches, self.train_fraction = bool(day_batches), float(train_fraction)
         self.augment = augment if augment is not None and augment.enabled else None
         self.aux_labels = tuple(aux_labels)
+        if train_target not in TRAIN_TARGETS:
+            raise ValueError(f"train_target must be one of {TRAIN_TARGETS}, got {train_target!r}")
+        self.train_target = train_target
         if self.label in self.aux_labels:
             raise ValueError(f"aux_labels {list(self.aux_labels)} repeat the primary label {self.label}")
         if self.aux_labels and self.augment is not None and self.augment.mix > 0:
@@ -202,8 +216,11 @@ class FoldWindowDataModule(L.LightningDataModule):
                 extras["aux"] = torch.from_numpy(aux).to(device)
             if part != "train" or self.train_extras:
                 # Forward returns rank a timestamp's coins (the daily rank IC, a listwise loss); the group names it.
-                extras |= {"ret": torch.from_numpy(forward[ends]).to(device),
-                           "group": torch.from_numpy(pd.factorize(self.samples[part]["decision_time"])[0]).to(device)}
+                group = pd.factorize(self.samples[part]["decision_time"])[0]
+                ret = forward[ends]
+                if part == "train" and self.train_target == "scaled":
+                    ret = self._scaled(ret, group, frame, ends, horizon.days)
+                extras |= {"ret": torch.from_numpy(ret).to(device), "group": torch.from_numpy(group).to(device)}
             augment = None
             if part == "train" and self.augment is not None:
                 augment = self.augment.bind(self.input_columns, self.normalizer.mean_, self.normalizer.scale_, device)
@@ -222,6 +239,16 @@ class FoldWindowDataModule(L.LightningDataModule):
         # every step (about 10% of an LSTM training step on CPU, benchmarks/extractors.py).
         gc.collect()
         gc.freeze()
+
+    def _scaled(self, ret: np.ndarray, group: np.ndarray, frame: pd.DataFrame, ends: np.ndarray,
+                days: int) -> np.ndarray:
+        """(samples,) float32: each window's forward return less its timestamp's mean over the windows, over its
+        coin's trailing residual volatility x sqrt(days), known at the window's end (NaN where too short)."""
+        bars = frame[self.residual_column]
+        daily_volatility = trailing(bars, frame["symbol"], self.volatility_bars, "std").to_numpy()[ends] * np.sqrt(
+            self.bars_per_day)
+        mean = pd.Series(ret, dtype="float64").groupby(group).transform("mean").to_numpy()
+        return ((ret - mean) / (daily_volatility * np.sqrt(days))).astype("float32")
 
     def _aux_classes(self, frame: pd.DataFrame, ends: np.ndarray, ts, ends_by: pd.Timestamp) -> np.ndarray:
         """(samples, H) int64: each window's class of each aux label, IGNORE where it is missing or its horizon
@@ -277,6 +304,7 @@ class DailySequenceDataModule(FoldWindowDataModule):
     column_set = "lstm"
     channels_first = False
     bar = pd.Timedelta(days=1)
+    residual_column, volatility_bars, bars_per_day = "residual_1d", 30, 1
 
     def __init__(self, *args, window: int = 30, **kwargs):
         super().__init__(*args, window=window, **kwargs)
@@ -297,6 +325,7 @@ class HourlyWindowDataModule(FoldWindowDataModule):
     column_set = "tcn"
     channels_first = True
     bar = pd.Timedelta(hours=1)
+    residual_column, volatility_bars, bars_per_day = "residual_1h", 30 * 24, 24
 
     def __init__(self, *args, window: int = 168, stride_hours: int = 24, **kwargs):
         if stride_hours < 1 or 24 % stride_hours:

@@ -118,11 +118,15 @@ def return_correlation_loss(score: torch.Tensor, ret: torch.Tensor, group: torch
 
 @dataclass(frozen=True)
 class Objective:
-    """What a fit minimises: (1 - listwise_weight) * class cross-entropy + listwise_weight * `listwise` loss.
+    """What a fit minimises: (1 - listwise_weight) * class cross-entropy + listwise_weight * `listwise` loss, where
+    the class cross-entropy is the primary head's plus aux_weight times the aux heads' mean (with `aux_labels`).
 
     listwise_weight 0 is the cross-entropy alone (today's fits, bit for bit); 1 the listwise loss alone.
     `clip`: return_corr's winsorisation of each timestamp's returns, in its standard deviations (null: none).
     `day_batches`: train batches of whole timestamps (the datamodule reads it); a listwise loss needs them.
+    `target`: what the listwise loss ranks the train windows by (the datamodule serves it): `return`, the forward
+    return, or `scaled`, the forward return less its timestamp's mean over its coin's trailing residual volatility
+    (datamodules.fold_windows), a target the wildest coins cannot dominate by their size alone.
     `aux_labels`: other label columns (other horizons) a head each learns beside the primary, their cross-entropies'
     mean added times `aux_weight` (the datamodule serves them with the train windows).
     """
@@ -132,6 +136,7 @@ class Objective:
     temperature: float = 1.0
     day_batches: bool = False
     clip: float | None = None
+    target: str = "return"
     aux_labels: tuple[str, ...] = ()
     aux_weight: float = 0.0
 
@@ -147,6 +152,9 @@ class Objective:
             raise ValueError(f"objective needs 0 <= listwise_weight <= 1 and temperature > 0: {self}")
         if self.clip is not None and (self.listwise != "return_corr" or self.clip <= 0):
             raise ValueError(f"objective.clip winsorises return_corr's returns and must be > 0: {self}")
+        if self.target not in ("return", "scaled") or (self.target == "scaled" and not self.ranks):
+            raise ValueError(f"objective.target must be 'return' or 'scaled', and 'scaled' is what a listwise loss "
+                             f"(listwise_weight > 0) ranks: {self}")
         if self.listwise_weight > 0 and not self.day_batches:
             raise ValueError("a listwise loss ranks each timestamp's coins: it needs objective.day_batches=true")
 

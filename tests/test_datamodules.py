@@ -384,3 +384,34 @@ def test_other_horizons_labels_ride_with_the_train_windows_and_end_by_the_valida
     from datamodules.augment import Augment
     with pytest.raises(ValueError, match="mix"):
         DailySequenceDataModule(**groups, fold=FOLD, aux_labels=["label_1d"], augment=Augment(mix=0.5), frames=frames)
+
+
+@pytest.mark.parametrize("cls", [DailySequenceDataModule, HourlyWindowDataModule])
+def test_a_scaled_train_target_is_each_coins_move_in_its_own_volatility_and_validation_keeps_the_return(frames, cls):
+    """train_target=scaled: a train window's ranking target is its forward return less its timestamp's mean over
+    the train windows, over its coin's trailing residual volatility (30 days of the residual return, per day)
+    x sqrt(3), known at the window's end; validation and test keep the raw forward return."""
+    dm = cls(**_groups(), fold=FOLD, day_batches=True, train_target="scaled", frames=frames)
+    dm.setup("fit")
+    plain = cls(**_groups(), fold=FOLD, day_batches=True, frames=frames)
+    plain.setup("fit")
+    frame = getattr(frames, dm.frame_kind)
+    train = dm.samples["train"]
+    scaled, raw = dm.datasets["train"].ret.numpy(), plain.datasets["train"].ret.numpy()
+    np.testing.assert_array_equal(dm.datasets["val"].ret.numpy(), plain.datasets["val"].ret.numpy())
+    per_day = 24 if dm.frame_kind == "hourly" else 1
+    column = "residual_1h" if per_day == 24 else "residual_1d"
+    day = train["decision_time"].iloc[len(train) // 2]  # one timestamp, by hand
+    at = np.flatnonzero((train["decision_time"] == day).to_numpy())
+    assert len(at) >= 4
+    rows = train["row"].to_numpy()[at]
+    for i, row in zip(at, rows, strict=True):
+        symbol = frame["symbol"].iloc[row]
+        history = frame[column].iloc[row - 30 * per_day + 1: row + 1]
+        assert (frame["symbol"].iloc[row - 30 * per_day + 1: row + 1] == symbol).all()
+        expected = (raw[i] - raw[at].mean()) / (history.std() * np.sqrt(per_day) * np.sqrt(3))
+        assert scaled[i] == pytest.approx(expected, rel=1e-4)
+    # The order within a day changes (a calm coin's small move can outrank a wild coin's larger one).
+    assert not (np.argsort(scaled[at]) == np.argsort(raw[at])).all()
+    with pytest.raises(ValueError, match="train_target"):
+        cls(**_groups(), fold=FOLD, train_target="sharpe", frames=frames)

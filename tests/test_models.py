@@ -478,6 +478,9 @@ def test_heads_for_other_horizons_add_their_weighted_cross_entropy_and_train_the
         Objective(aux_weight=0.5)
     with pytest.raises(ValueError, match="twice"):
         Objective(aux_labels=["label_1d", "label_1d"], aux_weight=0.5)
+    with pytest.raises(ValueError, match="scaled"):
+        Objective(target="scaled")  # a scaled ranking target without a listwise loss would be read by nothing
+    assert Objective(listwise="rank_corr", listwise_weight=0.5, day_batches=True, target="scaled").ranks
     torch.manual_seed(0)
     aux_w = [[1.0, 0.5, 2.0], [0.8, 1.0, 1.5]]
     lit = module(LSTMExtractor(dropout=0.0), class_weights=[0.5, 1.0, 2.0], aux_class_weights=aux_w,
@@ -506,9 +509,9 @@ def test_heads_for_other_horizons_add_their_weighted_cross_entropy_and_train_the
     # A batch with no known class of a label adds 0 for that head (and stays finite).
     none_known = torch.full((8, 2), IGNORE)
     none_known[:, 0] = 1
-    value = lit.aux_loss(lit.net(x).embedding, none_known)
+    value = lit.aux_loss(lit.net(x).embedding, none_known).detach()
     assert torch.isfinite(value) and float(value) == pytest.approx(
         float(F.cross_entropy(lit.aux_heads[0](bottleneck(lit.net(x).embedding)), none_known[:, 0],
-                              weight=torch.tensor(aux_w[0]))) / 2, rel=1e-5)
+                              weight=torch.tensor(aux_w[0])).detach()) / 2, rel=1e-5)
     with pytest.raises(ValueError, match="aux_labels"):
         lit.training_step((x, y), 0)
