@@ -68,7 +68,9 @@ def screened_folds(cfg, frames) -> list[Fold]:
 
 
 def part_scores(cfg, artifact, frames) -> dict[str, dict[str, float]]:
-    """The fit's mean daily rank IC and quintile spread on its own train, validation and test windows."""
+    """The fit's mean daily rank IC, quintile spread and rank correlation with the low-volatility factor (how much
+    of the score is "calm coins do better", `lowvol_30d` of the decision day) on its own train, validation and
+    test windows."""
     # Partial, then called: the frames are objects, not config (as train.py builds its datamodule).
     make = instantiate(cfg.model.datamodule, **extractor_groups(cfg), fold=cfg.fold, _partial_=True)
     datamodule = make(frames=frames)
@@ -76,16 +78,21 @@ def part_scores(cfg, artifact, frames) -> dict[str, dict[str, float]]:
     net = trained_net(artifact).eval()
     frame = getattr(frames, datamodule.frame_kind)
     forward = frame[f"fwd_ret_{label_horizon_days(cfg.labels.primary)}d"].to_numpy()
-    out = {"ic": {}, "spread": {}}
+    # A window decided at a day's close reads that day's daily row (decision time less a day: its ts).
+    lowvol = frames.daily.set_index(["symbol", "ts"])["lowvol_30d"]
+    out = {"ic": {}, "spread": {}, "lowvol": {}}
     for part in PARTS:
         samples = datamodule.samples[part]
         loader = DataLoader(datamodule.datasets[part], batch_size=4096, collate_fn=WindowDataset.collate_fn)
         with torch.no_grad():
             probs = torch.cat([net(batch[0]).logits.softmax(-1) for batch in loader]).numpy()
+        day = pd.MultiIndex.from_arrays([samples["symbol"], samples["decision_time"] - pd.Timedelta(days=1)])
         rows = pd.DataFrame({"date": samples["decision_time"].to_numpy(), "score": probs[:, BUY] - probs[:, SELL],
-                             "target": forward[samples["row"].to_numpy()]})
+                             "target": forward[samples["row"].to_numpy()],
+                             "lowvol": lowvol.reindex(day).to_numpy()})
         out["ic"][part] = float(daily_rank_ic(rows, target="target").mean())
         out["spread"][part] = float(daily_quintile_spread(rows, target="target").mean())
+        out["lowvol"][part] = float(daily_rank_ic(rows, target="lowvol").mean())
     datamodule.teardown("fit")
     return out
 
@@ -115,12 +122,14 @@ def screen(kind: str, name: str, overrides: list[str], seeds: list[int], frames,
     by_seed = {seed: {part: float(np.mean([f["ic"][part] for f in fits if f["seed"] == seed])) for part in PARTS}
                for seed in seeds}
     spread = {seed: float(np.mean([f["spread"]["test"] for f in fits if f["seed"] == seed])) for seed in seeds}
+    lowvol = {seed: float(np.mean([f["lowvol"]["test"] for f in fits if f["seed"] == seed])) for seed in seeds}
     return {"kind": kind, "variant": name, "overrides": overrides, "fits": fits, "by_seed": by_seed,
             "mean": {part: float(np.mean([s[part] for s in by_seed.values()])) for part in PARTS},
             "sd": {part: statistics.stdev([s[part] for s in by_seed.values()]) if len(seeds) > 1 else None
                    for part in PARTS},
             "test_spread_by_seed": spread, "test_spread": float(np.mean(list(spread.values()))),
-            "test_spread_sd": statistics.stdev(spread.values()) if len(seeds) > 1 else None}
+            "test_spread_sd": statistics.stdev(spread.values()) if len(seeds) > 1 else None,
+            "test_lowvol": float(np.mean(list(lowvol.values())))}
 
 
 def spread_cell(variant: dict) -> str:
@@ -131,22 +140,29 @@ def spread_cell(variant: dict) -> str:
     return f"{100 * variant['test_spread']:+.2f}" + ("" if sd is None else f" ({100 * sd:.2f})")
 
 
+def lowvol_cell(variant: dict) -> str:
+    """The test days' mean daily rank correlation of the score with the low-volatility factor (older results: blank)."""
+    return f"{variant['test_lowvol']:+.2f}" if "test_lowvol" in variant else ""
+
+
 def render(result: dict) -> str:
     lines = [f"# Extractor screen `{result['name']}` (benchmarks/screen.py)", "",
              f"Folds {result['folds']} (test days {result['test_days']}, before the development period), "
              f"warm-started in order, seeds {result['seeds']}; {result['seconds']:.0f} s on {result['device']}. "
              "Daily rank IC of p(BUY) − p(SELL) against the label's forward return, and the test days' quintile "
-             "spread (top fifth's mean forward return less the bottom fifth's, before costs), means over folds; a "
-             "screen, not a result.", "",
+             "spread (top fifth's mean forward return less the bottom fifth's, before costs), means over folds; "
+             "low-vol: the test days' rank correlation of the score with the low-volatility factor (`lowvol_30d`, "
+             "how much of the score is \"calm coins do better\"); a screen, not a result.", "",
              "| kind | variant | train IC | val IC | test IC (sd over seeds) | test IC by seed | test spread % (sd) "
-             "| best epochs |",
-             "| --- | --- | ---: | ---: | ---: | --- | ---: | --- |"]
+             "| low-vol | best epochs |",
+             "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | --- |"]
     for v in result["variants"]:
         sd = v["sd"]["test"]
         lines.append(f"| {v['kind']} | {v['variant']} | {v['mean']['train']:+.3f} | {v['mean']['val']:+.3f} | "
                      f"{v['mean']['test']:+.3f}" + ("" if sd is None else f" ({sd:.3f})") + " | "
                      + ", ".join(f"{s['test']:+.3f}" for s in v["by_seed"].values()) + " | "
-                     + spread_cell(v) + " | " + " ".join(str(f["best_epoch"]) for f in v["fits"]) + " |")
+                     + spread_cell(v) + " | " + lowvol_cell(v) + " | "
+                     + " ".join(str(f["best_epoch"]) for f in v["fits"]) + " |")
     lines += ["", "Overrides: " + "; ".join(f"{v['variant']}: {' '.join(v['overrides']) or '(none)'}"
                                            for v in result["variants"]) + "."]
     return "\n".join(lines) + "\n"

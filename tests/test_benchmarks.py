@@ -346,6 +346,9 @@ def test_the_screen_scores_each_fit_on_the_folds_before_the_development_period(s
         spreads = pd.DataFrame([f["spread"] for f in variant["fits"]])  # 3-day returns: well inside +-20 %
         assert spreads.notna().all().all() and (spreads.abs() < 0.2).all().all()
         assert variant["test_spread"] == pytest.approx(spreads["test"].mean())
+        lowvol = pd.DataFrame([f["lowvol"] for f in variant["fits"]])
+        assert lowvol.notna().all().all() and (lowvol.abs() < 1).all().all()
+        assert variant["test_lowvol"] == pytest.approx(lowvol["test"].mean())
     # A warm-started, seeded fit on its own train windows ranks them better than on days it never saw, and its
     # top fifth of them earns more than its bottom fifth.
     assert default["mean"]["train"] > default["mean"]["val"]
