@@ -16,9 +16,11 @@ a random share of the train windows per epoch (`train_fraction`), train-only aug
 (`augment`, datamodules/augment.py), for the TCN intraday training windows (`stride_hours`), and other
 horizons' labels beside the primary one for heads that learn them (`aux_labels`: a train window's class of
 each, IGNORE where it is unknown or would end past the validation window's first hour), and what a listwise
-loss ranks the train windows by (`train_target`: the forward return, or `scaled`: the forward return less its
+loss ranks the train windows by (`train_target`: the forward return; `scaled`: the forward return less its
 timestamp's mean over the coins, over the coin's trailing residual volatility x sqrt(horizon), so a wild coin's
-move counts in its own units, as the label classes it).
+move counts in its own units, as the label classes it; `volatility_neutral`: the forward return's rank at its
+timestamp less its least-squares fit on the rank of that volatility, what the return holds beyond the
+low-volatility factor, as the book's `neutralize: volatility` ranks the score).
 Validation and test samples stay the daily decision rows that are served and stacked.
 """
 
@@ -36,6 +38,7 @@ from torch.utils.data import DataLoader
 from datamodules.augment import Augment
 from datamodules.context import coin_specific, context_names, input_frame
 from datamodules.samplers import DayBatchSampler, FractionSampler
+from datamodules.targets import TRAIN_TARGETS, scaled, volatility_neutral
 from datamodules.windows import IGNORE, WindowDataset, window_end_mask
 from features.build import FeatureFrames, label_horizon_days, load_feature_frames
 from features.rolling import trailing
@@ -43,7 +46,6 @@ from splits import Fold, Normalizer
 from splits.artifacts import folds_from_config
 
 PARTS = ("train", "val", "test")
-TRAIN_TARGETS = ("return", "scaled")
 
 
 class FoldWindowDataModule(L.LightningDataModule):
@@ -58,8 +60,8 @@ class FoldWindowDataModule(L.LightningDataModule):
     column_set: str = ""  # which of FeatureFrames.columns the windows hold, unless `columns` is given
     channels_first: bool = False
     bar: pd.Timedelta = pd.Timedelta(0)
-    # The coin's trailing residual volatility (train_target=scaled): the std of this per-bar residual log return
-    # (coin less market) over `volatility_bars` bars, per day (x sqrt(bars a day)).
+    # The coin's trailing residual volatility (train_target scaled and volatility_neutral): the std of this per-bar
+    # residual log return (coin less market) over `volatility_bars` bars, per day (x sqrt(bars a day)).
     residual_column: str = ""
     volatility_bars: int = 0
     bars_per_day: int = 1
@@ -218,8 +220,10 @@ class FoldWindowDataModule(L.LightningDataModule):
                 # Forward returns rank a timestamp's coins (the daily rank IC, a listwise loss); the group names it.
                 group = pd.factorize(self.samples[part]["decision_time"])[0]
                 ret = forward[ends]
-                if part == "train" and self.train_target == "scaled":
-                    ret = self._scaled(ret, group, frame, ends, horizon.days)
+                if part == "train" and self.train_target != "return":
+                    volatility = self._volatility(frame, ends)
+                    ret = (scaled(ret, group, volatility, horizon.days) if self.train_target == "scaled"
+                           else volatility_neutral(ret, group, volatility))
                 extras |= {"ret": torch.from_numpy(ret).to(device), "group": torch.from_numpy(group).to(device)}
             augment = None
             if part == "train" and self.augment is not None:
@@ -240,15 +244,10 @@ class FoldWindowDataModule(L.LightningDataModule):
         gc.collect()
         gc.freeze()
 
-    def _scaled(self, ret: np.ndarray, group: np.ndarray, frame: pd.DataFrame, ends: np.ndarray,
-                days: int) -> np.ndarray:
-        """(samples,) float32: each window's forward return less its timestamp's mean over the windows, over its
-        coin's trailing residual volatility x sqrt(days), known at the window's end (NaN where too short)."""
-        bars = frame[self.residual_column]
-        daily_volatility = trailing(bars, frame["symbol"], self.volatility_bars, "std").to_numpy()[ends] * np.sqrt(
-            self.bars_per_day)
-        mean = pd.Series(ret, dtype="float64").groupby(group).transform("mean").to_numpy()
-        return ((ret - mean) / (daily_volatility * np.sqrt(days))).astype("float32")
+    def _volatility(self, frame: pd.DataFrame, ends: np.ndarray) -> np.ndarray:
+        """(samples,) each window's coin's trailing daily residual volatility, known at its end (NaN: too short)."""
+        std = trailing(frame[self.residual_column], frame["symbol"], self.volatility_bars, "std").to_numpy()
+        return std[ends] * np.sqrt(self.bars_per_day)
 
     def _aux_classes(self, frame: pd.DataFrame, ends: np.ndarray, ts, ends_by: pd.Timestamp) -> np.ndarray:
         """(samples, H) int64: each window's class of each aux label, IGNORE where it is missing or its horizon

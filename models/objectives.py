@@ -27,6 +27,7 @@ import torch
 from features.labels import BUY, SELL
 
 LISTWISE = ("softmax", "rank_corr", "return_corr")
+TARGETS = ("return", "scaled", "volatility_neutral")  # what the listwise loss ranks (datamodules.targets)
 
 
 def class_score(logits: torch.Tensor) -> torch.Tensor:
@@ -126,7 +127,9 @@ class Objective:
     `day_batches`: train batches of whole timestamps (the datamodule reads it); a listwise loss needs them.
     `target`: what the listwise loss ranks the train windows by (the datamodule serves it): `return`, the forward
     return, or `scaled`, the forward return less its timestamp's mean over its coin's trailing residual volatility
-    (datamodules.fold_windows), a target the wildest coins cannot dominate by their size alone.
+    (datamodules.fold_windows), a target the wildest coins cannot dominate by their size alone, or
+    `volatility_neutral`, the return's day rank less its fit on that volatility's rank (beyond the low-volatility
+    factor).
     `aux_labels`: other label columns (other horizons) a head each learns beside the primary, their cross-entropies'
     mean added times `aux_weight` (the datamodule serves them with the train windows).
     """
@@ -152,9 +155,9 @@ class Objective:
             raise ValueError(f"objective needs 0 <= listwise_weight <= 1 and temperature > 0: {self}")
         if self.clip is not None and (self.listwise != "return_corr" or self.clip <= 0):
             raise ValueError(f"objective.clip winsorises return_corr's returns and must be > 0: {self}")
-        if self.target not in ("return", "scaled") or (self.target == "scaled" and not self.ranks):
-            raise ValueError(f"objective.target must be 'return' or 'scaled', and 'scaled' is what a listwise loss "
-                             f"(listwise_weight > 0) ranks: {self}")
+        if self.target not in TARGETS or (self.target != "return" and not self.ranks):
+            raise ValueError(f"objective.target must be one of {TARGETS}, and any but 'return' is what a listwise "
+                             f"loss (listwise_weight > 0) ranks: {self}")
         if self.listwise_weight > 0 and not self.day_batches:
             raise ValueError("a listwise loss ranks each timestamp's coins: it needs objective.day_batches=true")
 

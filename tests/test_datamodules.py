@@ -415,3 +415,27 @@ def test_a_scaled_train_target_is_each_coins_move_in_its_own_volatility_and_vali
     assert not (np.argsort(scaled[at]) == np.argsort(raw[at])).all()
     with pytest.raises(ValueError, match="train_target"):
         cls(**_groups(), fold=FOLD, train_target="sharpe", frames=frames)
+
+
+def test_a_volatility_neutral_target_is_the_books_residual_rank_of_the_return_per_timestamp(frames):
+    """datamodules.targets.volatility_neutral on long arrays equals backtest.ranked's residual ranks (the book's
+    neutralize: volatility) on the same days x coins frame, and holds nothing linear in the volatility's rank."""
+    from backtest.ranked import _residual_ranks
+    from datamodules.targets import volatility_neutral
+
+    daily = frames.daily[["symbol", "ts", "fwd_ret_3d", "volatility_30d"]]
+    group = pd.factorize(daily["ts"])[0]
+    ret, vol = daily["fwd_ret_3d"].to_numpy(), daily["volatility_30d"].to_numpy()
+    long = volatility_neutral(ret, group, vol)
+    wide = _residual_ranks(daily.pivot(index="ts", columns="symbol", values="fwd_ret_3d"),
+                           daily.pivot(index="ts", columns="symbol", values="volatility_30d"))
+    expected = wide.stack().dropna().rename("expected").reset_index()
+    got = daily.assign(got=long).merge(expected, on=["ts", "symbol"])
+    assert len(got) == np.isfinite(long).sum() > 2000
+    np.testing.assert_allclose(got["got"], got["expected"], atol=1e-6)
+    both = np.isfinite(long)
+    frame = pd.DataFrame({"g": group[both], "r": long[both],
+                          "v": pd.Series(vol[both]).groupby(group[both]).rank(pct=True).to_numpy()})
+    covariance = frame.groupby("g").apply(lambda d: ((d.r - d.r.mean()) * (d.v - d.v.mean())).sum(),
+                                          include_groups=False)
+    assert covariance.abs().max() < 1e-6
