@@ -109,6 +109,8 @@ class FoldWindowDataModule(L.LightningDataModule):
         if train_target not in TRAIN_TARGETS:
             raise ValueError(f"train_target must be one of {TRAIN_TARGETS}, got {train_target!r}")
         self.train_target = train_target
+        if train_target != "return" and not self.day_batches:
+            raise ValueError(f"train_target={train_target} is what a listwise loss ranks: it needs day_batches=true")
         if self.label in self.aux_labels:
             raise ValueError(f"aux_labels {list(self.aux_labels)} repeat the primary label {self.label}")
         if self.aux_labels and self.augment is not None and self.augment.mix > 0:

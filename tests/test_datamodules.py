@@ -415,6 +415,8 @@ def test_a_scaled_train_target_is_each_coins_move_in_its_own_volatility_and_vali
     assert not (np.argsort(scaled[at]) == np.argsort(raw[at])).all()
     with pytest.raises(ValueError, match="train_target"):
         cls(**_groups(), fold=FOLD, train_target="sharpe", frames=frames)
+    with pytest.raises(ValueError, match="day_batches"):
+        cls(**_groups(), fold=FOLD, train_target="scaled", frames=frames)
 
 
 def test_a_volatility_neutral_target_is_the_books_residual_rank_of_the_return_per_timestamp(frames):
