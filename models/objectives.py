@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 import torch
 
+from datamodules.targets import TRAIN_TARGETS
 from features.labels import BUY, SELL
 
 LISTWISE = ("softmax", "rank_corr", "return_corr")
-TARGETS = ("return", "scaled", "volatility_neutral")  # what the listwise loss ranks (datamodules.targets)
 
 
 def class_score(logits: torch.Tensor) -> torch.Tensor:
@@ -155,9 +155,9 @@ class Objective:
             raise ValueError(f"objective needs 0 <= listwise_weight <= 1 and temperature > 0: {self}")
         if self.clip is not None and (self.listwise != "return_corr" or self.clip <= 0):
             raise ValueError(f"objective.clip winsorises return_corr's returns and must be > 0: {self}")
-        if self.target not in TARGETS or (self.target != "return" and not self.ranks):
-            raise ValueError(f"objective.target must be one of {TARGETS}, and any but 'return' is what a listwise "
-                             f"loss (listwise_weight > 0) ranks: {self}")
+        if self.target not in TRAIN_TARGETS or (self.target != "return" and not self.ranks):
+            raise ValueError(f"objective.target must be one of {TRAIN_TARGETS}, and any but 'return' is what a "
+                             f"listwise loss (listwise_weight > 0) ranks: {self}")
         if self.listwise_weight > 0 and not self.day_batches:
             raise ValueError("a listwise loss ranks each timestamp's coins: it needs objective.day_batches=true")
 
