@@ -6,11 +6,13 @@
 Each variant (`name` or `name=override,override,...`, train.py's overrides; a list value keeps its commas)
 trains the kind on every fold whose test window ends before the development period (2021-02-20: folds 0-5 on
 ../shared/data, 84 test days), each
-fold warm-started from the one before as the main job chains them, once per seed. For every fit it scores the
+fold warm-started from the one before as the main job chains them (`--cold`: each from scratch, which says
+whether a fresh net keeps learning past one pass), once per seed. For every fit it scores the
 daily rank IC of p(BUY) - p(SELL) against the label's forward return on the fit's own train, validation and
 test windows, the daily quintile spread (the top fifth's mean forward return less the bottom fifth's: what the
 ranked book's legs are paid before costs, where the IC counts only order), and keeps its learning curve; per
-variant: the means over folds, per seed and over seeds. A screen
+variant: the means over folds, per seed and over seeds, and the validation IC's mean by epoch with the share of
+fits whose best validation IC came after the first epoch (whether a recipe keeps learning). A screen
 says which candidates deserve a plan: it is no result, and the development years judge them
 (`benchmarks/harness.py`). Written to benchmarks/results/screen/<name>.json and .md. The shipped sample starts
 in December 2022: it has no such fold, and the screen says so.
@@ -98,8 +100,9 @@ def part_scores(cfg, artifact, frames) -> dict[str, dict[str, float]]:
 
 
 def screen(kind: str, name: str, overrides: list[str], seeds: list[int], frames, artifacts: Path,
-           data: list[str]) -> dict:
-    """The variant's fits over the screened folds, once per seed (`data`: the data overrides all share)."""
+           data: list[str], cold: bool = False) -> dict:
+    """The variant's fits over the screened folds, once per seed (`data`: the data overrides all share; `cold`:
+    no fold starts from the one before)."""
     fits, folds = [], [f.index for f in screened_folds(config(kind, [*data, *overrides]), frames)]
     for seed in seeds:
         previous = None
@@ -107,7 +110,7 @@ def screen(kind: str, name: str, overrides: list[str], seeds: list[int], frames,
             cfg = config(kind, [f"fold={fold}", f"seed={seed}", f"paths.artifacts_dir={artifacts}",
                                 f"paths.output_dir={artifacts / 'runs' / name / str(seed) / str(fold)}",
                                 "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false",
-                                *([f"init_from={previous}"] if previous else []), *data, *overrides])
+                                *([f"init_from={previous}"] if previous and not cold else []), *data, *overrides])
             started = time.perf_counter()
             artifact = train_extractor(cfg, frames=frames)
             previous = artifact.path
@@ -132,6 +135,21 @@ def screen(kind: str, name: str, overrides: list[str], seeds: list[int], frames,
             "test_lowvol": float(np.mean(list(lowvol.values())))}
 
 
+def learning(fits: list[dict]) -> tuple[list[float], float | None]:
+    """The fits' mean validation IC by epoch (over the fits that ran it) and the share of fits of more than one
+    epoch whose best validation IC came after the first (None: every fit ran one epoch)."""
+    curves = [f["val_ic_by_epoch"] for f in fits]
+    by_epoch = [float(np.mean([c[e] for c in curves if len(c) > e])) for e in range(max(map(len, curves)))]
+    longer = [c for c in curves if len(c) > 1]
+    return by_epoch, (float(np.mean([int(np.argmax(c)) > 0 for c in longer])) if longer else None)
+
+
+def learning_cells(variant: dict) -> str:
+    """`val IC by epoch | best after epoch 1` table cells (one epoch: the first alone and a blank share)."""
+    by_epoch, later = learning(variant["fits"])
+    return " → ".join(f"{v:+.3f}" for v in by_epoch) + " | " + ("" if later is None else f"{100 * later:.0f} %")
+
+
 def spread_cell(variant: dict) -> str:
     """The test quintile spread in %, with its sd over seeds (results written before the spread: blank)."""
     if "test_spread" not in variant:
@@ -148,20 +166,23 @@ def lowvol_cell(variant: dict) -> str:
 def render(result: dict) -> str:
     lines = [f"# Extractor screen `{result['name']}` (benchmarks/screen.py)", "",
              f"Folds {result['folds']} (test days {result['test_days']}, before the development period), "
-             f"warm-started in order, seeds {result['seeds']}; {result['seconds']:.0f} s on {result['device']}. "
+             + ("each from scratch" if result.get("cold") else "warm-started in order")
+             + f", seeds {result['seeds']}; {result['seconds']:.0f} s on {result['device']}. "
              "Daily rank IC of p(BUY) − p(SELL) against the label's forward return, and the test days' quintile "
              "spread (top fifth's mean forward return less the bottom fifth's, before costs), means over folds; "
              "low-vol: the test days' rank correlation of the score with the low-volatility factor (`lowvol_30d`, "
-             "how much of the score is \"calm coins do better\"); a screen, not a result.", "",
+             "how much of the score is \"calm coins do better\"); val IC by epoch: the fits' mean validation IC after "
+             "each epoch, and the share of fits whose best validation IC came after the first; best epochs: the "
+             "kept epoch of each fit (by the monitor); a screen, not a result.", "",
              "| kind | variant | train IC | val IC | test IC (sd over seeds) | test IC by seed | test spread % (sd) "
-             "| low-vol | best epochs |",
-             "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | --- |"]
+             "| low-vol | val IC by epoch | best after epoch 1 | best epochs |",
+             "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | --- | ---: | --- |"]
     for v in result["variants"]:
         sd = v["sd"]["test"]
         lines.append(f"| {v['kind']} | {v['variant']} | {v['mean']['train']:+.3f} | {v['mean']['val']:+.3f} | "
                      f"{v['mean']['test']:+.3f}" + ("" if sd is None else f" ({sd:.3f})") + " | "
                      + ", ".join(f"{s['test']:+.3f}" for s in v["by_seed"].values()) + " | "
-                     + spread_cell(v) + " | " + lowvol_cell(v) + " | "
+                     + spread_cell(v) + " | " + lowvol_cell(v) + " | " + learning_cells(v) + " | "
                      + " ".join(str(f["best_epoch"]) for f in v["fits"]) + " |")
     lines += ["", "Overrides: " + "; ".join(f"{v['variant']}: {' '.join(v['overrides']) or '(none)'}"
                                            for v in result["variants"]) + "."]
@@ -174,6 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variant", action="append", required=True, help="name or name=override,override,...")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2])
     parser.add_argument("--name", default=None, help="the results' file name (default: the kind)")
+    parser.add_argument("--cold", action="store_true", help="every fold's fit from scratch (default: warm-started)")
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--artifacts-dir", type=Path, default=ROOT / "artifacts" / "screen")
     parser.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results" / "screen")
@@ -189,9 +211,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"{args.data_dir}: no fold's test window ends before the development period "
                          f"({PERIODS[DEVELOPMENT][0]:%Y-%m-%d}): nothing to screen on")
     started = time.perf_counter()
-    variants = [screen(args.kind, name, overrides, args.seeds, frames, args.artifacts_dir, data)
+    variants = [screen(args.kind, name, overrides, args.seeds, frames, args.artifacts_dir, data, args.cold)
                 for name, overrides in map(parse_variant, args.variant)]
-    result = {"name": args.name or args.kind, "folds": [f.index for f in folds], "seeds": args.seeds,
+    result = {"name": args.name or args.kind, "folds": [f.index for f in folds], "seeds": args.seeds, "cold": args.cold,
               "test_days": f"{folds[0].test_start:%Y-%m-%d} .. {folds[-1].test_end:%Y-%m-%d}",
               "device": f"trainer {base.trainer.accelerator}, {torch.get_num_threads()} threads",
               "seconds": round(time.perf_counter() - started, 1), "variants": variants}

@@ -11,7 +11,12 @@ trained on can add a per-timestamp listwise ranking loss on its score s = logit(
   themselves (winsorised at `clip` cross-sectional standard deviations, or not): a book whose weights are
   linear in the rank is paid the returns' magnitudes, not their order. Spearman pays for ordering the typical
   coin, and a rank-trained extractor learns the low-volatility factor (run 39); the ranked book is paid the
-  mean of its extremes, which this loss sees.
+  mean of its extremes, which this loss sees;
+- `book`: minus the soft quintile book's pay over the timestamp's return standard deviation: the mean forward
+  return of the coins whose soft rank of s falls in the top k less that of the bottom k (k = max(1, floor(0.2 x
+  coins)), as the ranked book picks its legs; each leg's edge soft over temperature x k ranks). Only the
+  extremes count, each coin by its whole return, as the book is paid: a wild coin ranked at the bottom costs
+  what it costs the short leg.
 
 A batch is many timestamps (datamodules.samplers.DayBatchSampler keeps each whole); every function works
 on the (B, B) mask of pairs that share a timestamp, with no loop over timestamps. Each timestamp with at
@@ -27,7 +32,8 @@ import torch
 from datamodules.targets import TRAIN_TARGETS
 from features.labels import BUY, SELL
 
-LISTWISE = ("softmax", "rank_corr", "return_corr")
+LISTWISE = ("softmax", "rank_corr", "return_corr", "book")
+BOOK_SHARE = 0.2  # each leg's share of the day's coins, as the ranked book's default quantile
 
 
 def class_score(logits: torch.Tensor) -> torch.Tensor:
@@ -73,11 +79,17 @@ def listwise_softmax_loss(score: torch.Tensor, ret: torch.Tensor, group: torch.T
     return _per_group_mean(-target * _masked_log_softmax(score, mask), size, keep)
 
 
+def _soft_ranks(score: torch.Tensor, weights: torch.Tensor, temperature: float) -> torch.Tensor:
+    """(B,) 1-based soft ranks of `score` within each row's group (`weights`: the (B, B) pair mask as floats):
+    0.5 plus the sum of sigmoids of its differences with the group's members / temperature (itself included)."""
+    return 0.5 + (torch.sigmoid((score[:, None] - score[None, :]) / temperature) * weights).sum(1)
+
+
 def _soft_rank_correlation(score: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, size: torch.Tensor,
                            temperature: float) -> torch.Tensor:
     """(B,) the Pearson correlation, in each row's group (`weights`: the (B, B) pair mask as floats, `size`: its
     row sums), of soft ranks of `score` with `target`."""
-    soft_rank = 0.5 + (torch.sigmoid((score[:, None] - score[None, :]) / temperature) * weights).sum(1)  # (B,)
+    soft_rank = _soft_ranks(score, weights, temperature)  # (B,)
     a = soft_rank - weights @ soft_rank / size  # (B,) centred within the timestamp
     b = target - weights @ target / size
     return (weights @ (a * b)) / torch.sqrt((weights @ a**2) * (weights @ b**2) + 1e-12)
@@ -117,12 +129,32 @@ def return_correlation_loss(score: torch.Tensor, ret: torch.Tensor, group: torch
     return _per_group_mean(-corr / size, size, keep)
 
 
+def book_loss(score: torch.Tensor, ret: torch.Tensor, group: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """Minus the per-timestamp soft quintile book's pay, the top k's mean `ret` less the bottom k's, over the
+    timestamp's standard deviation of `ret` (k = max(1, floor(BOOK_SHARE x its coins)))."""
+    valid = torch.isfinite(ret)
+    weights = pair_mask(group, valid).float()  # (B, B)
+    size = weights.sum(1)  # (B,)
+    keep = valid & (size >= 2)
+    ret = torch.nan_to_num(ret, nan=0.0)
+    rank = _soft_ranks(score, weights, temperature)  # (B,) in [1, size]
+    k = torch.floor(BOOK_SHARE * size).clamp(min=1)  # (B,) i's group's leg size
+    edge = temperature * k  # ranks over which a leg's edge softens: hard as temperature -> 0
+    top = torch.sigmoid((rank - (size - k + 0.5)) / edge) * keep  # (B,) membership of the long leg
+    bottom = torch.sigmoid((k + 0.5 - rank) / edge) * keep  # (B,) of the short leg
+    leg_weight = top / (weights @ top).clamp(min=1e-12) - bottom / (weights @ bottom).clamp(min=1e-12)  # (B,)
+    mean = weights @ ret / size
+    sd = torch.sqrt(((weights @ ret**2) / size - mean**2).clamp(min=0)) + 1e-12  # the day's, population
+    return _per_group_mean(-leg_weight * ret / sd, size, keep)
+
+
 @dataclass(frozen=True)
 class Objective:
     """What a fit minimises: (1 - listwise_weight) * class cross-entropy + listwise_weight * `listwise` loss, where
     the class cross-entropy is the primary head's plus aux_weight times the aux heads' mean (with `aux_labels`).
 
     listwise_weight 0 is the cross-entropy alone (today's fits, bit for bit); 1 the listwise loss alone.
+    `listwise`: one of LISTWISE (softmax, rank_corr, return_corr, book: the module's docstring says what each pays).
     `clip`: return_corr's winsorisation of each timestamp's returns, in its standard deviations (null: none).
     `day_batches`: train batches of whole timestamps (the datamodule reads it); a listwise loss needs them.
     `target`: what the listwise loss ranks the train windows by (the datamodule serves it): `return`, the forward
@@ -169,6 +201,8 @@ class Objective:
         score, ret = class_score(logits.float()), ret.float()
         if self.listwise == "return_corr":
             return return_correlation_loss(score, ret, group, self.temperature, self.clip)
+        if self.listwise == "book":
+            return book_loss(score, ret, group, self.temperature)
         loss = listwise_softmax_loss if self.listwise == "softmax" else rank_correlation_loss
         return loss(score, ret, group, self.temperature)
 

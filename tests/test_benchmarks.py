@@ -324,6 +324,38 @@ def test_the_screen_refuses_data_without_a_fold_before_the_development_period(tm
                      "--results-dir", str(tmp_path)])
 
 
+def test_the_screen_chains_warm_starts_unless_cold_and_says_whether_the_validation_ic_kept_rising(monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    from types import SimpleNamespace
+
+    from benchmarks import screen
+
+    curves = iter([[0.05, 0.02], [0.01, 0.03, 0.04], [0.02]] * 2)  # best after the first epoch: 1 of 2 fits
+    started_from = []
+
+    def fit(cfg, frames):
+        started_from.append(cfg.get("init_from"))
+        curve = next(curves)
+        return SimpleNamespace(path=f"fold{cfg.fold}", meta={"metrics": {
+            "best_epoch": 0, "epochs": len(curve), "learning_curve": [{"val_ic": v} for v in curve]}})
+
+    scores = {"ic": dict.fromkeys(screen.PARTS, 0.01), "spread": dict.fromkeys(screen.PARTS, 0.0),
+              "lowvol": dict.fromkeys(screen.PARTS, 0.1)}
+    monkeypatch.setattr(screen, "screened_folds", lambda cfg, frames: [SimpleNamespace(index=i) for i in (3, 4, 5)])
+    monkeypatch.setattr(screen, "train_extractor", fit)
+    monkeypatch.setattr(screen, "part_scores", lambda cfg, artifact, frames: scores)
+    warm = screen.screen("lstm", "w", [], [42], None, Path("/tmp/unused"), [])
+    assert started_from == [None, "fold3", "fold4"]
+    started_from.clear()
+    cold = screen.screen("lstm", "c", [], [42], None, Path("/tmp/unused"), [], cold=True)
+    assert started_from == [None, None, None]
+    for variant in (warm, cold):
+        by_epoch, later = screen.learning(variant["fits"])
+        assert by_epoch == pytest.approx([(0.05 + 0.01 + 0.02) / 3, (0.02 + 0.03) / 2, 0.04]) and later == 0.5
+        assert screen.learning_cells(variant) == "+0.027 → +0.025 → +0.040 | 50 %"
+    assert screen.learning([{"val_ic_by_epoch": [0.1]}]) == ([0.1], None)  # one epoch: nothing to say
+
+
 @pytest.mark.slow
 def test_the_screen_scores_each_fit_on_the_folds_before_the_development_period(shared_data, tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "path", list(sys.path))
@@ -353,7 +385,8 @@ def test_the_screen_scores_each_fit_on_the_folds_before_the_development_period(s
     # top fifth of them earns more than its bottom fifth.
     assert default["mean"]["train"] > default["mean"]["val"]
     assert pd.DataFrame([f["spread"] for f in money["fits"]])["train"].mean() > 0
-    assert "| lstm | twice |" in (tmp_path / "smoke.md").read_text()
+    [twice_row] = [line for line in (tmp_path / "smoke.md").read_text().splitlines() if line.startswith("| lstm | twice |")]
+    assert twice_row.count(" → ") == 1 and " % |" in twice_row  # the validation IC after each of its 2 epochs
 
 
 def test_the_named_experiment_is_the_candidate_run_41_measured():

@@ -14,6 +14,7 @@ from models import ExtractorModule, ExtractorOutput, LSTMExtractor, TCNExtractor
 from models.ensemble import SeedEnsemble, member_state
 from models.objectives import (
     Objective,
+    book_loss,
     class_score,
     group_ranks,
     listwise_softmax_loss,
@@ -314,6 +315,37 @@ def test_return_correlation_loss_pays_the_returns_magnitude_where_spearman_pays_
     assert float(clipped) < float(return_correlation_loss(score, ret, group, 1e-4))
     score.requires_grad_(True)
     return_correlation_loss(score, ret, group, 0.5, clip=2.0).backward()
+    assert (score.grad.abs() > 0).all()
+
+
+def test_book_loss_is_minus_the_quintile_books_pay_over_the_days_spread_at_a_small_temperature():
+    import pandas as pd
+
+    from evaluation.statistics import daily_quintile_spread
+
+    torch.manual_seed(5)
+    sizes = [11, 5, 1, 7]  # legs of 2, 1 and 1 coins; the lone coin's timestamp does not count
+    group = _groups_of(sizes)
+    score, ret = torch.randn(len(group)), torch.randn(len(group))
+    ret[3] = float("nan")  # left out of its timestamp: 10 coins, legs of 2
+    frame = pd.DataFrame({"date": group.numpy(), "score": score.numpy(), "target": ret.double().numpy()})
+    spread = daily_quintile_spread(frame, target="target")  # the book's legs, picked as it picks them
+    sd = frame.dropna().groupby("date")["target"].std(ddof=0)
+    expected = -(spread / sd[spread.index]).mean()
+    assert list(spread.index) == [0, 1, 3]
+    assert float(book_loss(score, ret, group, temperature=1e-4)) == pytest.approx(expected, abs=1e-4)
+    # One coin explodes: ranked lowest it costs the short leg its whole return; Spearman barely minds.
+    ret = torch.tensor([0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 2.0])
+    score = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 0.0])
+    group = torch.zeros(10, dtype=torch.long)
+    assert float(rank_correlation_loss(score, ret, group, 1e-4)) < -0.2  # a good order: Spearman +0.45
+    assert float(book_loss(score, ret, group, 1e-4)) > 1.0  # the book pays (0.085 - 1.005) / 0.59 < -1
+    assert float(book_loss(-score, ret, group, 1e-4)) < -1.0  # the explosion in the long leg
+    logits = torch.stack([-score / 2, torch.zeros(10), score / 2], 1)  # logit(BUY) - logit(SELL) = score
+    objective = Objective(listwise="book", listwise_weight=0.5, day_batches=True)
+    assert float(objective.ranking_loss(logits, ret, group)) == pytest.approx(float(book_loss(score, ret, group, 1.0)))
+    score.requires_grad_(True)
+    book_loss(score, ret, group, 0.5).backward()
     assert (score.grad.abs() > 0).all()
 
 
