@@ -9,8 +9,9 @@ Stages, all from one config (so `data.*` and `paths.*` given once reach every st
 1. data plane: load and validate the bars, apply the gap policy, build features, labels and folds;
 2. extractors: train the LSTM and the TCN on every `pipeline.retrain_every_folds`-th fold up to the
    last evaluated one (earlier folds too: their out-of-sample outputs are the meta-learner's
-   training rows), each warm-started from the previous one with `pipeline.warm_start`; an artifact
-   with the same content key (config, data, fold, seed, initial weights) is reused;
+   training rows), each warm-started from the previous one with `pipeline.warm_start` (per kind:
+   `extractors.<kind>.warm_start`); an artifact with the same content key (config, data, fold, seed,
+   initial weights) is reused;
 3. backfill: their embeddings and raw logits into the feature store (a plan already committed is
    skipped);
 4. Trishula: the meta-learner per evaluated fold, the evaluation against its parts and the factor
@@ -40,9 +41,9 @@ from rich.console import Console
 from rich.table import Table
 
 from backfill import run_backfill
-from backtest import BacktestResult, run_strategy, write_backtest
+from backtest import BacktestResult, DailyPanel, run_strategy, write_backtest
 from cli import command, console
-from evaluation import run_payoff, write_report
+from evaluation import run_payoff, served_panel, write_report
 from evaluation.cells import format_number, format_percent
 from evaluation.report import blend_line
 from features.build import FeatureFrames, build_feature_frames
@@ -259,6 +260,12 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
 
 
+def warm_starts(cfg: DictConfig, kind: str) -> bool:
+    """Whether a kind's fits start from its previous fold's weights: its model's warm_start, else the job's."""
+    own = cfg.extractors[kind].get("warm_start")
+    return bool(cfg.pipeline.warm_start if own is None else own)
+
+
 def train_stage(cfg: DictConfig, frames: FeatureFrames, folds: list, out: Path) -> dict[str, list[ExtractorArtifact]]:
     """The extractors the run uses, per kind: reused when their content key is known, else trained."""
     if str(cfg.trainer.get("strategy", "")).startswith("ddp"):
@@ -273,7 +280,7 @@ def train_stage(cfg: DictConfig, frames: FeatureFrames, folds: list, out: Path) 
         in_use[kind] = []
         for fold in folds:
             run_cfg = _train_cfg(cfg, kind, fold.index, out)
-            if cfg.pipeline.warm_start and in_use[kind]:
+            if warm_starts(cfg, kind) and in_use[kind]:
                 run_cfg.init_from = str(in_use[kind][-1].path)  # the previous trained fold's weights
             key = content_key(run_cfg)
             if key in known:
@@ -302,11 +309,13 @@ def extractor_folds(cfg: DictConfig, evaluated: list, all_folds: list) -> list:
     return [f for f in all_folds if f.index <= last and f.index % every == 0]
 
 
-def backtest_stage(cfg: DictConfig, frames: FeatureFrames, grid: pd.DataFrame, signals: pd.DataFrame, out: Path):
-    """The configured strategy (`backtest=ranked` or `trailing_j`) on the signals; backtest.json and its table."""
+def backtest_stage(cfg: DictConfig, frames: FeatureFrames, grid: pd.DataFrame, signals: pd.DataFrame, out: Path,
+                   panel: DailyPanel | None = None):
+    """The configured strategy (`backtest=ranked` or `trailing_j`) on the signals; backtest.json and its table.
+    `panel`: the bars' daily panel for the strategy (`evaluation.served_panel`), when the caller has built it."""
     bt_cfg = OmegaConf.to_container(cfg.backtest, resolve=True)
     regime_inputs = frames.daily.groupby("ts")[list(frames.columns["regime"])].first()
-    result = run_strategy(bt_cfg, signals, grid, regime_inputs)
+    result = run_strategy(bt_cfg, signals, grid, regime_inputs, panel=panel)
     write_backtest(result, out)
     return result
 
@@ -338,7 +347,8 @@ def main(cfg: DictConfig) -> None:
     if until == "stack":
         return
     console.rule("backtest")
-    result = backtest_stage(cfg, frames, grid, run.signals, out)
+    panel = served_panel(grid, cfg.backtest)  # read by the backtest and by the payoff tables
+    result = backtest_stage(cfg, frames, grid, run.signals, out, panel)
     backtest = result.to_json_dict()
     if until == "backtest":
         return
@@ -346,7 +356,7 @@ def main(cfg: DictConfig) -> None:
     context = report_context(cfg, frames, evaluated, run.predictions)
     trades = result.trades if isinstance(result, BacktestResult) else None  # the ranked book holds positions
     # What the book is paid on each model's score (evaluation.payoff), beside the stack's metrics.
-    metrics = {**run.metrics, "payoff": run_payoff(run.predictions, grid, cfg.backtest)}
+    metrics = {**run.metrics, "payoff": run_payoff(run.predictions, grid, cfg.backtest, panel=panel)}
     write_json_atomic(metrics, out / "metrics.json")
     report = write_report(out, metrics, run.predictions, backtest, trades, context=context)
     _print_results(run.metrics, backtest)

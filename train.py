@@ -195,7 +195,9 @@ def content_key(cfg: DictConfig) -> str:
     source that shapes training (`store.lineage.SOURCES["extractor"]`): after a fix there, nothing
     the old code trained is reused."""
     cfg = with_fit_epochs(cfg)
-    spec = extractor_groups(cfg) | {"model": OmegaConf.to_container(cfg.model, resolve=True)}
+    # The model's warm_start is the main job's choice of init_from, which the key holds as "init" below.
+    model = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "warm_start"}
+    spec = extractor_groups(cfg) | {"model": model}
     spec["split"] = {k: v for k, v in spec["split"].items() if k not in ("first_test_date", "last_test_date")}
     # The data by content, not by where it lies (the daily command serves the same bars from its history).
     spec["data"] = {k: spec["data"].get(k) for k in ("gaps", "max_gap_hours", "on_bad_symbol")}

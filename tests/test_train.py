@@ -232,7 +232,8 @@ def test_the_gpu_trainer_config_runs_its_bf16_path_on_a_cpu(tmp_path):
 
 
 def test_the_main_job_chains_warm_starts_and_keys_each_fit_by_its_predecessor(tmp_path):
-    """pipeline.warm_start: each fit of a kind starts from the previous one; a changed predecessor changes the key."""
+    """pipeline.warm_start: each fit of a kind starts from the previous one; a changed predecessor changes the key;
+    extractors.<kind>.warm_start overrides it for that kind."""
     from pipeline import _train_cfg, extractor_folds, train_stage
     from splits.artifacts import folds_from_config
     from train import content_key
@@ -254,6 +255,12 @@ def test_the_main_job_chains_warm_starts_and_keys_each_fit_by_its_predecessor(tm
     # Unchanged: both reused, chained the same way.
     again = train_stage(cfg, frames, chosen, tmp_path / "out")["lstm"]
     assert [a.version for a in again] == [first.version, second.version]
+    # The kind's own warm_start overrides the job's: the first fit is the same one (reused), the second is
+    # trained from scratch.
+    cfg.extractors.lstm.warm_start = False
+    cold_first, cold_second = train_stage(cfg, frames, chosen, tmp_path / "out")["lstm"]
+    assert cold_first.version == first.version and cold_second.meta["init_from"] is None
+    assert cold_second.version != second.version
 
 
 def test_a_kinds_train_window_replaces_the_splits_for_that_kind_only(tmp_path):
