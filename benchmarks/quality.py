@@ -68,7 +68,14 @@ import pipeline  # noqa: E402
 from benchmarks import stages  # noqa: E402
 from benchmarks.periods import PERIODS, in_period  # noqa: E402
 from benchmarks.tables import half_years_markdown, payoff_markdown  # noqa: E402
-from evaluation import PREDICTION_COLUMNS, evaluate_predictions, format_number, run_payoff, write_report  # noqa: E402
+from evaluation import (  # noqa: E402
+    PREDICTION_COLUMNS,
+    evaluate_predictions,
+    format_number,
+    run_payoff,
+    served_panel,
+    write_report,
+)
 from evaluation.payoff import by_half_year  # noqa: E402
 from stacking.registry import RUN_FILE  # noqa: E402
 from stacking.run import build_signals  # noqa: E402
@@ -112,9 +119,10 @@ def _period_result(cfg, frames, grid, run, by_scale_signals: dict, out: Path, pe
     if predictions.empty:
         return None
     metrics = evaluate_predictions(predictions[list(PREDICTION_COLUMNS)], horizon_days=3)
-    book = pipeline.backtest_stage(cfg, frames, grid, in_period(run.signals, period), out / period)
+    panel = served_panel(grid, cfg.backtest)
+    book = pipeline.backtest_stage(cfg, frames, grid, in_period(run.signals, period), out / period, panel)
     backtest = book.to_json_dict()
-    payoff = run_payoff(predictions, grid, cfg.backtest)
+    payoff = run_payoff(predictions, grid, cfg.backtest, panel=panel)
     # Trailing J on the same scores and thresholds, z-scored each way (stack.signals.scale).
     trailing = cfg.copy()
     with open_dict(trailing):

@@ -53,7 +53,7 @@ import pipeline  # noqa: E402
 from backtest import BacktestResult, RankedBookResult  # noqa: E402
 from benchmarks import stages  # noqa: E402
 from benchmarks.measure import flops_per_sample, matmul_gflops  # noqa: E402
-from evaluation import run_payoff, write_report  # noqa: E402
+from evaluation import run_payoff, served_panel, write_report  # noqa: E402
 from features.build import FeatureFrames  # noqa: E402
 from models import ExtractorModule  # noqa: E402
 from stacking.registry import RUN_FILE  # noqa: E402
@@ -78,15 +78,17 @@ def _walk_forward(cfg: DictConfig, out: Path, timed: stages.StageTimer) -> tuple
     """Every stage of pipeline.py's main(), each timed."""
     walk = stages.run_through_stack(cfg, out, timed)
 
+    panel = served_panel(walk.grid, cfg.backtest)  # the backtest's and the payoff tables' (pipeline.py's main)
+
     def backtest() -> tuple[BacktestResult | RankedBookResult, dict]:
-        result = pipeline.backtest_stage(cfg, walk.frames, walk.grid, walk.run.signals, out)
+        result = pipeline.backtest_stage(cfg, walk.frames, walk.grid, walk.run.signals, out, panel)
         return result, result.to_json_dict()
 
     result, summary = timed("backtest", backtest)
     trades = result.trades if isinstance(result, BacktestResult) else None
 
     def report() -> None:  # as pipeline.py's report stage: what the book is paid on each score, then the report
-        metrics = {**walk.run.metrics, "payoff": run_payoff(walk.run.predictions, walk.grid, cfg.backtest)}
+        metrics = {**walk.run.metrics, "payoff": run_payoff(walk.run.predictions, walk.grid, cfg.backtest, panel=panel)}
         context = pipeline.report_context(cfg, walk.frames, walk.evaluated, walk.run.predictions)
         write_report(out, metrics, walk.run.predictions, summary, trades, context=context)
 

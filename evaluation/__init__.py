@@ -31,7 +31,7 @@ from evaluation.metrics import (
     score_only_models,
     verdict,
 )
-from evaluation.payoff import payoff_tables, run_payoff
+from evaluation.payoff import payoff_tables, run_payoff, served_panel
 from evaluation.report import write_report
 from evaluation.statistics import (
     TARGET,
@@ -77,6 +77,7 @@ __all__ = [
     "precision_recall",
     "predicted_class",
     "score_only_models",
+    "served_panel",
     "shown_value",
     "verdict",
     "win_rate_by_bin",

@@ -150,12 +150,10 @@ def book_figures(daily: pd.DataFrame, year: int = 365) -> dict[str, object]:
 
 def book_subsets(daily: pd.DataFrame, state: pd.Series, year: int = 365) -> dict[tuple[str, str], dict]:
     """(subset, part) -> `book_figures` of the book's days in it; a day's state is the decision's before it."""
-    held = pd.DataFrame({"half_year": half_year(daily.index),
-                         "state": state.shift(1).reindex(daily.index).to_numpy()}, index=daily.index)
-    parts = {("overall", "all"): daily}
-    parts |= {("half_years", h): daily[held["half_year"] == h] for h in pd.unique(held["half_year"])}
-    parts |= {("market_states", s): daily[held["state"] == s] for s in STATES if (held["state"] == s).any()}
-    return {key: book_figures(days, year) for key, days in parts.items()}
+    held = state.shift(1).reindex(daily.index).to_numpy()
+    figures = {("overall", "all"): book_figures(daily, year)}
+    figures |= {("half_years", row.pop("half_year")): row for row in by_half_year(daily, year)}
+    return figures | {("market_states", s): book_figures(daily[held == s], year) for s in STATES if (held == s).any()}
 
 
 def by_half_year(daily: pd.DataFrame, year: int = 365) -> list[dict[str, object]]:
@@ -227,8 +225,15 @@ def book_panel(hourly: pd.DataFrame, config: RankedBookConfig) -> DailyPanel:
     return daily_panel(hourly, config.volume_days, config.risk_days, config.fill_delay_hours)
 
 
+def served_panel(hourly: pd.DataFrame, backtest_cfg: Mapping) -> DailyPanel:
+    """The daily panel of a run's served book (`served_book_config`): what its backtest and its payoff tables
+    both read, built once (Trailing J's panel is the ranked book's default one)."""
+    return book_panel(hourly, served_book_config(backtest_cfg))
+
+
 def run_payoff(predictions: pd.DataFrame, hourly: pd.DataFrame, backtest_cfg: Mapping,
-               horizon_days: int = 3) -> dict[str, object]:
-    """`payoff_tables` of a run: its predictions, the daily panel of its hourly bars, its served book."""
-    config = served_book_config(backtest_cfg)
-    return payoff_tables(predictions, book_panel(hourly, config), config, horizon_days)
+               horizon_days: int = 3, panel: DailyPanel | None = None) -> dict[str, object]:
+    """`payoff_tables` of a run: its predictions, the daily panel of its hourly bars (`panel`: `served_panel`'s,
+    when the caller has it), its served book."""
+    panel = served_panel(hourly, backtest_cfg) if panel is None else panel
+    return payoff_tables(predictions, panel, served_book_config(backtest_cfg), horizon_days)

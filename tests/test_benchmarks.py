@@ -385,7 +385,8 @@ def test_the_screen_scores_each_fit_on_the_folds_before_the_development_period(s
     # top fifth of them earns more than its bottom fifth.
     assert default["mean"]["train"] > default["mean"]["val"]
     assert pd.DataFrame([f["spread"] for f in money["fits"]])["train"].mean() > 0
-    [twice_row] = [line for line in (tmp_path / "smoke.md").read_text().splitlines() if line.startswith("| lstm | twice |")]
+    rows = (tmp_path / "smoke.md").read_text().splitlines()
+    [twice_row] = [line for line in rows if line.startswith("| lstm | twice |")]
     assert twice_row.count(" → ") == 1 and " % |" in twice_row  # the validation IC after each of its 2 epochs
 
 
