@@ -113,13 +113,12 @@ class Scored:
     backtest: dict
 
 
-def _period_result(cfg, frames, grid, run, by_scale_signals: dict, out: Path, period: str) -> Scored | None:
-    """The period's figures; None when no test row falls in it."""
+def _period_result(cfg, frames, grid, panel, run, by_scale_signals: dict, out: Path, period: str) -> Scored | None:
+    """The period's figures (`panel`: the served book's daily panel of `grid`); None when no test row falls in it."""
     predictions = in_period(run.predictions, period)
     if predictions.empty:
         return None
     metrics = evaluate_predictions(predictions[list(PREDICTION_COLUMNS)], horizon_days=3)
-    panel = served_panel(grid, cfg.backtest)
     book = pipeline.backtest_stage(cfg, frames, grid, in_period(run.signals, period), out / period, panel)
     backtest = book.to_json_dict()
     payoff = run_payoff(predictions, grid, cfg.backtest, panel=panel)
@@ -295,8 +294,9 @@ def main(argv: list[str] | None = None) -> None:
     walk = stages.run_through_stack(cfg, out, timed)
     frames, grid, evaluated, in_use, run = walk.frames, walk.grid, walk.evaluated, walk.in_use, walk.run
     by_scale_signals = signals_by_scale(run)
+    panel = served_panel(grid, cfg.backtest)  # one for every period: the served book's, on the same bars
     scored = timed("evaluation_and_backtest", lambda: {
-        name: _period_result(cfg, frames, grid, run, by_scale_signals, out, name) for name in PERIODS})
+        name: _period_result(cfg, frames, grid, panel, run, by_scale_signals, out, name) for name in PERIODS})
     periods = {name: entry.result for name, entry in scored.items() if entry is not None}
     for name in scored.keys() - periods.keys():
         console.print(f"{name}: no test rows in this run")

@@ -106,15 +106,21 @@ def rank_correlation_loss(score: torch.Tensor, ret: torch.Tensor, group: torch.T
     return _per_group_mean(-corr / size, size, keep)
 
 
+def _group_mean_sd(ret: torch.Tensor, weights: torch.Tensor, size: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B,) each row's group's mean and population standard deviation of `ret` (missing values already 0 and
+    left out by `weights`, the (B, B) pair mask as floats; `size`: its row sums)."""
+    mean = weights @ ret / size
+    # Clamped before the root: a day of equal returns can round its variance below 0.
+    return mean, torch.sqrt(((weights @ ret**2) / size - mean**2).clamp(min=0))
+
+
 def winsorised(ret: torch.Tensor, weights: torch.Tensor, size: torch.Tensor, clip: float | None) -> torch.Tensor:
     """(B,) `ret` with missing values 0 and, when `clip` is set, limited to its group's mean +- clip standard
     deviations (population, over the group's valid members; `weights` and `size` as `_soft_rank_correlation`'s)."""
     ret = torch.nan_to_num(ret, nan=0.0)
     if clip is None:
         return ret
-    mean = weights @ ret / size  # (B,) i's group's mean
-    # Clamped before the root: a day of equal returns can round its variance below 0.
-    sd = torch.sqrt(((weights @ ret**2) / size - mean**2).clamp(min=0))
+    mean, sd = _group_mean_sd(ret, weights, size)
     return torch.minimum(torch.maximum(ret, mean - clip * sd), mean + clip * sd)
 
 
@@ -143,8 +149,7 @@ def book_loss(score: torch.Tensor, ret: torch.Tensor, group: torch.Tensor, tempe
     top = torch.sigmoid((rank - (size - k + 0.5)) / edge) * keep  # (B,) membership of the long leg
     bottom = torch.sigmoid((k + 0.5 - rank) / edge) * keep  # (B,) of the short leg
     leg_weight = top / (weights @ top).clamp(min=1e-12) - bottom / (weights @ bottom).clamp(min=1e-12)  # (B,)
-    mean = weights @ ret / size
-    sd = torch.sqrt(((weights @ ret**2) / size - mean**2).clamp(min=0)) + 1e-12  # the day's, population
+    sd = _group_mean_sd(ret, weights, size)[1] + 1e-12  # the day's
     return _per_group_mean(-leg_weight * ret / sd, size, keep)
 
 
